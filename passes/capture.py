@@ -1,0 +1,84 @@
+"""capture: the model as a torch.fx GraphModule (module-level graph, leaf modules configurable).
+
+The model is deep-copied first, so compiling never touches the user's weights. A GraphModule
+(for instance one siftc compiled before) is copied as it is, not re-traced. When tracing fails,
+the error names the line of the user's code that fx could not follow and says how to fix it.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import traceback
+
+import torch
+import torch.fx
+from torch import nn
+
+from siftc.errors import CaptureError
+from .registry import PassResult, register
+
+_TORCH_DIR = os.path.dirname(torch.__file__)
+
+
+class _Tracer(torch.fx.Tracer):
+    def __init__(self, leaf_modules=()):
+        super().__init__()
+        self.leaf_types = tuple(m for m in leaf_modules if isinstance(m, type))
+        self.leaf_names = {m for m in leaf_modules if isinstance(m, str)}
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if self.leaf_types and isinstance(m, self.leaf_types):
+            return True
+        if qualname in self.leaf_names:
+            return True
+        return super().is_leaf_module(m, qualname)
+
+
+def _user_frame(exc: BaseException):
+    """The innermost traceback frame outside torch: the line fx could not follow."""
+    found = None
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        if not frame.f_code.co_filename.startswith(_TORCH_DIR):
+            found = (frame, lineno)
+    return found
+
+
+def trace(model: nn.Module, leaf_modules=(), concrete_args=None) -> torch.fx.GraphModule:
+    tracer = _Tracer(leaf_modules)
+    try:
+        graph = tracer.trace(model, concrete_args=concrete_args)
+    except Exception as e:
+        where = ""
+        hit = _user_frame(e)
+        module_hint = ""
+        if hit is not None:
+            frame, lineno = hit
+            import linecache
+            line = linecache.getline(frame.f_code.co_filename, lineno).strip()
+            where = f" at {frame.f_code.co_filename}:{lineno} `{line}`"
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, nn.Module):
+                module_hint = f" (in {type(owner).__name__}.{frame.f_code.co_name})"
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CaptureError(
+            f"torch.fx cannot trace {type(model).__name__}{where}{module_hint}: {first}.\n"
+            "  How to fix: data-dependent Python control flow (an `if` or loop on a tensor value) "
+            "cannot be traced. Either make the module that holds it a leaf "
+            "(siftc.compile(..., leaf_modules=[ThatModule])) so it is called as a black box and "
+            "left dense, or fix the deciding value with siftc.compile(..., concrete_args={...})."
+        ) from None
+    name = type(model).__name__
+    return torch.fx.GraphModule(tracer.root, graph, name)
+
+
+@register("capture", "trace the model into a torch.fx GraphModule (deep copy; user model untouched)")
+def capture(gm, ctx) -> PassResult:
+    model = ctx.model
+    if not isinstance(model, nn.Module):
+        raise CaptureError(f"siftc.compile expects a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(model, torch.fx.GraphModule):
+        out = copy.deepcopy(model)
+        return PassResult(out, True, {"retraced": 0})
+    copied = copy.deepcopy(model)
+    out = trace(copied, ctx.leaf_modules, ctx.concrete_args)
+    return PassResult(out, True, {"retraced": 1})

@@ -1,0 +1,104 @@
+"""masks: choose each sparse weight's density, draw its mask, zero the masked weights.
+
+Sparse weights are the modules with a ``weight_mask`` buffer that this compile's substitute
+created (masks from an earlier compile are kept as they are). Densities:
+- iso=exact (default): solved so that the compiled model's FLOPs (mask non-zeros counted)
+  equal the original dense budget (siftc.densities.iso_exact), uniform or ERK across layers.
+- iso=nominal, and always for the ``sparse`` baseline member: non-zeros = (1-s) of the sparse
+  weights (uniform or ERK), and the report shows the FLOP ratio that results.
+Each mask has exactly round(density * numel) non-zeros at seeded random positions (seed =
+policy seed + crc32 of the module path, so masks do not depend on layer order). Weights are
+Kaiming-normal on the full shape (set by the member), then masked; init=scaled multiplies the
+kept weights by 1/sqrt(density) (SPEC.md, pilot lessons).
+"""
+from __future__ import annotations
+
+import math
+import zlib
+
+import torch
+
+from siftc import densities
+from . import flops as flops_pass
+from .registry import PassResult, register
+
+
+def exact_mask(shape, density: float, generator: torch.Generator) -> torch.Tensor:
+    n = math.prod(shape)
+    k = min(n, max(1, round(density * n))) if density > 0 else 0
+    if k == 0 or k == n:
+        return torch.full(shape, k == n, dtype=torch.bool)
+    # k positions uniformly without replacement = the k smallest of n uniform float64 keys.
+    # Rather than sort (randperm/topk are O(n log n) and single-threaded here), find the k-th
+    # key inside a narrow band around k/n: only the band (~12 sigma of a binomial) is sorted.
+    keys = torch.rand(n, generator=generator, dtype=torch.float64)
+    p = k / n
+    half = 6.0 * math.sqrt(p * (1 - p) / n) + 1.0 / n
+    lo, hi = p - half, p + half
+    below = int(torch.count_nonzero(keys < lo))
+    band = keys[(keys >= lo) & (keys < hi)]
+    need = k - below
+    if 0 < need <= band.numel():
+        mask = keys <= band.kthvalue(need).values
+    else:   # the band missed (probability ~1e-9) or need == 0: exact selection
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[keys.topk(k, largest=False, sorted=False).indices] = True
+    if int(torch.count_nonzero(mask)) != k:    # float64 ties: practically impossible, still exact
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[keys.topk(k, largest=False, sorted=False).indices] = True
+    return mask.view(shape)
+
+
+def _layer_flops(gm) -> tuple[dict, int]:
+    """Dense FLOPs of each masked module (summed over its calls) and FLOPs of everything else."""
+    per_module: dict = {}
+    rest = 0
+    for n in gm.graph.nodes:
+        info = n.meta.get("siftc.flops")
+        if info is None:
+            continue
+        if n.op == "call_module" and hasattr(gm.get_submodule(n.target), "weight_mask"):
+            per_module[n.target] = per_module.get(n.target, 0) + info.dense_flops
+        else:
+            rest += info.flops
+    return per_module, rest
+
+
+@register("masks", "mask buffers with exact non-zero counts; densities uniform/ERK, solved for iso-FLOP")
+def masks(gm, ctx) -> PassResult:
+    new = [q for rec in ctx.layers.values() for q in rec.sparse_modules if q not in ctx.densities]
+    if not new:
+        return PassResult(gm, False, {"masked": 0})
+    policy = ctx.policy
+    flops_pass.annotate(gm)
+    per_module, rest = _layer_flops(gm)
+    # masked modules of an earlier compile keep their masks: count them with the dense rest
+    old = [q for q in per_module if q not in new]
+    for q in old:
+        mod = gm.get_submodule(q)
+        rest += per_module.pop(q) * int(torch.count_nonzero(mod.weight_mask)) // mod.weight_mask.numel()
+    shapes = {q: tuple(gm.get_submodule(q).weight.shape) for q in new}
+    if policy.iso == "exact" and policy.member != "sparse":
+        dens = densities.iso_exact(shapes, {q: per_module[q] for q in new}, rest, ctx.budget_flops,
+                                   policy.dist, policy.sparsity)
+        ctx.iso_note = f"iso=exact: densities solved ({policy.dist}) so FLOPs match the dense budget"
+    else:
+        dens = densities.nominal(shapes, policy.sparsity, policy.dist)
+        why = "member 'sparse' is the non-iso baseline" if policy.member == "sparse" else "iso=nominal"
+        ctx.iso_note = f"{why}: non-zeros = {1 - policy.sparsity:.4g} of the sparse weights ({policy.dist})"
+    nnz_total = 0
+    with torch.no_grad():
+        for q in new:
+            mod = gm.get_submodule(q)
+            g = torch.Generator().manual_seed(policy.seed * 1_000_003 + zlib.crc32(q.encode()))
+            mask = exact_mask(tuple(mod.weight.shape), dens[q], g).to(mod.weight.device)
+            mod.weight_mask.copy_(mask)
+            if policy.init == "scaled" and dens[q] > 0:
+                mod.weight.mul_(1.0 / math.sqrt(dens[q]))
+            mod.weight.mul_(mask)
+            ctx.densities[q] = dens[q]
+            nnz_total += int(torch.count_nonzero(mask))
+    flops_pass.annotate(gm)
+    # The graph itself is unchanged (only weights and mask buffers), so the structural verifier
+    # need not re-run; the verify pass checks the masks.
+    return PassResult(gm, False, {"masked": len(new), "nonzeros": nnz_total})

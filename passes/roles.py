@@ -1,0 +1,128 @@
+"""roles: what each weight op is, decided by graph position (never by shape).
+
+- ``embedding``: nn.Embedding lookups (dense, SPEC.md).
+- ``stem``: a conv/linear with no weight op (conv, linear, embedding) upstream of it: the first
+  weight op on the input path. ``head``: a conv/linear with no weight op downstream: the last
+  weight op on the output path. Both stay dense unless the policy says stem=sparse / head=sparse.
+- ``norm``: normalisation modules (dense, SPEC.md).
+- ``sparsifiable``: every other nn.Linear / nn.Conv2d with groups=1, called with one input.
+- ``grouped``: grouped / depthwise convs (left dense: substitute does not split groups).
+- ``functional`` / ``unsupported``: weight ops substitute cannot rewrite (F.linear with a
+  parameter, Conv1d/Conv3d, ...), left dense.
+- ``substituted``: modules inside a layer that siftc already rewrote (compiling twice is a no-op).
+Writes ``node.meta["siftc.role"]`` on weight/norm nodes and ``ctx.left_dense`` (module -> reason).
+"""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import nn
+
+from .registry import PassResult, register
+
+LEFT_DENSE_REASONS = {
+    "stem": "stem: first weight op on the input path (kept dense, SPEC.md; policy stem=sparse changes it)",
+    "head": "head: last weight op on the output path (kept dense, SPEC.md; policy head=sparse changes it)",
+    "embedding": "embedding: lookups cost no FLOPs and stay dense (SPEC.md)",
+    "grouped": "grouped/depthwise conv (groups>1): substitute applies to groups=1 convs only",
+    "functional": "functional weight op (not an nn.Module call): substitute rewrites nn.Linear/nn.Conv2d modules",
+    "unsupported": "unsupported weight op: substitute rewrites nn.Linear and nn.Conv2d",
+    "multi-input": "called with extra arguments: substitute rewrites single-input calls only",
+}
+
+_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
+
+
+def is_siftc_member(module) -> bool:
+    from siftc.members import MemberLayer
+    return isinstance(module, MemberLayer)
+
+
+def inside_member(gm, qualname: str) -> bool:
+    """True when some ancestor module of ``qualname`` is a layer siftc already rewrote."""
+    parts = qualname.split(".")
+    mod = gm
+    for p in parts[:-1]:
+        mod = getattr(mod, p, None)
+        if mod is None:
+            return False
+        if is_siftc_member(mod):
+            return True
+    return False
+
+
+def _weight_kind(gm, node):
+    """'conv' / 'linear' / 'embedding' / 'other-weight' for weight ops, else None."""
+    if node.op == "call_module":
+        m = gm.get_submodule(node.target)
+        if isinstance(m, (nn.Embedding, nn.EmbeddingBag)):
+            return "embedding"
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)):
+            return "conv"
+        if isinstance(m, nn.Linear):
+            return "linear"
+        return None
+    if node.op == "call_function":
+        if node.target in (F.linear, F.conv1d, F.conv2d, F.conv3d):
+            return "functional"
+        if node.target is F.embedding:
+            return "embedding"
+    return None
+
+
+def _classify(gm, node, first: bool, last: bool, policy) -> str:
+    kind = _weight_kind(gm, node)
+    if kind == "embedding":
+        return "embedding"
+    if kind == "functional":
+        return "functional"
+    if inside_member(gm, node.target):
+        return "substituted"
+    m = gm.get_submodule(node.target)
+    if not (type(m) in (nn.Linear, nn.Conv2d)):
+        return "unsupported"
+    if isinstance(m, nn.Conv2d) and m.groups != 1:
+        return "grouped"
+    if len(node.args) != 1 or node.kwargs:
+        return "multi-input"
+    if first and policy.stem == "dense":
+        return "stem"
+    if last and policy.head == "dense":
+        return "head"
+    return "sparsifiable"
+
+
+@register("roles", "stem / head / embedding / norm / sparsifiable, by graph position", analysis=True)
+def roles(gm, ctx) -> PassResult:
+    nodes = list(gm.graph.nodes)
+    weight = {n: _weight_kind(gm, n) is not None for n in nodes}
+    # upstream[n]: some weight op lies on a path from the inputs to n (n excluded)
+    upstream = {}
+    for n in nodes:
+        upstream[n] = any(upstream[a] or weight[a] for a in n.all_input_nodes)
+    downstream = {}
+    for n in reversed(nodes):
+        downstream[n] = any(downstream[u] or weight[u] for u in n.users)
+    counts: dict = {}
+    by_module: dict = {}
+    for n in nodes:
+        if weight[n]:
+            role = _classify(gm, n, not upstream[n], not downstream[n], ctx.policy)
+            n.meta["siftc.role"] = role
+            key = n.target if n.op == "call_module" else n.name
+            # a module called at several places takes its most restrictive role
+            prev = by_module.get(key)
+            if prev is None or prev == "sparsifiable":
+                by_module[key] = role
+        elif n.op == "call_module" and isinstance(gm.get_submodule(n.target), _NORMS):
+            n.meta["siftc.role"] = "norm"
+        else:
+            n.meta.pop("siftc.role", None)
+            continue
+        counts[n.meta["siftc.role"]] = counts.get(n.meta["siftc.role"], 0) + 1
+    for n in nodes:   # a shared module is rewritten only if every call site may be
+        if weight[n] and n.op == "call_module":
+            n.meta["siftc.role"] = by_module[n.target]
+    for key, role in by_module.items():
+        if role in LEFT_DENSE_REASONS:
+            ctx.left_dense[key] = LEFT_DENSE_REASONS[role]
+    return PassResult(gm, False, counts)

@@ -1,0 +1,80 @@
+"""substitute: replace every sparsifiable layer by the policy's Sparse-IFT member.
+
+For each module whose role is ``sparsifiable`` the member's nn.Module (siftc.members) is built,
+installed at the layer's module path (so parameters are named ``layer1.0.conv1.branches.0.weight``),
+traced, and its graph is inlined at every call site. The inlined nodes carry
+``node.meta["siftc.origin"]`` (the original module path) so reports can add up what each layer
+became. Layers rewritten by an earlier compile (role ``substituted``) are left alone.
+"""
+from __future__ import annotations
+
+import torch
+import torch.fx
+
+from siftc.context import LayerRecord
+from siftc.members import BUILDERS, sparse_children
+from .registry import PassResult, register
+
+
+def _install(gm: torch.fx.GraphModule, qualname: str, module) -> None:
+    parent_name, _, leaf = qualname.rpartition(".")
+    parent = gm.get_submodule(parent_name) if parent_name else gm
+    setattr(parent, leaf, module)
+
+
+def _inline(gm: torch.fx.GraphModule, call: torch.fx.Node, qualname: str, sub: torch.fx.GraphModule):
+    """Copy ``sub``'s graph in place of ``call``; its module targets get the ``qualname.`` prefix."""
+    graph = gm.graph
+    env = {}
+    placeholders = [n for n in sub.graph.nodes if n.op == "placeholder"]
+    env[placeholders[0]] = call.args[0]
+    result = None
+    with graph.inserting_before(call):
+        for n in sub.graph.nodes:
+            if n.op == "placeholder":
+                continue
+            if n.op == "output":
+                result = env[n.args[0]]
+                continue
+            new = graph.node_copy(n, lambda a: env[a])
+            if n.op in ("call_module", "get_attr"):
+                new.target = f"{qualname}.{n.target}"
+            if hasattr(new, "_rename"):     # readable dumps: layer1_0_conv1_branches_0
+                new._rename(f"{call.name}_{n.name}")
+            new.meta = {"siftc.origin": qualname}
+            env[n] = new
+    call.replace_all_uses_with(result)
+    graph.erase_node(call)
+
+
+@register("substitute", "replace sparsifiable layers by the policy's member (parallel, factorized, doped, sparse)")
+def substitute(gm, ctx) -> PassResult:
+    member = ctx.policy.member
+    if member == "dense":
+        return PassResult(gm, False, {"rewritten": 0})
+    build = BUILDERS[member]
+    calls: dict = {}
+    for n in gm.graph.nodes:
+        if n.op == "call_module" and n.meta.get("siftc.role") == "sparsifiable":
+            calls.setdefault(n.target, []).append(n)
+    for qualname, nodes in calls.items():
+        original = gm.get_submodule(qualname)
+        layer = build(original, ctx.policy)
+        _install(gm, qualname, layer)
+        sub = torch.fx.symbolic_trace(layer)
+        for call in nodes:
+            _inline(gm, call, qualname, sub)
+        ctx.layers[qualname] = LayerRecord(
+            name=qualname, kind=type(original).__name__, member=member,
+            orig_shape=tuple(original.weight.shape),
+            flops_before=sum(c.meta["siftc.flops"].flops for c in nodes) if nodes[0].meta.get("siftc.flops") else 0,
+            new_modules=[f"{qualname}.{n}" for n, m in layer.named_modules()
+                         if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))],
+            sparse_modules=[f"{qualname}.{n}" for n, _ in sparse_children(layer)],
+            detail=layer.detail)
+    gm.delete_all_unused_submodules()
+    if not calls and not ctx.layers:
+        ctx.warn(f"substitute: the model has no sparsifiable layer for member '{member}' "
+                 f"(every weight op is a stem, head, embedding or unsupported: see the report's "
+                 f"'left dense' list); the model is returned unchanged")
+    return PassResult(gm, bool(calls), {"rewritten": len(calls)})

@@ -1,0 +1,63 @@
+"""verify: the invariants every compiled graph keeps.
+
+``check_graph`` runs after every modifying pass (the pass manager calls it): fx lint, every
+module target exists, shapes re-propagated with fake tensors, output shapes equal the
+original model's, FLOP meta refreshed. The ``verify`` pass adds the end-of-pipeline checks:
+masked weights are zero, every mask has the planned non-zero count, and the compiled FLOPs
+(mask non-zeros counted) are within ``tol`` of the dense budget when iso=exact applies.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from siftc.errors import VerifyError
+from . import flops as flops_pass
+from .registry import PassResult, register
+from .shape_prop import output_shapes, propagate_shapes
+
+
+def check_graph(gm, ctx) -> None:
+    gm.graph.lint()
+    for n in gm.graph.nodes:
+        if n.op == "call_module":
+            try:
+                gm.get_submodule(n.target)
+            except AttributeError:
+                err = VerifyError(f"node '{n.name}' calls module '{n.target}', which does not exist")
+                err.node = n
+                raise err from None
+    propagate_shapes(gm, ctx.example_inputs)
+    got = output_shapes(gm)
+    if ctx.output_shapes is not None and got != ctx.output_shapes:
+        raise VerifyError(f"output shapes changed: the original model gives {ctx.output_shapes}, "
+                          f"the rewritten graph gives {got}")
+    flops_pass.annotate(gm)
+
+
+def iso_flop_ratio(gm, ctx) -> float:
+    return flops_pass.totals(gm)["total"] / ctx.budget_flops if ctx.budget_flops else 1.0
+
+
+def iso_applies(ctx) -> bool:
+    return ctx.policy.iso == "exact" and ctx.policy.member not in ("sparse", "dense") and bool(ctx.densities)
+
+
+@register("verify", "lint, output shapes, masked weights zero, exact non-zero counts, iso-FLOP within tol")
+def verify(gm, ctx) -> PassResult:
+    check_graph(gm, ctx)
+    for q, density in ctx.densities.items():
+        mod = gm.get_submodule(q)
+        mask = mod.weight_mask
+        if bool(mod.weight.detach().ne(0).logical_and_(mask.logical_not()).any()):
+            raise VerifyError(f"module '{q}': weights are non-zero where the mask is False")
+        want = min(mask.numel(), max(1, round(density * mask.numel()))) if density > 0 else 0
+        if int(torch.count_nonzero(mask)) != want:
+            raise VerifyError(f"module '{q}': mask has {int(torch.count_nonzero(mask))} non-zeros, planned {want}")
+    ratio = iso_flop_ratio(gm, ctx)
+    if iso_applies(ctx) and abs(ratio - 1.0) > ctx.policy.tol:
+        raise VerifyError(f"iso-FLOP broken: compiled FLOPs are {ratio:.4f}x the dense budget "
+                          f"(tolerance {ctx.policy.tol}); densities: {ctx.iso_note}")
+    return PassResult(gm, False, {"iso_flop_ratio": round(ratio, 6)})
+

@@ -1,0 +1,14 @@
+"""siftc: a torch.fx compiler for Sparse Iso-FLOP Transformations (Sparse-IFT, arXiv 2303.11525).
+
+    gm = siftc.compile(model, target="cpu", policy="parallel:0.75", example_inputs=(x,))
+    print(siftc.report(gm))
+"""
+from .errors import (CaptureError, IsoFlopError, PassError, PolicyError, ShapeError, SiftcError,
+                     VerifyError)
+from .policy import MEMBERS, Policy
+from .compiler import TARGETS, compile, report
+from .pass_manager import PassManager
+
+__all__ = ["compile", "report", "Policy", "MEMBERS", "TARGETS", "PassManager", "SiftcError", "PolicyError",
+           "CaptureError", "ShapeError", "IsoFlopError", "VerifyError", "PassError"]
+__version__ = "0.1.0"

@@ -1,0 +1,93 @@
+"""``siftc.compile``: the front door. Parses the policy, runs the pass pipeline, returns a GraphModule."""
+from __future__ import annotations
+
+import copy
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from passes.pipeline import TRAIN_PIPELINE
+
+from .context import CompileContext
+from .dumps import DumpWriter, dump_dir_from_env
+from .errors import SiftcError
+from .handle import SiftcHandle, handle_of
+from .pass_manager import PassManager
+from .policy import Policy
+
+TARGETS = ("cpu", "cuda")
+
+
+def _inputs_tuple(example_inputs, model) -> tuple:
+    if example_inputs is None:
+        prev = handle_of(model)
+        if prev is not None:
+            return prev.example_inputs
+        raise ValueError("siftc.compile needs example_inputs: a tuple of tensors the model accepts, "
+                         "e.g. example_inputs=(torch.randn(2, 3, 32, 32),); only their shapes and "
+                         "dtypes are used (no real forward pass is run)")
+    if isinstance(example_inputs, torch.Tensor):
+        return (example_inputs,)
+    if isinstance(example_inputs, list):
+        return tuple(example_inputs)
+    if not isinstance(example_inputs, tuple):
+        raise ValueError(f"example_inputs must be a tensor or a tuple of tensors, got {type(example_inputs).__name__}")
+    return example_inputs
+
+
+def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None" = None,
+            example_inputs: Optional[Sequence] = None, dump_dir: Optional[str] = None,
+            leaf_modules: Sequence = (), concrete_args: Optional[dict] = None,
+            pipeline: Optional[str] = None) -> torch.fx.GraphModule:
+    """Compile ``model`` with a Sparse-IFT ``policy`` for ``target`` ("cpu" or "cuda").
+
+    Returns a torch.fx.GraphModule with a ``.siftc`` handle (report, masks, policy). The user's
+    model is not modified. Compiling a compiled GraphModule again changes nothing (its
+    policy is kept; a different policy is an error).
+    """
+    import passes  # noqa: F401  (registers every pass; imported here to keep imports acyclic)
+
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; allowed targets: {', '.join(TARGETS)}")
+    prev = handle_of(model)
+    if policy is None:
+        policy = prev.policy if prev is not None else Policy()
+    policy = Policy.parse(policy)
+    if prev is not None and policy != prev.policy:
+        raise ValueError(f"this GraphModule was compiled with policy '{prev.policy}'; compile the original "
+                         f"model to apply '{policy}' (layers cannot be transformed twice)")
+    inputs = _inputs_tuple(example_inputs, model)
+    ctx = CompileContext(model=model, policy=policy, target=target, example_inputs=inputs,
+                         leaf_modules=tuple(leaf_modules), concrete_args=concrete_args, previous=prev)
+    if prev is not None:   # the budget and the layer records are those of the first compile
+        ctx.budget_flops, ctx.budget_by_category = prev.budget_flops, dict(prev.budget_by_category)
+        ctx.original_params, ctx.output_shapes = prev.original_params, prev.output_shapes
+        ctx.layers, ctx.left_dense = copy.deepcopy(prev.layers), dict(prev.left_dense)
+        ctx.densities, ctx.iso_note = dict(prev.densities), prev.iso_note
+    directory = dump_dir_from_env(dump_dir)
+    writer = DumpWriter(directory, policy, target) if directory else None
+    if writer:
+        writer.write_input(model, inputs)
+    pm = PassManager(pipeline or TRAIN_PIPELINE, instruments=[writer] if writer else [])
+    gm = pm.run(None, ctx)
+    handle = SiftcHandle(gm=gm, model_name=prev.model_name if prev else type(model).__name__, policy=policy,
+                         target=target, example_inputs=tuple(x.detach().clone() if isinstance(x, torch.Tensor) else x
+                                                             for x in inputs),
+                         budget_flops=ctx.budget_flops, budget_by_category=ctx.budget_by_category,
+                         original_params=ctx.original_params, output_shapes=ctx.output_shapes,
+                         layers=ctx.layers, left_dense=ctx.left_dense, densities=ctx.densities,
+                         iso_note=ctx.iso_note, warnings=ctx.warnings, pipeline=pm.pipeline, timings=pm.timings)
+    gm.siftc = handle
+    if writer:
+        writer.finish(pm.pipeline, handle.report(refresh=False))
+    return gm
+
+
+def report(gm):
+    """The report of a compiled GraphModule (see siftc.reporting.Report)."""
+    h = handle_of(gm)
+    if h is None:
+        raise SiftcError("siftc.report expects a GraphModule returned by siftc.compile "
+                         f"(got {type(gm).__name__} without a .siftc handle)")
+    return h.report()

@@ -1,0 +1,54 @@
+"""State shared by the passes of one compile: policy, inputs, budget and the per-layer record.
+
+Analyses put per-node facts in node.meta (passes/README.md lists the keys); facts about the
+whole compile (dense budget, original output shapes, which layers were substituted and which
+were left dense, and why) live here and end up in the report.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .policy import Policy
+
+
+@dataclass
+class LayerRecord:
+    """One original weight op and what substitute made of it."""
+    name: str                         # module path in the original model, e.g. "layer1.0.conv1"
+    kind: str                         # "Conv2d" | "Linear"
+    member: str                       # member applied ("parallel", ...)
+    orig_shape: tuple                 # original weight shape
+    flops_before: int                 # dense FLOPs of the original op at the example inputs
+    new_modules: list = field(default_factory=list)     # qualnames of the modules that replace it
+    sparse_modules: list = field(default_factory=list)  # those of them whose weight is masked
+    detail: str = ""                  # e.g. "k=4 branches", "inner d=231", "rank r=28"
+
+
+@dataclass
+class CompileContext:
+    model: Any
+    policy: Policy
+    target: str
+    example_inputs: tuple
+    leaf_modules: tuple = ()
+    concrete_args: Optional[dict] = None
+    pass_options: dict = field(default_factory=dict)   # options of the pass now running
+    ran: list = field(default_factory=list)            # names of the passes run so far
+    input_shapes: Optional[list] = None
+    output_shapes: Optional[Any] = None                # of the original model (set by shape-prop)
+    budget_flops: Optional[int] = None                 # dense forward FLOPs of the original model
+    budget_by_category: dict = field(default_factory=dict)
+    original_params: Optional[int] = None
+    original_flops_by_node: dict = field(default_factory=dict)   # node name -> (target, category, flops)
+    layers: dict = field(default_factory=dict)         # original module path -> LayerRecord
+    left_dense: dict = field(default_factory=dict)     # module path -> reason it stays dense
+    densities: dict = field(default_factory=dict)      # masked module qualname -> density
+    iso_note: str = ""                                 # how densities were solved
+    warnings: list = field(default_factory=list)
+    previous: Any = None                               # handle of an already compiled input, if any
+
+    def warn(self, message: str) -> None:
+        import warnings
+        self.warnings.append(message)
+        warnings.warn(message, stacklevel=3)

@@ -1,0 +1,118 @@
+"""Pass-by-pass dumps: readable graph code per pass, FLOP table, pipeline and timings.
+
+Files (fixed names, after inductor's debug output and TVM's NNN_passname dumps):
+``00_input.py`` the model as given; ``NN_<pass>.py`` the graph after each pass, with a header
+(pass, options, node count delta, FLOPs before/after) and a per-node table of the meta written
+so far; ``pipeline.txt``; ``flops.md``; ``stats.json`` (the only file with timings, so every
+other file is byte-identical for the same model and policy and can be a golden file).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from passes import flops as flops_pass
+from passes.registry import get_pass
+
+
+def _fmt(n) -> str:
+    return f"{n:,}" if isinstance(n, int) else str(n)
+
+
+def _total(gm):
+    if gm is None or not any("siftc.flops" in n.meta for n in gm.graph.nodes):
+        return None
+    return flops_pass.totals(gm)["total"]
+
+
+def node_table(gm) -> list[str]:
+    rows = ["# node | op | target | shape | role | category | FLOPs"]
+    for n in gm.graph.nodes:
+        info = n.meta.get("siftc.flops")
+        shape = n.meta.get("siftc.shape")
+        target = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", str(n.target))
+        rows.append(f"# {n.name} | {n.op} | {target} | {shape if shape is not None else '-'} | "
+                    f"{n.meta.get('siftc.role', '-')} | {info.category if info else '-'} | "
+                    f"{_fmt(info.flops) if info else '-'}")
+    return rows
+
+
+def module_table(gm) -> list[str]:
+    rows = ["# module | type | weight | non-zeros"]
+    seen = set()
+    for n in gm.graph.nodes:
+        if n.op != "call_module" or n.target in seen:
+            continue
+        seen.add(n.target)
+        m = gm.get_submodule(n.target)
+        w = getattr(m, "weight", None)
+        if not isinstance(w, torch.Tensor):
+            continue
+        mask = getattr(m, "weight_mask", None)
+        nnz = f"{int(torch.count_nonzero(mask)):,}/{mask.numel():,}" if isinstance(mask, torch.Tensor) else "dense"
+        rows.append(f"# {n.target} | {type(m).__name__} | {tuple(w.shape)} | {nnz}")
+    return rows
+
+
+class DumpWriter:
+    """A pass-manager instrument writing the dump files into ``directory``."""
+
+    def __init__(self, directory, policy, target):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for old in self.dir.glob("[0-9][0-9]_*.py"):      # a rerun must not leave stale passes
+            old.unlink()
+        self.policy, self.target = policy, target
+        self.index = 0
+        self._before_nodes = 0
+        self._before_flops = None
+        self.timings: list = []
+
+    def write_input(self, model, example_inputs) -> None:
+        shapes = [tuple(x.shape) if isinstance(x, torch.Tensor) else repr(x) for x in example_inputs]
+        lines = [f"# siftc input: {type(model).__name__}", f"# policy: {self.policy}",
+                 f"# target: {self.target}", f"# example input shapes: {shapes}", ""]
+        if isinstance(model, torch.fx.GraphModule):
+            lines.append(model.code.strip())
+        else:
+            lines += ["# module tree:"] + [f"#   {line}" for line in repr(model).splitlines()]
+        (self.dir / "00_input.py").write_text("\n".join(lines) + "\n")
+
+    def before(self, item, gm, ctx) -> None:
+        self._before_nodes = len(gm.graph.nodes) if gm is not None else 0
+        self._before_flops = _total(gm)
+
+    def after(self, item, result, ctx, seconds) -> None:
+        self.index += 1
+        gm = result.gm
+        info = get_pass(item.name)
+        after_nodes = len(gm.graph.nodes)
+        delta = after_nodes - self._before_nodes
+        opts = " ".join(f"{k}={v}" for k, v in item.options) or "none"
+        header = [
+            f"# siftc dump {self.index:02d}: pass '{item.name}' ({'analysis' if info.analysis else 'transform'})",
+            f"# {info.summary}",
+            f"# policy: {self.policy}   target: {self.target}   pass options: {opts}",
+            f"# nodes: {self._before_nodes} -> {after_nodes} ({delta:+d})",
+            f"# FLOPs: before {_fmt(self._before_flops) if self._before_flops is not None else 'n/a'}"
+            f" / after {_fmt(_total(gm)) if _total(gm) is not None else 'n/a'}",
+            f"# stats: {json.dumps(result.stats, sort_keys=True)}",
+            "",
+        ]
+        body = [gm.code.strip(), "", "# ---- nodes (meta written so far) ----", *node_table(gm),
+                "", "# ---- weight modules called by the graph ----", *module_table(gm)]
+        name = item.name.replace("-", "_")
+        (self.dir / f"{self.index:02d}_{name}.py").write_text("\n".join(header + body) + "\n")
+        self.timings.append({"pass": item.name, "seconds": round(seconds, 6), "stats": result.stats})
+
+    def finish(self, pipeline: str, report) -> None:
+        (self.dir / "pipeline.txt").write_text(pipeline + "\n")
+        (self.dir / "flops.md").write_text(report.flops_markdown())
+        (self.dir / "stats.json").write_text(json.dumps({"pipeline": pipeline, "passes": self.timings}, indent=2) + "\n")
+
+
+def dump_dir_from_env(explicit):
+    return explicit if explicit is not None else os.environ.get("SIFTC_DUMP_DIR") or None

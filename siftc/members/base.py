@@ -1,0 +1,77 @@
+"""Shared pieces of the members: the base class, fresh copies of a layer, sparse-weight marks."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class MemberLayer(nn.Module):
+    """Base of every rewritten layer. ``member`` names the rule, ``detail`` its size choice."""
+    member = "?"
+
+    def __init__(self, original: nn.Module, detail: str):
+        super().__init__()
+        self.original_repr = repr(original)
+        self.detail = detail
+
+    def extra_repr(self) -> str:
+        return f"{self.member} of {self.original_repr}: {self.detail}"
+
+
+def mark_sparse(layer: nn.Module) -> nn.Module:
+    """Give ``layer`` an all-True bool ``weight_mask`` buffer; the masks pass fills it in."""
+    layer.register_buffer("weight_mask", torch.ones_like(layer.weight, dtype=torch.bool))
+    return layer
+
+
+def sparse_children(module: nn.Module):
+    """(qualname, submodule) of every masked weight module under ``module``."""
+    return [(n, m) for n, m in module.named_modules()
+            if isinstance(getattr(m, "weight_mask", None), torch.Tensor)]
+
+
+def kaiming_(layer: nn.Module) -> nn.Module:
+    """Kaiming-normal init of the full dense weight shape (SPEC.md, "Mask init")."""
+    nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+def new_like(layer: nn.Module, in_features=None, out_features=None, *, kernel=True, bias=None):
+    """A fresh nn.Linear / nn.Conv2d like ``layer`` with other in/out sizes.
+
+    For a conv, ``kernel=False`` makes a 1x1, stride-1, unpadded conv (factorized/doped V).
+    """
+    w = layer.weight
+    kw = dict(device=w.device, dtype=w.dtype)
+    has_bias = (layer.bias is not None) if bias is None else bias
+    if isinstance(layer, nn.Linear):
+        new = nn.Linear(in_features or layer.in_features, out_features or layer.out_features, bias=has_bias, **kw)
+    elif isinstance(layer, nn.Conv2d):
+        cin, cout = in_features or layer.in_channels, out_features or layer.out_channels
+        if kernel:
+            new = nn.Conv2d(cin, cout, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
+                            bias=has_bias, padding_mode=layer.padding_mode, **kw)
+        else:
+            new = nn.Conv2d(cin, cout, 1, bias=has_bias, **kw)
+    else:
+        raise TypeError(f"members rewrite nn.Linear and nn.Conv2d, not {type(layer).__name__}")
+    return kaiming_(new)
+
+
+def fan(layer: nn.Module) -> tuple[int, int]:
+    """(d_in, d_out) with a conv's kernel counted in d_in (SPEC.md: kk*f_in in place of d_in)."""
+    if isinstance(layer, nn.Linear):
+        return layer.in_features, layer.out_features
+    return layer.in_channels * math.prod(layer.kernel_size), layer.out_channels
+
+
+def norm_for(layer: nn.Module, channels: int) -> nn.Module:
+    """The norm a member inserts: BatchNorm2d after a conv, LayerNorm after a linear."""
+    w = layer.weight
+    if isinstance(layer, nn.Conv2d):
+        return nn.BatchNorm2d(channels, device=w.device, dtype=w.dtype)
+    return nn.LayerNorm(channels, device=w.device, dtype=w.dtype)

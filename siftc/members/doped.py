@@ -1,0 +1,40 @@
+"""Sparse Doped: S x + V(U x), S sparse at the original shape, U and V dense and low rank.
+
+SPEC.md: r = floor(s * d_in*d_out / (d_in + d_out)) (conv: kk*f_in in place of d_in); U carries
+the kernel and stride, V is 1x1; nothing between U and V. U and V stay dense (the reference
+masks them too, which breaks iso-FLOP). When r rounds to 0 the layer is S alone.
+"""
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+from .base import MemberLayer, fan, mark_sparse, new_like
+
+
+def doped_rank(d_in: int, d_out: int, sparsity: float) -> int:
+    return math.floor(sparsity * d_in * d_out / (d_in + d_out))
+
+
+class DopedLayer(MemberLayer):
+    member = "doped"
+
+    def __init__(self, original: nn.Module, r: int):
+        super().__init__(original, f"rank r={r}")
+        cin = original.weight.shape[1]
+        self.S = mark_sparse(new_like(original))
+        self.rank = r
+        if r > 0:
+            self.U = new_like(original, cin, r, bias=False)
+            self.V = new_like(original, r, None, kernel=False, bias=False)
+
+    def forward(self, x):
+        if self.rank == 0:
+            return self.S(x)
+        return self.S(x) + self.V(self.U(x))
+
+    @classmethod
+    def build(cls, original, policy):
+        d_in, d_out = fan(original)
+        return cls(original, doped_rank(d_in, d_out, policy.sparsity))

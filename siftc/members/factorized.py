@@ -1,0 +1,38 @@
+"""Sparse Factorized: V(ReLU(norm(U x))), U: d_in -> d, V: d -> d_out, both sparse.
+
+SPEC.md: d = ceil(kk*f_in*f_out / ((1-s)(kk*f_in + f_out))) (for a linear kk = 1); U carries the
+kernel and stride, V is a 1x1 conv; norm + ReLU between U and V.
+"""
+from __future__ import annotations
+
+import math
+
+import torch.nn.functional as F
+from torch import nn
+
+from .base import MemberLayer, fan, mark_sparse, new_like, norm_for
+
+
+def factorized_inner_dim(d_in: int, d_out: int, sparsity: float) -> int:
+    # Plain float arithmetic, as the reference code does: (1 - 0.9) is 0.09999999999999998, so
+    # ceil gives 577 (not 576) for (64, 64) at s=0.9, which is the number SPEC.md's table lists.
+    return max(1, math.ceil(d_in * d_out / ((1.0 - sparsity) * (d_in + d_out))))
+
+
+class FactorizedLayer(MemberLayer):
+    member = "factorized"
+
+    def __init__(self, original: nn.Module, d: int):
+        super().__init__(original, f"inner d={d}")
+        cin = original.weight.shape[1]
+        self.U = mark_sparse(new_like(original, cin, d, bias=False))
+        self.norm = norm_for(original, d)
+        self.V = mark_sparse(new_like(original, d, None, kernel=False))
+
+    def forward(self, x):
+        return self.V(F.relu(self.norm(self.U(x))))
+
+    @classmethod
+    def build(cls, original, policy):
+        d_in, d_out = fan(original)
+        return cls(original, factorized_inner_dim(d_in, d_out, policy.sparsity))

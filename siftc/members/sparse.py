@@ -1,0 +1,25 @@
+"""Sparse: the static-sparse baseline, one masked copy of the layer at its original shape.
+
+Not iso-FLOP by design: it costs (1-s) of the layer's FLOPs. It is the baseline the paper's
+members are compared against at the same nominal sparsity.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from .base import MemberLayer, mark_sparse, new_like
+
+
+class SparseLayer(MemberLayer):
+    member = "sparse"
+
+    def __init__(self, original: nn.Module):
+        super().__init__(original, "original shape")
+        self.W = mark_sparse(new_like(original))
+
+    def forward(self, x):
+        return self.W(x)
+
+    @classmethod
+    def build(cls, original, policy):
+        return cls(original)

@@ -1,0 +1,125 @@
+"""The compile policy: which Sparse-IFT member, at which sparsity, with which options.
+
+One frozen dataclass with a canonical string form, e.g. ``"parallel:0.75"`` or
+``"factorized:0.9,dist=erk,iso=nominal"``. ``Policy.parse(str(p)) == p`` always holds:
+``str`` writes the member, the sparsity and every option that differs from its default,
+in a fixed order. Unknown keys and bad values raise :class:`PolicyError` (a ValueError)
+listing what is allowed, in the spirit of TVM's PassContext config keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+
+from .errors import PolicyError
+
+# Members of the Sparse-IFT family that substitute knows (SPEC.md, "The family").
+# "sparse" is the static-sparse baseline at the original shape; "dense" changes nothing.
+MEMBERS = ("dense", "sparse", "parallel", "factorized", "doped")
+
+_CHOICES = {
+    "dist": ("uniform", "erk"),       # layer density distribution (SPEC.md, "Layer densities")
+    "iso": ("exact", "nominal"),      # solve densities for iso-FLOP, or keep the nominal sparsity
+    "init": ("kaiming", "scaled"),    # scaled: kept weights x 1/sqrt(density) (SPEC.md pilot lessons)
+    "stem": ("dense", "sparse"),      # the first weight op on the input path
+    "head": ("dense", "sparse"),      # the last weight op on the output path
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    member: str = "dense"       # which Sparse-IFT member substitute applies
+    sparsity: float = 0.0       # nominal sparsity s of the sparse weights, 0 <= s < 1
+    dist: str = "uniform"       # uniform | erk layer densities
+    iso: str = "exact"          # exact: solve densities so sparse FLOPs == dense budget
+    tol: float = 0.005          # iso-FLOP tolerance checked by verify (relative)
+    init: str = "kaiming"       # weight init of sparse weights on their full dense shape
+    seed: int = 0               # seed of mask and weight initialisation
+    stem: str = "dense"         # keep the stem dense (SPEC.md) or sparsify it too
+    head: str = "dense"         # keep the head dense (SPEC.md) or sparsify it too
+
+    def __post_init__(self):
+        if self.member not in MEMBERS:
+            raise PolicyError(f"unknown member {self.member!r}; allowed members: {', '.join(MEMBERS)}")
+        _check_number("sparsity", self.sparsity, 0.0, 1.0, "0 <= sparsity < 1")
+        if self.member == "dense" and self.sparsity != 0.0:
+            raise PolicyError("member 'dense' takes no sparsity; write 'dense' alone")
+        if self.member not in ("dense",) and self.sparsity == 0.0:
+            raise PolicyError(f"member {self.member!r} needs a sparsity 0 < s < 1, e.g. '{self.member}:0.75'")
+        for key, allowed in _CHOICES.items():
+            if getattr(self, key) not in allowed:
+                raise PolicyError(f"policy key {key}={getattr(self, key)!r} is not allowed; "
+                                  f"allowed values: {', '.join(allowed)}")
+        _check_number("tol", self.tol, 0.0, 1.0, "0 < tol < 1")
+        if self.tol == 0.0:
+            raise PolicyError("policy key tol must be > 0 (a relative tolerance, e.g. tol=0.005)")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise PolicyError(f"policy key seed={self.seed!r} must be a non-negative integer")
+
+    # ------------------------------------------------------------------ string form
+    @classmethod
+    def parse(cls, text: "str | Policy") -> "Policy":
+        """Parse ``member[:sparsity][,key=value]*``; a Policy is returned unchanged."""
+        if isinstance(text, Policy):
+            return text
+        if not isinstance(text, str) or not text.strip():
+            raise PolicyError(f"policy must be a string like 'parallel:0.75' or a siftc.Policy, got {text!r}")
+        head, *opts = [part.strip() for part in text.strip().split(",")]
+        member, _, sparsity_text = head.partition(":")
+        kwargs: dict = {"member": member.strip()}
+        if sparsity_text:
+            kwargs["sparsity"] = _parse_float("sparsity", sparsity_text)
+        known = {f.name: f for f in fields(cls) if f.name not in ("member", "sparsity")}
+        for opt in opts:
+            key, eq, value = opt.partition("=")
+            key = key.strip()
+            if not eq:
+                raise PolicyError(f"policy option {opt!r} must be key=value; allowed keys: {', '.join(known)}")
+            if key not in known:
+                raise PolicyError(f"unknown policy key {key!r}; allowed keys: {', '.join(known)}")
+            if key in kwargs:
+                raise PolicyError(f"policy key {key!r} given twice")
+            kwargs[key] = _convert(key, known[key].type, value.strip())
+        return cls(**kwargs)
+
+    def __str__(self) -> str:
+        text = self.member if self.member == "dense" else f"{self.member}:{self.sparsity!r}"
+        for f in fields(self):
+            if f.name in ("member", "sparsity"):
+                continue
+            value = getattr(self, f.name)
+            if value != f.default:
+                text += f",{f.name}={value!r}" if isinstance(value, float) else f",{f.name}={value}"
+        return text
+
+    def replace(self, **changes) -> "Policy":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def density(self) -> float:
+        return 1.0 - self.sparsity
+
+
+def _check_number(key, value, lo, hi, rule):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PolicyError(f"policy key {key}={value!r} must be a number ({rule})")
+    if not (lo <= value < hi):
+        raise PolicyError(f"policy key {key}={value!r} is out of range ({rule})")
+
+
+def _parse_float(key: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise PolicyError(f"policy key {key}={text!r} is not a number; e.g. {key}=0.75") from None
+
+
+def _convert(key: str, typ, text: str):
+    if typ in (float, "float"):
+        return _parse_float(key, text)
+    if typ in (int, "int"):
+        try:
+            return int(text)
+        except ValueError:
+            raise PolicyError(f"policy key {key}={text!r} is not an integer") from None
+    return text

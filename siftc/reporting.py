@@ -1,0 +1,130 @@
+"""The compile report: FLOP budget vs compiled FLOPs, parameters, and what became of each layer.
+
+``siftc.report(gm)`` (or ``gm.siftc.report()``) recounts FLOPs from the graph as it is now, so
+a report after training (masks moved by DST) is still true. ``to_dict()`` is JSON-ready;
+``str()`` prints tables.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from passes import flops as flops_pass
+from passes.shape_prop import propagate_shapes
+
+
+@dataclass
+class Report:
+    model: str
+    policy: str
+    target: str
+    budget_flops: int
+    sparse_flops: int
+    iso_flop_ratio: float
+    flops_by_category: dict
+    budget_by_category: dict
+    original_params: int
+    dense_params: int
+    nonzero_params: int
+    iso_note: str
+    layers: list = field(default_factory=list)
+    left_dense: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        lines = [f"siftc report: {self.model}  policy={self.policy}  target={self.target}",
+                 f"  dense budget FLOPs   {self.budget_flops:>18,}",
+                 f"  compiled FLOPs       {self.sparse_flops:>18,}   (mask non-zeros counted)",
+                 f"  iso-FLOP ratio       {self.iso_flop_ratio:>18.4f}   {self.iso_note}",
+                 f"  params original      {self.original_params:>18,}",
+                 f"  params compiled      {self.dense_params:>18,}   (dense-equivalent)",
+                 f"  params non-zero      {self.nonzero_params:>18,}"]
+        if self.layers:
+            lines += ["", "  layer | member | original shape | new shapes | sparsity | FLOPs before -> after"]
+            for L in self.layers:
+                shapes = ", ".join(f"{k[len(L['name']) + 1:]}{tuple(v)}" for k, v in L["new_shapes"].items())
+                lines.append(f"  {L['name']} | {L['member']} ({L['detail']}) | {tuple(L['orig_shape'])} | {shapes} | "
+                             f"{L['sparsity']:.4f} | {L['flops_before']:,} -> {L['flops_after']:,}")
+        if self.left_dense:
+            lines += ["", "  left dense | reason | FLOPs"]
+            for d in self.left_dense:
+                lines.append(f"  {d['name']} | {d['reason']} | {d['flops']:,}")
+        if self.warnings:
+            lines += ["", *[f"  warning: {w}" for w in self.warnings]]
+        return "\n".join(lines)
+
+    def flops_markdown(self) -> str:
+        cats = sorted(set(self.flops_by_category) | set(self.budget_by_category))
+        out = [f"# FLOPs: {self.model}, policy {self.policy}", "",
+               "Forward FLOPs at the example inputs (conventions: passes/README.md).", "",
+               "| category | dense original | compiled |", "|---|---:|---:|"]
+        for c in cats:
+            out.append(f"| {c} | {self.budget_by_category.get(c, 0):,} | {self.flops_by_category.get(c, 0):,} |")
+        out.append(f"| **total** | **{self.budget_flops:,}** | **{self.sparse_flops:,}** |")
+        out += ["", f"iso-FLOP ratio: {self.iso_flop_ratio:.6f} ({self.iso_note})", ""]
+        if self.layers:
+            out += ["| layer | member | FLOPs before | FLOPs after | sparsity |", "|---|---|---:|---:|---:|"]
+            for L in self.layers:
+                out.append(f"| {L['name']} | {L['member']} | {L['flops_before']:,} | {L['flops_after']:,} | {L['sparsity']:.4f} |")
+            out.append("")
+        if self.left_dense:
+            out += ["| left dense | reason | FLOPs |", "|---|---|---:|"]
+            for d in self.left_dense:
+                out.append(f"| {d['name']} | {d['reason']} | {d['flops']:,} |")
+            out.append("")
+        return "\n".join(out)
+
+
+def _node_flops_by_module(gm) -> dict:
+    out: dict = {}
+    for n in gm.graph.nodes:
+        info = n.meta.get("siftc.flops")
+        if info is None:
+            continue
+        key = n.meta.get("siftc.origin") or (n.target if n.op == "call_module" else None)
+        if key is not None:
+            out[key] = out.get(key, 0) + info.flops
+    return out
+
+
+def build_report(gm, state, refresh: bool = True) -> Report:
+    """Build the report of ``gm`` from its compile ``state`` (the .siftc handle)."""
+    if refresh:
+        propagate_shapes(gm, state.example_inputs)
+        flops_pass.annotate(gm)
+    t = flops_pass.totals(gm)
+    by_module = _node_flops_by_module(gm)
+    dense_params = nonzero = 0
+    seen = set()
+    for name, mod in gm.named_modules():
+        for pname, p in mod.named_parameters(recurse=False):
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            dense_params += p.numel()
+            mask = getattr(mod, "weight_mask", None) if pname == "weight" else None
+            nonzero += int(torch.count_nonzero(mask)) if isinstance(mask, torch.Tensor) else p.numel()
+    layers = []
+    for rec in state.layers.values():
+        new_shapes = {q: list(gm.get_submodule(q).weight.shape) for q in rec.new_modules}
+        masks = [gm.get_submodule(q).weight_mask for q in rec.sparse_modules]
+        numel = sum(m.numel() for m in masks)
+        sparsity = 1.0 - sum(int(torch.count_nonzero(m)) for m in masks) / numel if numel else 0.0
+        layers.append({"name": rec.name, "kind": rec.kind, "member": rec.member, "detail": rec.detail,
+                       "orig_shape": list(rec.orig_shape), "new_shapes": new_shapes, "sparsity": sparsity,
+                       "densities": {q: state.densities.get(q) for q in rec.sparse_modules},
+                       "flops_before": rec.flops_before, "flops_after": by_module.get(rec.name, 0)})
+    left = [{"name": k, "reason": v, "flops": by_module.get(k, 0)} for k, v in state.left_dense.items()]
+    budget = state.budget_flops or t["total"]
+    return Report(model=state.model_name, policy=str(state.policy), target=state.target,
+                  budget_flops=budget, sparse_flops=t["total"],
+                  iso_flop_ratio=t["total"] / budget if budget else 1.0,
+                  flops_by_category={k: v for k, v in t.items() if k not in ("total", "dense_total")},
+                  budget_by_category=dict(state.budget_by_category),
+                  original_params=state.original_params or dense_params, dense_params=dense_params,
+                  nonzero_params=nonzero, iso_note=state.iso_note, layers=layers, left_dense=left,
+                  warnings=list(state.warnings))
