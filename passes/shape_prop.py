@@ -1,16 +1,18 @@
 """shape-prop: shapes and dtypes on every node, computed with fake tensors.
 
-Parameters and buffers are swapped for fake tensors while the graph is interpreted, so
-compiling never runs the model's real compute, never copies its weights and never mutates
-its buffers (BatchNorm's ``num_batches_tracked`` stays as it was).
+The graph is interpreted under FakeTensorMode in eval mode, so compiling does not run the
+model's real compute, copy its weights or mutate its buffers (BatchNorm's running statistics and
+``num_batches_tracked`` stay as they were). One exception: a leaf module whose output depends on
+tensor values (a data-dependent ``if`` kept as a black box with ``leaf_modules``) cannot run on
+fake tensors; that one module is run for real on zero inputs of the right shapes.
 Writes ``node.meta["val"]`` (a FakeTensor or a tuple of them) and ``node.meta["siftc.shape"]``.
 """
 from __future__ import annotations
 
 import torch
 import torch.fx
-from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.nn.utils import stateless
+from torch._subclasses.fake_tensor import (DataDependentOutputException, DynamicOutputShapeException,
+                                           FakeTensorMode, unset_fake_temporarily)
 
 from siftc.errors import ShapeError
 from .registry import PassResult, register
@@ -25,6 +27,20 @@ def _shape_of(val):
 
 
 class _FakeInterpreter(torch.fx.Interpreter):
+    def __init__(self, gm, mode):
+        super().__init__(gm)
+        self.mode = mode
+        self.extra_traceback = False     # our error already names the node
+
+    def call_module(self, target, args, kwargs):
+        try:
+            return super().call_module(target, args, kwargs)
+        except (DataDependentOutputException, DynamicOutputShapeException):
+            with unset_fake_temporarily():
+                real = [torch.zeros(a.shape, dtype=a.dtype) if isinstance(a, torch.Tensor) else a for a in args]
+                out = self.fetch_attr(target)(*real, **kwargs)
+            return self.mode.from_tensor(out) if isinstance(out, torch.Tensor) else out
+
     def run_node(self, n):
         try:
             result = super().run_node(n)
@@ -52,11 +68,16 @@ def propagate_shapes(gm: torch.fx.GraphModule, inputs) -> object:
         names = ", ".join(p.target for p in placeholders)
         raise ShapeError(f"the model takes {len(placeholders)} inputs ({names}) but "
                          f"{len(fake_inputs)} example inputs were given")
-    with mode:
-        state = {k: mode.from_tensor(v) for k, v in
-                 list(gm.named_parameters(remove_duplicate=False)) + list(gm.named_buffers(remove_duplicate=False))}
-    with stateless._reparametrize_module(gm, state, tie_weights=True), mode:
-        return _FakeInterpreter(gm).run(*fake_inputs)
+    # eval mode while propagating: shapes do not depend on it, and train-mode BatchNorm would
+    # reject a batch of 1 at 1x1 spatial size that inference compiles legitimately use
+    training = {m: m.training for m in gm.modules()}
+    gm.eval()
+    try:
+        with mode:
+            return _FakeInterpreter(gm, mode).run(*fake_inputs)
+    finally:
+        for m, flag in training.items():
+            m.training = flag
 
 
 def output_shapes(gm: torch.fx.GraphModule):

@@ -5,6 +5,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn.utils import skip_init
 
 
 class MemberLayer(nn.Module):
@@ -48,15 +49,18 @@ def new_like(layer: nn.Module, in_features=None, out_features=None, *, kernel=Tr
     w = layer.weight
     kw = dict(device=w.device, dtype=w.dtype)
     has_bias = (layer.bias is not None) if bias is None else bias
+    # skip_init: the default (kaiming-uniform) init would be overwritten at once, and drawing
+    # it costs as much as the real init on large layers
     if isinstance(layer, nn.Linear):
-        new = nn.Linear(in_features or layer.in_features, out_features or layer.out_features, bias=has_bias, **kw)
+        new = skip_init(nn.Linear, in_features or layer.in_features, out_features or layer.out_features,
+                        bias=has_bias, **kw)
     elif isinstance(layer, nn.Conv2d):
         cin, cout = in_features or layer.in_channels, out_features or layer.out_channels
         if kernel:
-            new = nn.Conv2d(cin, cout, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
+            new = skip_init(nn.Conv2d, cin, cout, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
                             bias=has_bias, padding_mode=layer.padding_mode, **kw)
         else:
-            new = nn.Conv2d(cin, cout, 1, bias=has_bias, **kw)
+            new = skip_init(nn.Conv2d, cin, cout, 1, bias=has_bias, **kw)
     else:
         raise TypeError(f"members rewrite nn.Linear and nn.Conv2d, not {type(layer).__name__}")
     return kaiming_(new)

@@ -1,0 +1,112 @@
+"""The ``siftc`` command line: ``flops``, ``compile`` and ``bench``.
+
+    siftc flops resnet18_cifar
+    siftc compile resnet18_cifar --policy parallel:0.75 --dump-dir dumps/
+    siftc bench compile
+
+MODEL is a models_zoo name (``resnet18``), ``models_zoo:resnet18``, or ``package.module:factory``
+(a callable returning an nn.Module; then pass --input-shape).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import warnings
+
+import torch
+
+
+def load_model(spec: str, batch_size: int, size, input_shape=None):
+    """(model, example_inputs) for a MODEL argument."""
+    import models_zoo
+    module_name, _, attr = spec.rpartition(":")
+    if not module_name or module_name == "models_zoo":
+        name = attr or spec
+        return models_zoo.create(name), models_zoo.example_inputs(name, batch_size, size)
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise SystemExit(f"siftc: cannot load model {spec!r}: {e}")
+    if not input_shape:
+        raise SystemExit(f"siftc: model {spec!r} is not in models_zoo: give --input-shape, e.g. 2,3,32,32")
+    shape = tuple(int(d) for d in input_shape.split(","))
+    return factory(), (torch.randn(*shape),)
+
+
+def _add_model_args(p):
+    p.add_argument("model", help="models_zoo name, models_zoo:NAME or package.module:factory")
+    p.add_argument("--batch-size", type=int, default=2, help="batch of the example inputs (default 2)")
+    p.add_argument("--size", type=int, default=None, help="image side or sequence length (zoo default)")
+    p.add_argument("--input-shape", default=None, help="input shape for a non-zoo model, e.g. 2,3,32,32")
+
+
+def cmd_flops(args) -> int:
+    import siftc
+    model, inputs = load_model(args.model, args.batch_size, args.size, args.input_shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm = siftc.compile(model, policy="dense", example_inputs=inputs)
+    rep = gm.siftc.report(refresh=False)
+    print(f"FLOPs of {args.model} at input shapes {[tuple(x.shape) for x in inputs]}")
+    print(f"{'node':40s} {'target':28s} {'category':12s} {'FLOPs':>18s}")
+    for n in gm.graph.nodes:
+        info = n.meta.get("siftc.flops")
+        if info is None or info.category == "none":
+            continue
+        target = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", str(n.target))
+        print(f"{n.name[:40]:40s} {target[:28]:28s} {info.category:12s} {info.flops:>18,}")
+    for cat, value in sorted(rep.budget_by_category.items()):
+        print(f"{'total ' + cat:82s} {value:>18,}")
+    print(f"{'TOTAL':82s} {rep.budget_flops:>18,}")
+    print(f"params: {rep.original_params:,}")
+    return 0
+
+
+def cmd_compile(args) -> int:
+    import siftc
+    model, inputs = load_model(args.model, args.batch_size, args.size, args.input_shape)
+    gm = siftc.compile(model, target=args.target, policy=args.policy, example_inputs=inputs, dump_dir=args.dump_dir)
+    rep = siftc.report(gm)
+    print(json.dumps(rep.to_dict(), indent=2) if args.json else rep)
+    if args.dump_dir:
+        print(f"\ndumps written to {args.dump_dir}/ (pipeline.txt, NN_<pass>.py, flops.md, stats.json)")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from . import bench
+    return bench.main(args)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="siftc", description="Sparse Iso-FLOP Transformation compiler")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("flops", help="print the FLOP table of a model")
+    _add_model_args(p)
+    p.set_defaults(fn=cmd_flops)
+    p = sub.add_parser("compile", help="compile a model with a policy and print the report")
+    _add_model_args(p)
+    p.add_argument("--policy", required=True, help="e.g. parallel:0.75 or factorized:0.9,dist=erk")
+    p.add_argument("--target", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--dump-dir", default=None, help="write pass-by-pass dumps here")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(fn=cmd_compile)
+    p = sub.add_parser("bench", help="benchmarks that print ratios measured side by side")
+    p.add_argument("what", choices=["compile"])
+    p.add_argument("--models", default="resnet18,gpt3_small")
+    p.add_argument("--policy", default="parallel:0.75")
+    p.add_argument("--repeat", type=int, default=3, help="eager forward passes timed (median)")
+    p.set_defaults(fn=cmd_bench)
+    args = parser.parse_args(argv)
+    from .errors import SiftcError
+    try:
+        return args.fn(args)
+    except SiftcError as e:
+        print(f"siftc: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

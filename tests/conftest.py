@@ -1,0 +1,75 @@
+"""Shared test helpers: small zoo configurations and an independent FLOP counter (forward hooks)."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import models_zoo
+
+
+def pytest_addoption(parser):
+    parser.addoption("--regen-golden", action="store_true", help="rewrite tests/golden/ from the current code")
+
+
+@pytest.fixture
+def regen_golden(request):
+    return request.config.getoption("--regen-golden")
+
+
+# Small but faithful configurations for the model x member x sparsity matrix: same widths and
+# structure as the zoo default, smaller inputs (and 2 of gpt3_small's 12 identical blocks) so the
+# 120-cell matrix fits the CI budget on 2 cores.
+SMALL = {
+    "mlp": ({}, None),
+    "resnet18_cifar": ({}, 32),
+    "resnet18": ({}, 64),
+    "resnet34": ({}, 64),
+    "resnet50": ({}, 64),
+    "mobilenet_v2": ({}, 64),
+    "gpt_tiny": ({}, 32),
+    "gpt3_small": ({"n_layer": 2}, 64),
+    "vit_tiny": ({}, 32),
+    "bert_tiny": ({}, 32),
+}
+
+
+def small_model(name, batch_size=2):
+    kw, size = SMALL[name]
+    torch.manual_seed(0)
+    return models_zoo.create(name, **kw), models_zoo.example_inputs(name, batch_size, size)
+
+
+def hook_flops(model, inputs) -> int:
+    """Conv/linear FLOPs counted by running the model: 2 x non-zero weights x output positions.
+
+    Independent of siftc's flops pass: it reads the real output tensors at run time and counts
+    the mask's True entries (a dense weight counts all entries; the weight itself may hold a few
+    exact zeros drawn by the normal init, which are not structural sparsity).
+    """
+    total = 0
+
+    def hook(mod, args, out):
+        nonlocal total
+        mask = getattr(mod, "weight_mask", None)
+        nnz = int(mask.sum()) if mask is not None else mod.weight.numel()
+        positions = out.numel() // out.shape[-1] if isinstance(mod, nn.Linear) else out.numel() // out.shape[1]
+        total += 2 * nnz * positions
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+@pytest.fixture(autouse=True)
+def _quiet_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield

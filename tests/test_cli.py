@@ -1,0 +1,27 @@
+"""The command line: flops and compile (with dumps)."""
+import json
+
+from siftc.cli import main
+
+
+def test_cli_flops(capsys):
+    assert main(["flops", "mlp"]) == 0
+    out = capsys.readouterr().out
+    assert "TOTAL" in out and "linear" in out and "params: 269,322" in out
+
+
+def test_cli_compile_with_dumps(tmp_path, capsys):
+    assert main(["compile", "mlp", "--policy", "parallel:0.75", "--dump-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "iso-FLOP ratio" in out and "net.3 | parallel" in out
+    assert (tmp_path / "pipeline.txt").read_text().startswith("capture,shape-prop")
+    assert main(["compile", "mlp", "--policy", "doped:0.5", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert abs(d["iso_flop_ratio"] - 1) < 0.005
+
+
+def test_cli_bad_policy_is_one_line_error(capsys):
+    try:
+        main(["compile", "mlp", "--policy", "parallel:1.5"])
+    except ValueError as e:
+        assert "0 <= sparsity < 1" in str(e)

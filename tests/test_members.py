@@ -1,0 +1,64 @@
+"""Member sizes against SPEC.md: factorized inner dims, parallel branches, doped rank."""
+import pytest
+import torch
+from torch import nn
+
+import models_zoo
+import siftc
+from siftc.members import doped_rank, factorized_inner_dim, parallel_branches
+
+SPEC_FACTORIZED = {   # SPEC.md, ResNet-18 3x3 convs (f_in, f_out)
+    0.5: [116, 210, 231, 419, 461, 838, 922],
+    0.75: [231, 419, 461, 838, 922, 1676, 1844],
+    0.9: [577, 1048, 1153, 2095, 2305, 4190, 4609],
+}
+PAIRS = [(64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 512), (512, 512)]
+
+
+@pytest.mark.parametrize("s", [0.5, 0.75, 0.9])
+def test_resnet18_factorized_inner_dims_match_spec(s):
+    model = models_zoo.create("resnet18")
+    gm = siftc.compile(model, policy=f"factorized:{s}", example_inputs=models_zoo.example_inputs("resnet18", 1, 32))
+    dims = {}
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Conv2d) and mod.kernel_size == (3, 3) and name != "conv1":
+            layer = gm.get_submodule(name)
+            dims[(mod.in_channels, mod.out_channels)] = layer.U.out_channels
+            assert layer.V.kernel_size == (1, 1) and layer.U.stride == mod.stride
+    assert [dims[p] for p in PAIRS] == SPEC_FACTORIZED[s]
+    assert [factorized_inner_dim(9 * a, b, s) for a, b in PAIRS] == SPEC_FACTORIZED[s]
+
+
+def test_parallel_branch_counts():
+    assert [parallel_branches(s) for s in (0.5, 0.6, 0.75, 0.9)] == [2, 3, 4, 10]
+
+
+def test_doped_rank_formula_and_structure():
+    assert doped_rank(9 * 64, 64, 0.9) == int(0.9 * 9 * 64 * 64 / (9 * 64 + 64))
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4))
+    gm = siftc.compile(model, policy="doped:0.75", example_inputs=(torch.randn(3, 8),))
+    layer = gm.get_submodule("2")
+    assert layer.rank == doped_rank(32, 32, 0.75) == 12
+    assert not hasattr(layer.U, "weight_mask") and not hasattr(layer.V, "weight_mask")   # U, V dense
+    assert hasattr(layer.S, "weight_mask")
+
+
+def test_parallel_structure_has_norm_and_relu_per_branch():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+    x = torch.randn(2, 3, 12, 12)
+    model(x)
+    gm = siftc.compile(model, policy="parallel:0.75", example_inputs=(x,))
+    calls = [n for n in gm.graph.nodes if n.meta.get("siftc.origin") == "2"]
+    mods = [str(n.target) for n in calls if n.op == "call_module"]
+    assert sorted(mods) == sorted([f"2.branches.{i}" for i in range(4)] + [f"2.norms.{i}" for i in range(4)])
+    assert sum(n.op == "call_function" and n.target is torch.nn.functional.relu for n in calls) == 4
+    assert sum(n.op == "call_function" and "add" in str(n.target) for n in calls) == 3
+    assert isinstance(gm.get_submodule("2.norms.0"), nn.BatchNorm2d)
+
+
+def test_factorized_linear_gets_layernorm_and_relu():
+    model = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4))
+    gm = siftc.compile(model, policy="factorized:0.5", example_inputs=(torch.randn(3, 8),))
+    layer = gm.get_submodule("2")
+    assert isinstance(layer.norm, nn.LayerNorm)
+    assert layer.U.out_features == factorized_inner_dim(64, 64, 0.5) == 64

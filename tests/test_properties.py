@@ -1,0 +1,77 @@
+"""Hypothesis properties over generated small MLPs and CNNs (with residuals and BatchNorm)."""
+import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
+from torch import nn
+
+import passes
+import siftc
+from siftc.context import CompileContext
+from siftc.policy import Policy
+
+
+class GenMLP(nn.Module):
+    def __init__(self, widths, residual):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        # skip connections decided at build time (fx cannot branch on traced shapes)
+        self.skip = [residual and a == b for a, b in zip(widths[:-1], widths[1:])]
+
+    def forward(self, x):
+        for i, layer in enumerate(self.layers):
+            y = layer(x)
+            if i < len(self.layers) - 1:
+                y = torch.relu(y)
+            x = x + y if self.skip[i] else y
+        return x
+
+
+class GenCNN(nn.Module):
+    def __init__(self, channels, bn, residual, classes):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1, bias=not bn) for a, b in zip(channels[:-1], channels[1:]))
+        self.norms = nn.ModuleList((nn.BatchNorm2d(c) if bn else nn.Identity()) for c in channels[1:])
+        self.skip = [residual and a == b for a, b in zip(channels[:-1], channels[1:])]
+        self.head = nn.Linear(channels[-1], classes)
+
+    def forward(self, x):
+        for conv, norm, skip in zip(self.convs, self.norms, self.skip):
+            y = torch.relu(norm(conv(x)))
+            x = x + y if skip else y
+        return self.head(x.mean(dim=(2, 3)))
+
+
+mlps = st.builds(lambda w, r: (GenMLP(w, r), (torch.randn(3, w[0]),)),
+                 st.lists(st.sampled_from([16, 32, 64]), min_size=3, max_size=6), st.booleans())
+cnns = st.builds(lambda c, bn, r, k: (GenCNN([3] + c, bn, r, k), (torch.randn(2, 3, 8, 8),)),
+                 st.lists(st.sampled_from([8, 16]), min_size=2, max_size=4), st.booleans(), st.booleans(),
+                 st.integers(2, 5))
+models = st.one_of(mlps, cnns)
+policies = st.builds(lambda m, s, d: f"{m}:{s},dist={d}", st.sampled_from(["parallel", "factorized", "doped"]),
+                     st.sampled_from([0.5, 0.6, 0.75, 0.9]), st.sampled_from(["uniform", "erk"]))
+
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(case=models, policy=policies)
+def test_compile_verifies_keeps_shapes_and_iso_flop(case, policy):
+    model, inputs = case
+    gm = siftc.compile(model, policy=policy, example_inputs=inputs)    # verifier runs after each pass
+    assert gm(*inputs).shape == model(*inputs).shape
+    rep = siftc.report(gm)
+    if rep.layers:
+        assert abs(rep.iso_flop_ratio - 1) <= 0.005
+    again = siftc.compile(gm)
+    assert again.code == gm.code and siftc.report(again).to_dict() == rep.to_dict()
+
+
+@SETTINGS
+@given(case=models, policy=policies)
+def test_analyses_never_modify(case, policy):
+    model, inputs = case
+    ctx = CompileContext(model=model, policy=Policy.parse(policy), target="cpu", example_inputs=inputs)
+    gm = passes.get_pass("capture").fn(None, ctx).gm
+    for name in ("shape-prop", "flops", "roles"):
+        code, nodes = gm.code, len(gm.graph.nodes)
+        result = passes.get_pass(name).fn(gm, ctx)
+        assert not result.modified and result.gm.code == code and len(result.gm.graph.nodes) == nodes
