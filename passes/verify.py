@@ -15,7 +15,7 @@ import torch
 from siftc.errors import VerifyError
 from . import flops as flops_pass
 from .registry import PassResult, register
-from .shape_prop import output_shapes, propagate_shapes
+from .shape_prop import ensure_shapes, output_shapes
 
 
 def check_graph(gm, ctx) -> None:
@@ -28,7 +28,7 @@ def check_graph(gm, ctx) -> None:
                 err = VerifyError(f"node '{n.name}' calls module '{n.target}', which does not exist")
                 err.node = n
                 raise err from None
-    propagate_shapes(gm, ctx.example_inputs)
+    ensure_shapes(gm, ctx.example_inputs)
     got = output_shapes(gm)
     if ctx.output_shapes is not None and got != ctx.output_shapes:
         raise VerifyError(f"output shapes changed: the original model gives {ctx.output_shapes}, "

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from passes import flops as flops_pass
-from passes.shape_prop import propagate_shapes
+from passes.shape_prop import ensure_shapes
 
 
 @dataclass
@@ -94,7 +94,7 @@ def _node_flops_by_module(gm) -> dict:
 def build_report(gm, state, refresh: bool = True) -> Report:
     """Build the report of ``gm`` from its compile ``state`` (the .siftc handle)."""
     if refresh:
-        propagate_shapes(gm, state.example_inputs)
+        ensure_shapes(gm, state.example_inputs)
         flops_pass.annotate(gm)
     t = flops_pass.totals(gm)
     by_module = _node_flops_by_module(gm)

@@ -62,3 +62,20 @@ def test_factorized_linear_gets_layernorm_and_relu():
     layer = gm.get_submodule("2")
     assert isinstance(layer.norm, nn.LayerNorm)
     assert layer.U.out_features == factorized_inner_dim(64, 64, 0.5) == 64
+
+
+def test_stem_and_head_sparse_on_request():
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4))
+    x = (torch.randn(3, 8),)
+    default = siftc.report(siftc.compile(model, policy="sparse:0.5", example_inputs=x))
+    assert [layer["name"] for layer in default.layers] == ["2"]
+    both = siftc.report(siftc.compile(model, policy="sparse:0.5,stem=sparse,head=sparse", example_inputs=x))
+    assert [layer["name"] for layer in both.layers] == ["0", "2", "4"] and both.left_dense == []
+
+
+def test_grouped_conv_left_dense_with_reason():
+    model = models_zoo.create("mobilenet_v2")
+    rep = siftc.report(siftc.compile(model, policy="parallel:0.5",
+                                     example_inputs=models_zoo.example_inputs("mobilenet_v2", 2, 32)))
+    grouped = [d for d in rep.left_dense if d["reason"].startswith("grouped/depthwise")]
+    assert len(grouped) == 17 and all(d["flops"] > 0 for d in grouped)   # one depthwise conv per block
