@@ -19,12 +19,19 @@ from .registry import PassResult, register
 
 
 class GradMask:
-    """Tensor hook: the gradient of a masked weight, with masked positions zeroed."""
+    """Tensor hook: the gradient of a masked weight, with masked positions zeroed.
+
+    When the DST runtime sets ``module._siftc_dense_grad_sink`` (a callable), the dense gradient
+    is handed to it first: that is how RigL reads it on the step before a mask update.
+    """
 
     def __init__(self, module):
         self.module = module
 
     def __call__(self, grad):
+        sink = getattr(self.module, "_siftc_dense_grad_sink", None)
+        if sink is not None:
+            sink(grad)
         return grad * self.module.weight_mask
 
 

@@ -8,7 +8,8 @@ from .errors import (CaptureError, IsoFlopError, PassError, PolicyError, ShapeEr
 from .policy import MEMBERS, Policy
 from .compiler import TARGETS, compile, report
 from .pass_manager import PassManager
+from .dst import DST
 
-__all__ = ["compile", "report", "Policy", "MEMBERS", "TARGETS", "PassManager", "SiftcError", "PolicyError",
+__all__ = ["compile", "report", "DST", "Policy", "MEMBERS", "TARGETS", "PassManager", "SiftcError", "PolicyError",
            "CaptureError", "ShapeError", "IsoFlopError", "VerifyError", "PassError"]
 __version__ = "0.1.0"

@@ -23,6 +23,8 @@ _CHOICES = {
     "init": ("kaiming", "scaled"),    # scaled: kept weights x 1/sqrt(density) (SPEC.md pilot lessons)
     "stem": ("dense", "sparse"),      # the first weight op on the input path
     "head": ("dense", "sparse"),      # the last weight op on the output path
+    "dst": ("static", "set", "rigl"), # mask updates during training (siftc.DST)
+    "schedule": ("cosine", "constant"),  # drop-fraction schedule of SET/RigL
 }
 
 
@@ -37,6 +39,11 @@ class Policy:
     seed: int = 0               # seed of mask and weight initialisation
     stem: str = "dense"         # keep the stem dense (SPEC.md) or sparsify it too
     head: str = "dense"         # keep the head dense (SPEC.md) or sparsify it too
+    dst: str = "static"         # siftc.DST algorithm: static | set | rigl
+    dT: int = 100               # steps between mask updates (SPEC.md: 100 ResNet, 500 GPT)
+    drop: float = 0.3           # initial drop fraction of SET/RigL
+    end: float = 0.75           # fraction of total steps after which masks stop moving
+    schedule: str = "cosine"    # drop fraction schedule: cosine | constant
 
     def __post_init__(self):
         if self.member not in MEMBERS:
@@ -53,6 +60,10 @@ class Policy:
         _check_number("tol", self.tol, 0.0, 1.0, "0 < tol < 1")
         if self.tol == 0.0:
             raise PolicyError("policy key tol must be > 0 (a relative tolerance, e.g. tol=0.005)")
+        if not isinstance(self.dT, int) or isinstance(self.dT, bool) or self.dT < 1:
+            raise PolicyError(f"policy key dT={self.dT!r} must be an integer >= 1 (steps between mask updates)")
+        _check_number("drop", self.drop, 0.0, 1.0, "0 <= drop < 1")
+        _check_number("end", self.end, 0.0, 1.0 + 1e-12, "0 <= end <= 1")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise PolicyError(f"policy key seed={self.seed!r} must be a non-negative integer")
 

@@ -7,7 +7,8 @@ from siftc import Policy, PolicyError
 
 
 @pytest.mark.parametrize("text", ["parallel:0.75", "factorized:0.9,dist=erk", "dense", "doped:0.5,iso=nominal,seed=3",
-                                  "sparse:0.9,tol=0.01,init=scaled,stem=sparse,head=sparse"])
+                                  "sparse:0.9,tol=0.01,init=scaled,stem=sparse,head=sparse",
+                                  "parallel:0.9,dst=rigl,dT=500,drop=0.5,end=0.8,schedule=constant"])
 def test_round_trip_examples(text):
     p = Policy.parse(text)
     assert str(p) == text
@@ -29,11 +30,14 @@ def test_round_trip_property(member, s, dist, iso, seed, tol):
     ("parallel:-0.1", "0 <= sparsity < 1"),
     ("parallel:abc", "is not a number"),
     ("parallel", "needs a sparsity"),
-    ("parallel:0.5,colour=red", "allowed keys: dist, iso, tol, init, seed, stem, head"),
+    ("parallel:0.5,colour=red", "allowed keys: dist, iso, tol, init, seed, stem, head, dst, dT, drop, end, schedule"),
     ("parallel:0.5,dist=gaussian", "allowed values: uniform, erk"),
     ("parallel:0.5,seed=x", "not an integer"),
     ("parallel:0.5,dist", "must be key=value"),
     ("parallel:0.5,dist=erk,dist=uniform", "given twice"),
+    ("parallel:0.5,dst=prune", "allowed values: static, set, rigl"),
+    ("parallel:0.5,dT=0", "dT=0 must be an integer >= 1"),
+    ("parallel:0.5,drop=1.5", "0 <= drop < 1"),
 ])
 def test_bad_policies_raise_value_error(text, needle):
     with pytest.raises(ValueError) as err:

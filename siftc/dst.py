@@ -1,0 +1,234 @@
+"""Dynamic sparse training on a compiled GraphModule: static, SET and RigL (SPEC.md, "Sparse training").
+
+The user's loop stays theirs::
+
+    dst = siftc.DST(gm, opt, total_steps)        # algorithm and schedule from the compiled policy
+    for x, y in loader:
+        loss_fn(gm(x), y).backward(); opt.step(); dst.step(); opt.zero_grad()
+
+After every ``dst.step()`` masked weights and the masked entries of the optimizer state are
+zero. Mask updates happen at step t when begin < t < end*total_steps and t % dT == 0 (SPEC.md):
+drop the ``f(t) * nnz`` active weights of smallest magnitude, then grow as many among the
+positions inactive after the drop: RigL by largest dense-gradient magnitude, SET uniformly at
+random (seeded generator). Grown weights start at zero with zero optimizer state; each layer's
+non-zero count never changes. The dense gradient RigL needs is read in the gradient-mask hook
+(lower-train) during the backward passes of the step before an update, summed over
+``accum`` micro-batches and divided by ``accum``.
+
+Distributed: when torch.distributed is initialised, the captured dense gradients are averaged
+with all_reduce (so every rank ranks the same global gradient, as a single process on the global
+batch would), every rank computes the update, and rank 0's masks are broadcast so masks are
+identical on every rank by construction.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+
+from .errors import SiftcError
+from .handle import handle_of
+
+# optimizer state entries that live per weight element and must be masked (SGD, Adam, AdamW)
+KNOWN_STATE = {"momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
+SCALAR_STATE = {"step"}
+
+
+def drop_fraction(t: int, begin: int, end: int, drop: float, schedule: str) -> float:
+    """SPEC.md: f(t) = drop * (1 + cos(pi (t - begin) / (end - begin))) / 2, or constant."""
+    if schedule == "constant":
+        return drop
+    return drop * (1 + math.cos(math.pi * (t - begin) / max(1, end - begin))) / 2
+
+
+def update_mask(weight: torch.Tensor, mask: torch.Tensor, k: int, grow_score=None, generator=None) -> torch.Tensor:
+    """New mask: drop the k active entries of smallest |w|, grow k inactive-after-drop entries.
+
+    Growth by largest ``grow_score`` (RigL: |dense grad|) or, with ``grow_score=None``, uniformly
+    at random from ``generator`` (SET). Pure function of its inputs (tests compare it to brute force).
+    """
+    flat_mask = mask.reshape(-1)
+    if k <= 0:
+        return mask.clone()
+    active = flat_mask.nonzero().squeeze(1)
+    k = min(k, active.numel())
+    mag = weight.detach().reshape(-1)[active].abs().float()
+    dropped = active[torch.topk(mag, k, largest=False, sorted=False).indices]
+    new = flat_mask.clone()
+    new[dropped] = False
+    inactive = (~new).nonzero().squeeze(1)
+    if grow_score is not None:
+        score = grow_score.reshape(-1)[inactive].abs().float()
+        grown = inactive[torch.topk(score, k, largest=True, sorted=False).indices]
+    else:
+        grown = inactive[torch.randperm(inactive.numel(), generator=generator)[:k]]
+    new[grown] = True
+    return new.view_as(mask)
+
+
+class DST:
+    def __init__(self, gm, optimizer, total_steps: int, method: str | None = None, dT: int | None = None,
+                 drop: float | None = None, end: float | None = None, begin: int = 0,
+                 schedule: str | None = None, accum: int = 1, seed: int | None = None,
+                 samples_per_step: int | None = None):
+        handle = handle_of(gm)
+        if handle is None:
+            raise SiftcError("siftc.DST expects a GraphModule returned by siftc.compile")
+        p = handle.policy
+        self.gm, self.optimizer, self.total_steps = gm, optimizer, int(total_steps)
+        self.method = method or p.dst
+        if self.method not in ("static", "set", "rigl"):
+            raise SiftcError(f"DST method {self.method!r} unknown; allowed: static, set, rigl")
+        self.dT = dT or p.dT
+        self.drop = p.drop if drop is None else drop
+        self.end_step = int((p.end if end is None else end) * self.total_steps)
+        self.begin = begin
+        self.schedule = schedule or p.schedule
+        if accum < 1:
+            raise SiftcError(f"DST accum={accum} must be >= 1 (micro-batches per optimizer step)")
+        self.accum = accum
+        self.generator = torch.Generator().manual_seed(p.seed if seed is None else seed)
+        self.modules = {q: m for q, m in gm.named_modules() if isinstance(getattr(m, "weight_mask", None), torch.Tensor)}
+        if not self.modules:
+            raise SiftcError("siftc.DST: the compiled model has no masked weights (policy dense?)")
+        self.step_count = 0
+        self.updates = 0
+        self._dense_grads: dict = {}
+        ex = handle.example_inputs[0]
+        self.example_batch = int(ex.shape[0]) if isinstance(ex, torch.Tensor) and ex.dim() > 0 else 1
+        self.samples_per_step = samples_per_step or self.example_batch
+        rep = handle.report(refresh=True)
+        self.sparse_forward = rep.sparse_flops / self.example_batch     # per sample
+        self.dense_forward = rep.budget_flops / self.example_batch      # original dense model, per sample
+        self.full_forward = self._full_forward_flops() / self.example_batch   # compiled model, masks full
+        self.ledger = {"sparse": 0, "dense_model": 0, "samples": 0}
+        self._check_optimizer()
+        self._apply_masks()
+        self._arm_capture()
+
+    # ------------------------------------------------------------------ schedule
+    def is_update_step(self, t: int) -> bool:
+        return self.method != "static" and self.begin < t < self.end_step and t % self.dT == 0
+
+    def _full_forward_flops(self) -> int:
+        from passes import flops as flops_pass
+        return flops_pass.totals(self.gm)["dense_total"]
+
+    # ------------------------------------------------------------------ dense gradient capture
+    def _arm_capture(self) -> None:
+        """Hand the dense gradient of the coming step to us if that step updates masks (RigL)."""
+        want = self.method == "rigl" and self.is_update_step(self.step_count + 1)
+        self._dense_grads = {}
+        for q, m in self.modules.items():
+            m._siftc_dense_grad_sink = self._sink(q) if want else None
+
+    def _sink(self, q):
+        def sink(grad):
+            g = grad.detach().float()
+            if q in self._dense_grads:
+                self._dense_grads[q] += g
+            else:
+                self._dense_grads[q] = g.clone()
+        return sink
+
+    # ------------------------------------------------------------------ the step
+    def step(self, samples: int | None = None) -> bool:
+        """Call after optimizer.step(). Returns True when masks were updated at this step."""
+        self.step_count += 1
+        t = self.step_count
+        updated = False
+        n = samples or self.samples_per_step
+        if self.is_update_step(t):
+            self._update(t)
+            updated = True
+        self._apply_masks()
+        # training-FLOP ledger (SPEC.md): 3 x sparse forward per sample; an RigL update step
+        # needs the dense gradient: 2 x sparse + 1 x full-shape forward instead
+        per_sample = (2 * self.sparse_forward + self.full_forward) if (updated and self.method == "rigl") \
+            else 3 * self.sparse_forward
+        self.ledger["sparse"] += int(per_sample * n)
+        self.ledger["dense_model"] += int(3 * self.dense_forward * n)
+        self.ledger["samples"] += n
+        self._arm_capture()
+        return updated
+
+    def _update(self, t: int) -> None:
+        frac = drop_fraction(t, self.begin, self.end_step, self.drop, self.schedule)
+        distributed = dist.is_available() and dist.is_initialized()
+        if self.method == "rigl":
+            missing = [q for q in self.modules if q not in self._dense_grads]
+            if missing:
+                raise SiftcError(f"DST (rigl) step {t}: no dense gradient was captured for {missing[0]}; "
+                                 "call loss.backward() through the compiled model before optimizer.step() "
+                                 "and dst.step()")
+            if distributed:
+                for g in self._dense_grads.values():
+                    dist.all_reduce(g)
+                    g /= dist.get_world_size()
+        with torch.no_grad():
+            for q, m in self.modules.items():
+                mask = m.weight_mask
+                k = round(frac * int(torch.count_nonzero(mask)))
+                score = self._dense_grads[q] / self.accum if self.method == "rigl" else None
+                new = update_mask(m.weight, mask.cpu(), k, None if score is None else score.cpu(), self.generator)
+                new = new.to(mask.device)
+                if distributed:
+                    dist.broadcast(new, src=0)
+                grown = new & ~mask
+                m.weight.masked_fill_(grown, 0.0)      # regrown weights start at zero
+                self._zero_state(m.weight, grown)
+                mask.copy_(new)
+        self.updates += 1
+
+    # ------------------------------------------------------------------ masking
+    def _check_optimizer(self) -> None:
+        params = {id(m.weight) for m in self.modules.values()}
+        in_opt = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
+        if not params & in_opt:
+            raise SiftcError("siftc.DST: the optimizer holds none of the compiled model's masked weights; "
+                             "build it from gm.parameters()")
+
+    def _zero_state(self, weight, positions: torch.Tensor) -> None:
+        state = self.optimizer.state.get(weight)
+        if not state:
+            return
+        for key, value in state.items():
+            if key in KNOWN_STATE:
+                value.masked_fill_(positions, 0)
+            elif key in SCALAR_STATE or not (isinstance(value, torch.Tensor) and value.shape == weight.shape):
+                continue
+            else:
+                raise SiftcError(f"siftc.DST: optimizer {type(self.optimizer).__name__} keeps per-weight state "
+                                 f"'{key}' that DST does not know how to mask (known: {', '.join(sorted(KNOWN_STATE))}); "
+                                 "use SGD, Adam or AdamW, or extend siftc.dst.KNOWN_STATE")
+
+    def _apply_masks(self) -> None:
+        with torch.no_grad():
+            for m in self.modules.values():
+                off = ~m.weight_mask
+                m.weight.masked_fill_(off, 0.0)
+                if m.weight.grad is not None:
+                    m.weight.grad.masked_fill_(off, 0.0)
+                self._zero_state(m.weight, off)
+
+    # ------------------------------------------------------------------ ledger and checkpoints
+    def flops(self) -> dict:
+        """Training FLOPs so far of the compiled model under DST vs the dense original (3x forward)."""
+        return {"train_flops": self.ledger["sparse"], "dense_train_flops": self.ledger["dense_model"],
+                "ratio": self.ledger["sparse"] / self.ledger["dense_model"] if self.ledger["dense_model"] else 1.0,
+                "samples": self.ledger["samples"], "steps": self.step_count, "mask_updates": self.updates}
+
+    def state_dict(self) -> dict:
+        """Plain ints/floats/strings/tensors: readable by torch.load(..., weights_only=True)."""
+        return {"step_count": self.step_count, "updates": self.updates, "generator": self.generator.get_state(),
+                "ledger": dict(self.ledger), "method": self.method, "dT": self.dT, "drop": self.drop,
+                "end_step": self.end_step, "begin": self.begin, "schedule": self.schedule, "accum": self.accum}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("step_count", "updates", "method", "dT", "drop", "end_step", "begin", "schedule", "accum"):
+            setattr(self, key, state[key])
+        self.ledger = dict(state["ledger"])
+        self.generator.set_state(state["generator"])
+        self._apply_masks()
+        self._arm_capture()
