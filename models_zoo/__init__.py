@@ -10,7 +10,7 @@ import torch
 
 from .bert import bert_tiny
 from .gpt import gpt3_small, gpt_tiny
-from .mlp import MLP
+from .mlp import MLP, SmallCNN
 from .mobilenet import MobileNetV2
 from .resnet import resnet18, resnet18_cifar, resnet34, resnet50
 from .vit import vit_tiny
@@ -18,6 +18,7 @@ from .vit import vit_tiny
 # name -> (factory, input kind, default input size: image side or sequence length)
 _MODELS = {
     "mlp": (lambda **kw: MLP(**kw), "digits", 28),
+    "mnist_cnn": (lambda **kw: SmallCNN(**kw), "digits", 28),
     "resnet18_cifar": (resnet18_cifar, "image", 32),
     "resnet18": (resnet18, "image", 224),
     "resnet34": (resnet34, "image", 224),

@@ -1,4 +1,4 @@
-"""MLP for 28x28 grayscale digits: 784-256-256-10 with ReLU (SPEC.md's pilot model)."""
+"""Small models for 28x28 grayscale digits: the 784-256-256-10 MLP (SPEC.md's pilot) and a small CNN."""
 from __future__ import annotations
 
 from torch import nn
@@ -16,3 +16,20 @@ class MLP(nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+
+class SmallCNN(nn.Module):
+    """Three 3x3 conv + BatchNorm + ReLU stages and a linear head (the pilot's "small CNN")."""
+
+    def __init__(self, num_classes: int = 10, width: int = 32):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(2 * width, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.features(x))

@@ -22,6 +22,8 @@ def _time(fn) -> float:
 
 
 def main(args) -> int:
+    if args.what == "dst":
+        return dst_main(args)
     import models_zoo
     import siftc
     warnings.simplefilter("ignore")
@@ -41,4 +43,54 @@ def main(args) -> int:
         print(f"{name:14s} {str(tuple(inputs[0].shape)):>16s} {fwd:14.3f} {comp:12.3f} {ratio:12.1f}  "
               f"{'ok' if ratio < 10 else 'MISSED'}")
         del model
+    return 0
+
+
+def dst_main(args) -> int:
+    """``siftc bench dst``: mean step time of (a) the compiled model under DST (RigL, dT=100, update
+    steps included) and (b) a plain dense model of the same (wide) shape without masks or hooks,
+    measured alternately in one run. Target (issue 4): (a)/(b) <= 1.10.
+    """
+    import copy
+
+    import torch.nn.functional as F
+
+    import models_zoo
+    import siftc
+    from passes.lower_train import InstallGradMask
+    warnings.simplefilter("ignore")
+    torch.manual_seed(0)
+    model = models_zoo.create(args.model, **({"width": args.width} if "resnet" in args.model else {}))
+    x = models_zoo.example_inputs(args.model, args.batch)[0]
+    y = torch.randint(0, 10, (args.batch,))
+    gm = siftc.compile(model, policy=f"{args.policy},dst=rigl,dT=100", example_inputs=(x,))
+    plain = copy.deepcopy(gm)               # same graph and shapes; strip masks and hooks
+    for m in plain.modules():
+        if hasattr(m, "weight_mask"):
+            del m._buffers["weight_mask"]
+            for k, h in list(m._forward_pre_hooks.items()):
+                if isinstance(h, InstallGradMask):
+                    del m._forward_pre_hooks[k]
+    opt_a = torch.optim.SGD(gm.parameters(), lr=0.01, momentum=0.9)
+    opt_b = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9)
+    dst = siftc.DST(gm, opt_a, total_steps=args.steps * 2)     # updates at t = 100, 200, ... < 0.75 T
+
+    def step_a():
+        F.cross_entropy(gm(x), y).backward(); opt_a.step(); dst.step(); opt_a.zero_grad()
+
+    def step_b():
+        F.cross_entropy(plain(x), y).backward(); opt_b.step(); opt_b.zero_grad()
+
+    for _ in range(3):
+        step_a(); step_b()
+    ta, tb = [], []
+    for _ in range(args.steps):             # alternate so both see the same machine state
+        ta.append(_time(step_a))
+        tb.append(_time(step_b))
+    a, b = statistics.mean(ta), statistics.mean(tb)
+    print(f"siftc bench dst  model={args.model} policy={args.policy} batch={args.batch} steps={args.steps} "
+          f"(mask updates in run: {dst.updates})")
+    print(f"(a) compiled + DST RigL dT=100 : {a * 1000:8.2f} ms/step")
+    print(f"(b) plain dense, same shape    : {b * 1000:8.2f} ms/step")
+    print(f"(a)/(b) = {a / b:.3f}   target <= 1.10: {'ok' if a / b <= 1.10 else 'MISSED'}")
     return 0

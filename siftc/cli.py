@@ -75,6 +75,15 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .train import train
+    line = train(args.recipe, args.policy, args.steps, data_dir=args.data_dir, seed=args.seed,
+                 batch_size=args.batch_size, lr=args.lr, out=args.out, progress=not args.no_progress)
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        print(json.dumps(line))
+    return 0
+
+
 def cmd_bench(args) -> int:
     from . import bench
     return bench.main(args)
@@ -93,11 +102,26 @@ def main(argv=None) -> int:
     p.add_argument("--dump-dir", default=None, help="write pass-by-pass dumps here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(fn=cmd_compile)
+    p = sub.add_parser("train", help="train a models_zoo recipe under a policy (DST), append a JSON line")
+    p.add_argument("recipe", help="mnist_mlp | mnist_cnn | cifar_resnet18 | shakespeare_gpt")
+    p.add_argument("--policy", default="dense", help="e.g. parallel:0.75,dst=rigl")
+    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--data-dir", default=None, help="folder with image/ and text/ (default $SIFTC_DATA or ../shared/data)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=None, help="global batch (recipe default)")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--out", default="results.jsonl", help="JSON lines file to append to")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(fn=cmd_train)
     p = sub.add_parser("bench", help="benchmarks that print ratios measured side by side")
-    p.add_argument("what", choices=["compile"])
+    p.add_argument("what", choices=["compile", "dst"])
     p.add_argument("--models", default="resnet18,gpt3_small")
     p.add_argument("--policy", default="parallel:0.75")
     p.add_argument("--repeat", type=int, default=3, help="eager forward passes timed (median)")
+    p.add_argument("--model", default="resnet18_cifar", help="bench dst: zoo model")
+    p.add_argument("--width", type=int, default=16, help="bench dst: ResNet base width")
+    p.add_argument("--batch", type=int, default=32, help="bench dst: batch size")
+    p.add_argument("--steps", type=int, default=200, help="bench dst: timed steps of each model")
     p.set_defaults(fn=cmd_bench)
     args = parser.parse_args(argv)
     from .errors import SiftcError

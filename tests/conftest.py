@@ -24,6 +24,7 @@ def regen_golden(request):
 # 120-cell matrix fits the CI budget on 2 cores.
 SMALL = {
     "mlp": ({}, None),
+    "mnist_cnn": ({}, None),
     "resnet18_cifar": ({}, 32),
     "resnet18": ({}, 64),
     "resnet34": ({}, 64),

@@ -1,0 +1,122 @@
+"""``siftc train RECIPE``: compile a recipe's model with a policy, train it under DST, append a JSON line.
+
+Works single-process and under ``torchrun --nproc_per_node N`` (gloo on CPU, nccl on CUDA): each
+rank takes its slice of the same seeded global batch, the model is wrapped in DDP, DST keeps masks
+identical on every rank, and rank 0 alone shows the progress bar and writes the result.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .compiler import compile as siftc_compile
+from .dst import DST
+from .errors import SiftcError
+
+
+def _setup_distributed():
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _batch(recipe, train, idx_gen, batch_size):
+    if recipe.task == "classify":
+        x, y = train
+        idx = torch.randint(0, x.shape[0], (batch_size,), generator=idx_gen)
+        return x[idx], y[idx]
+    ids = train
+    start = torch.randint(0, ids.numel() - recipe.block - 1, (batch_size,), generator=idx_gen)
+    x = torch.stack([ids[s:s + recipe.block] for s in start.tolist()])
+    y = torch.stack([ids[s + 1:s + 1 + recipe.block] for s in start.tolist()])
+    return x, y
+
+
+def _loss(recipe, out, y):
+    if recipe.task == "lm":
+        return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+    return F.cross_entropy(out, y)
+
+
+@torch.no_grad()
+def evaluate(recipe, model, test, eval_batches=50, batch_size=256):
+    model.eval()
+    try:
+        if recipe.task == "classify":
+            x, y = test
+            correct = sum(int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
+                          for i in range(0, x.shape[0], batch_size))
+            return {"metric": "test_accuracy", "value": correct / x.shape[0]}
+        g = torch.Generator().manual_seed(1234)
+        losses = [float(_loss(recipe, model(xb), yb)) for xb, yb in
+                  (_batch(recipe, test, g, 32) for _ in range(eval_batches))]
+        loss = sum(losses) / len(losses)
+        return {"metric": "val_perplexity", "value": math.exp(loss), "val_loss": loss}
+    finally:
+        model.train()
+
+
+def train(recipe_name: str, policy: str, steps: int, data_dir=None, seed: int = 0, batch_size=None, lr=None,
+          out="results.jsonl", progress: bool = True) -> dict:
+    from models_zoo import recipes
+    recipe = recipes.get(recipe_name)
+    rank, world = _setup_distributed()
+    batch_size = batch_size or recipe.batch_size
+    if batch_size % world:
+        raise SiftcError(f"batch size {batch_size} must be divisible by the number of processes ({world})")
+    train_set, test_set = recipe.load(data_dir)
+    torch.manual_seed(seed)
+    model = recipe.model()
+    idx_gen = torch.Generator().manual_seed(seed)
+    example = _batch(recipe, train_set, torch.Generator().manual_seed(seed + 1), batch_size)[0]
+    gm = siftc_compile(model, policy=policy, example_inputs=(example,))
+    opt = recipes.make_optimizer(recipe, gm.parameters(), lr)
+    has_masks = bool(gm.siftc.densities)
+    dst = DST(gm, opt, total_steps=steps, samples_per_step=batch_size) if has_masks else None
+    net = torch.nn.parallel.DistributedDataParallel(gm) if world > 1 else gm
+    rep = gm.siftc.report(refresh=False)
+    per_sample_dense = rep.budget_flops / batch_size
+    bar = tqdm(range(steps), desc=f"{recipe_name} {policy}", disable=not progress or rank != 0)
+    start, loss_avg = time.perf_counter(), None
+    local = batch_size // world
+    for step in bar:
+        t0 = time.perf_counter()
+        x, y = _batch(recipe, train_set, idx_gen, batch_size)
+        x, y = x[rank * local:(rank + 1) * local], y[rank * local:(rank + 1) * local]
+        logits = net(x)
+        loss = _loss(recipe, logits, y)
+        loss.backward()
+        opt.step()
+        if dst is not None:
+            dst.step()
+        opt.zero_grad(set_to_none=True)
+        value = float(loss.detach())
+        loss_avg = value if loss_avg is None else 0.95 * loss_avg + 0.05 * value
+        if step % 10 == 0 or step == steps - 1:
+            fields = {"loss": f"{loss_avg:.3f}", "step_s": f"{time.perf_counter() - t0:.3f}"}
+            if recipe.task == "lm":
+                fields["ppl"] = f"{math.exp(loss_avg):.1f}"
+            else:   # accuracy on the current training batch
+                fields["acc"] = f"{float((logits.argmax(1) == y).float().mean()):.2f}"
+            bar.set_postfix(fields)
+    seconds = time.perf_counter() - start
+    result = evaluate(recipe, gm, test_set)
+    ledger = dst.flops() if dst else {"train_flops": int(3 * per_sample_dense * batch_size * steps),
+                                      "dense_train_flops": int(3 * per_sample_dense * batch_size * steps)}
+    line = {"recipe": recipe_name, "policy": policy, "seed": seed, "steps": steps, "batch_size": batch_size,
+            "world_size": world, "train_flops": ledger["train_flops"],
+            "dense_train_flops": ledger["dense_train_flops"], "iso_flop_ratio": rep.iso_flop_ratio,
+            "train_loss": loss_avg, **result, "seconds": round(seconds, 2)}
+    if rank == 0 and out:
+        with open(out, "a") as f:
+            f.write(json.dumps(line) + "\n")
+    return line
