@@ -42,7 +42,6 @@ def main(args) -> int:
         ratio = comp / fwd
         print(f"{name:14s} {str(tuple(inputs[0].shape)):>16s} {fwd:14.3f} {comp:12.3f} {ratio:12.1f}  "
               f"{'ok' if ratio < 10 else 'MISSED'}")
-        del model
     return 0
 
 

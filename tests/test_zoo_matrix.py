@@ -5,7 +5,6 @@ Each cell: compiles on CPU, output shape unchanged, forward + backward run, iso-
 the FLOPs it should have instead), and the conv/linear FLOPs a forward-hook counter measures on
 the real tensors equal the report's.
 """
-import math
 
 import pytest
 import torch
