@@ -8,7 +8,6 @@ masked weights are zero, every mask has the planned non-zero count, and the comp
 """
 from __future__ import annotations
 
-
 import torch
 
 from siftc.errors import VerifyError

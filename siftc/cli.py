@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import warnings
 
@@ -79,7 +80,7 @@ def cmd_train(args) -> int:
     from .train import train
     line = train(args.recipe, args.policy, args.steps, data_dir=args.data_dir, seed=args.seed,
                  batch_size=args.batch_size, lr=args.lr, out=args.out, progress=not args.no_progress)
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(line))
     return 0
 

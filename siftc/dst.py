@@ -27,6 +27,9 @@ import math
 import torch
 import torch.distributed as dist
 
+from passes import flops as flops_pass
+from passes.shape_prop import ensure_shapes
+
 from .errors import SiftcError
 from .handle import handle_of
 
@@ -98,10 +101,13 @@ class DST:
         ex = handle.example_inputs[0]
         self.example_batch = int(ex.shape[0]) if isinstance(ex, torch.Tensor) and ex.dim() > 0 else 1
         self.samples_per_step = samples_per_step or self.example_batch
-        rep = handle.report(refresh=True)
-        self.sparse_forward = rep.sparse_flops / self.example_batch     # per sample
-        self.dense_forward = rep.budget_flops / self.example_batch      # original dense model, per sample
-        self.full_forward = self._full_forward_flops() / self.example_batch   # compiled model, masks full
+        # forward FLOPs per sample: compiled with masks, compiled with masks full, original dense
+        ensure_shapes(gm, handle.example_inputs)
+        flops_pass.annotate(gm)
+        totals = flops_pass.totals(gm)
+        self.sparse_forward = totals["total"] / self.example_batch
+        self.full_forward = totals["dense_total"] / self.example_batch
+        self.dense_forward = handle.budget_flops / self.example_batch
         self.ledger = {"sparse": 0, "dense_model": 0, "samples": 0}
         self._check_optimizer()
         self._apply_masks()
@@ -110,10 +116,6 @@ class DST:
     # ------------------------------------------------------------------ schedule
     def is_update_step(self, t: int) -> bool:
         return self.method != "static" and self.begin < t < self.end_step and t % self.dT == 0
-
-    def _full_forward_flops(self) -> int:
-        from passes import flops as flops_pass
-        return flops_pass.totals(self.gm)["dense_total"]
 
     # ------------------------------------------------------------------ dense gradient capture
     def _arm_capture(self) -> None:

@@ -84,7 +84,6 @@ def train(recipe_name: str, policy: str, steps: int, data_dir=None, seed: int = 
     dst = DST(gm, opt, total_steps=steps, samples_per_step=batch_size) if has_masks else None
     net = torch.nn.parallel.DistributedDataParallel(gm) if world > 1 else gm
     rep = gm.siftc.report(refresh=False)
-    per_sample_dense = rep.budget_flops / batch_size
     bar = tqdm(range(steps), desc=f"{recipe_name} {policy}", disable=not progress or rank != 0)
     start, loss_avg = time.perf_counter(), None
     local = batch_size // world
@@ -110,8 +109,9 @@ def train(recipe_name: str, policy: str, steps: int, data_dir=None, seed: int = 
             bar.set_postfix(fields)
     seconds = time.perf_counter() - start
     result = evaluate(recipe, gm, test_set)
-    ledger = dst.flops() if dst else {"train_flops": int(3 * per_sample_dense * batch_size * steps),
-                                      "dense_train_flops": int(3 * per_sample_dense * batch_size * steps)}
+    # without masks (dense policy) the model is the original: 3 x its forward per step
+    ledger = dst.flops() if dst else {"train_flops": 3 * rep.budget_flops * steps,
+                                      "dense_train_flops": 3 * rep.budget_flops * steps}
     line = {"recipe": recipe_name, "policy": policy, "seed": seed, "steps": steps, "batch_size": batch_size,
             "world_size": world, "train_flops": ledger["train_flops"],
             "dense_train_flops": ledger["dense_train_flops"], "iso_flop_ratio": rep.iso_flop_ratio,
