@@ -19,6 +19,7 @@ import zlib
 import torch
 
 from siftc import densities
+from siftc.errors import IsoFlopError
 from . import flops as flops_pass
 from .registry import PassResult, register
 
@@ -64,6 +65,24 @@ def _layer_flops(gm) -> tuple[dict, int]:
     return per_module, rest
 
 
+def _largest_dense(gm, budget: int, top: int = 4) -> str:
+    """The unmasked ops that cost the most, by module (or by category for functional ops)."""
+    cost: dict = {}
+    for n in gm.graph.nodes:
+        info = n.meta.get("siftc.flops")
+        if info is None or not info.flops:
+            continue
+        if n.op == "call_module":
+            if hasattr(gm.get_submodule(n.target), "weight_mask"):
+                continue
+            key = n.target
+        else:
+            key = f"{info.category} ops"
+        cost[key] = cost.get(key, 0) + info.flops
+    ranked = sorted(cost.items(), key=lambda kv: -kv[1])[:top]
+    return ", ".join(f"{k} {v / budget:.2f}x" for k, v in ranked)
+
+
 @register("masks", "mask buffers with exact non-zero counts; densities uniform/ERK, solved for iso-FLOP")
 def masks(gm, ctx) -> PassResult:
     new = [q for rec in ctx.layers.values() for q in rec.sparse_modules if q not in ctx.densities]
@@ -79,8 +98,12 @@ def masks(gm, ctx) -> PassResult:
         rest += per_module.pop(q) * int(torch.count_nonzero(mod.weight_mask)) // mod.weight_mask.numel()
     shapes = {q: tuple(gm.get_submodule(q).weight.shape) for q in new}
     if policy.iso == "exact" and policy.member != "sparse":
-        dens = densities.iso_exact(shapes, {q: per_module[q] for q in new}, rest, ctx.budget_flops,
-                                   policy.dist, policy.sparsity)
+        try:
+            dens = densities.iso_exact(shapes, {q: per_module[q] for q in new}, rest, ctx.budget_flops,
+                                       policy.dist, policy.sparsity)
+        except IsoFlopError as e:
+            e.args = (f"{e.args[0]} Largest dense parts: {_largest_dense(gm, ctx.budget_flops)}.",)
+            raise
         ctx.iso_note = f"iso=exact: densities solved ({policy.dist}) so FLOPs match the dense budget"
     else:
         dens = densities.nominal(shapes, policy.sparsity, policy.dist)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from .registry import get_pass
 
 # The training pipeline (targets cpu and cuda), in order; passes/README.md says why this order.
-TRAIN_PIPELINE = "capture,shape-prop,flops,roles,substitute,masks,verify,lower-train"
+TRAIN_PIPELINE = "capture,shape-prop,flops,roles,couple,substitute,masks,verify,lower-train"
 
 _ITEM = re.compile(r"\s*([a-z][a-z0-9-]*)\s*(?:\{([^{}]*)\})?\s*$")
 

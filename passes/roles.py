@@ -9,7 +9,8 @@
 - ``grouped``: grouped / depthwise convs (left dense: substitute does not split groups).
 - ``functional`` / ``unsupported``: weight ops substitute cannot rewrite (F.linear with a
   parameter, Conv1d/Conv3d, ...), left dense.
-- ``substituted``: modules inside a layer that siftc already rewrote (compiling twice is a no-op).
+- ``substituted``: modules inside a layer that siftc already rewrote, or already masked (a widened
+  layer); compiling twice is a no-op.
 Writes ``node.meta["siftc.role"]`` on weight/norm nodes and ``ctx.left_dense`` (module -> reason).
 """
 from __future__ import annotations
@@ -75,9 +76,9 @@ def _classify(gm, node, first: bool, last: bool, policy) -> str:
         return "embedding"
     if kind == "functional":
         return "functional"
-    if inside_member(gm, node.target):
-        return "substituted"
     m = gm.get_submodule(node.target)
+    if inside_member(gm, node.target) or hasattr(m, "weight_mask"):
+        return "substituted"
     if not (type(m) in (nn.Linear, nn.Conv2d)):
         return "unsupported"
     if isinstance(m, nn.Conv2d) and m.groups != 1:

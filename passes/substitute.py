@@ -8,11 +8,15 @@ became. Layers rewritten by an earlier compile (role ``substituted``) are left a
 """
 from __future__ import annotations
 
+from fractions import Fraction
+
 import torch
 import torch.fx
 
 from siftc.context import LayerRecord
+from siftc.errors import SiftcError
 from siftc.members import BUILDERS, sparse_children
+from siftc.members.wide import check_nonlinear, choose_widths, new_sizes, widen
 from .registry import PassResult, register
 
 
@@ -52,6 +56,8 @@ def substitute(gm, ctx) -> PassResult:
     member = ctx.policy.member
     if member == "dense":
         return PassResult(gm, False, {"rewritten": 0})
+    if member == "wide":
+        return _substitute_wide(gm, ctx)
     build = BUILDERS[member]
     calls: dict = {}
     for n in gm.graph.nodes:
@@ -78,3 +84,52 @@ def substitute(gm, ctx) -> PassResult:
                  f"(every weight op is a stem, head, embedding or unsupported: see the report's "
                  f"'left dense' list); the model is returned unchanged")
     return PassResult(gm, bool(calls), {"rewritten": len(calls)})
+
+
+def _substitute_wide(gm, ctx) -> PassResult:
+    """Sparse Wide: widen every free channel group (couple's), then mark the interior layers sparse."""
+    if ctx.previous is not None:            # an already widened model: nothing to do again
+        return PassResult(gm, False, {"rewritten": 0})
+    coupling = getattr(ctx, "coupling", None)
+    if coupling is None:
+        raise SiftcError("member 'wide' needs the channel groups of the 'couple' pass: put 'couple' "
+                         "before 'substitute' in the pipeline")
+    for _ in range(len(coupling.groups) + 1):      # a broken non-linear relation fixes groups; retry
+        values = choose_widths(coupling, ctx.policy)
+        if not check_nonlinear(coupling, values):
+            break
+    sizes = new_sizes(coupling, values)
+    calls: dict = {}
+    for n in gm.graph.nodes:
+        if n.op == "call_module" and n.meta.get("siftc.role") == "sparsifiable":
+            calls.setdefault(n.target, []).append(n)
+    old_shapes = widen(gm, coupling, sizes, set(calls))
+    for qualname, nodes in calls.items():
+        mod = gm.get_submodule(qualname)
+        old, new = old_shapes[qualname], tuple(mod.weight.shape)
+        ctx.layers[qualname] = LayerRecord(
+            name=qualname, kind=type(mod).__name__, member="wide", orig_shape=old,
+            flops_before=sum(c.meta["siftc.flops"].flops for c in nodes) if nodes[0].meta.get("siftc.flops") else 0,
+            new_modules=[qualname], sparse_modules=[qualname],
+            detail=f"in {old[1]}->{new[1]}, out {old[0]}->{new[0]}")
+    ctx.groups = _group_rows(coupling)
+    gm._siftc_shapes_key = None     # same graph code, new weight shapes: shapes must be re-propagated
+    widened = sum(1 for g in coupling.groups if g.new_width != g.width)
+    if not calls:
+        ctx.warn("substitute: the model has no sparsifiable layer for member 'wide' (every weight op is a "
+                 "stem, head, embedding or unsupported: see the report's 'left dense' list)")
+    return PassResult(gm, bool(old_shapes), {"rewritten": len(calls), "groups_widened": widened})
+
+
+def _group_rows(coupling) -> list:
+    rows = [{"group": g.name, "width": g.width, "new_width": g.new_width, "unit": g.unit, "region": g.region,
+             "members": [k if c == g.unit else f"{k} x{Fraction(c, g.unit)}" for k, c in g.members]
+             + [f"{k} (sum with other groups)" for k in g.shared],
+             "fixed": g.fixed} for g in coupling.groups]
+    by_reason: dict = {}
+    for key, (size, reason) in coupling.fixed.items():
+        if reason:
+            by_reason.setdefault(reason, []).append(f"{key}={size}")
+    rows += [{"group": "fixed", "width": None, "new_width": None, "unit": 1, "region": -1,
+              "members": keys, "fixed": reason} for reason, keys in by_reason.items()]
+    return rows

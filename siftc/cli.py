@@ -116,8 +116,10 @@ def main(argv=None) -> int:
     p.set_defaults(fn=cmd_train)
     p = sub.add_parser("bench", help="benchmarks that print ratios measured side by side")
     p.add_argument("what", choices=["compile", "dst"])
-    p.add_argument("--models", default="resnet18,gpt3_small")
-    p.add_argument("--policy", default="parallel:0.75")
+    p.add_argument("--models", default=None,
+                   help="bench compile: comma-separated zoo models (default: the issue's cases, see siftc/bench.py)")
+    p.add_argument("--policy", default=None, help="bench compile: policy for --models (default parallel:0.75); "
+                                                  "bench dst: policy of the compiled model (default parallel:0.75)")
     p.add_argument("--repeat", type=int, default=3, help="eager forward passes timed (median)")
     p.add_argument("--model", default="resnet18_cifar", help="bench dst: zoo model")
     p.add_argument("--width", type=int, default=16, help="bench dst: ResNet base width")

@@ -65,6 +65,7 @@ def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None"
         ctx.original_params, ctx.output_shapes = prev.original_params, prev.output_shapes
         ctx.layers, ctx.left_dense = copy.deepcopy(prev.layers), dict(prev.left_dense)
         ctx.densities, ctx.iso_note = dict(prev.densities), prev.iso_note
+        ctx.groups = list(prev.groups)
     directory = dump_dir_from_env(dump_dir)
     writer = DumpWriter(directory, policy, target) if directory else None
     if writer:
@@ -76,7 +77,7 @@ def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None"
                                                              for x in inputs),
                          budget_flops=ctx.budget_flops, budget_by_category=ctx.budget_by_category,
                          original_params=ctx.original_params, output_shapes=ctx.output_shapes,
-                         layers=ctx.layers, left_dense=ctx.left_dense, densities=ctx.densities,
+                         layers=ctx.layers, left_dense=ctx.left_dense, densities=ctx.densities, groups=ctx.groups,
                          iso_note=ctx.iso_note, warnings=ctx.warnings, pipeline=pm.pipeline, timings=pm.timings)
     gm.siftc = handle
     if writer:

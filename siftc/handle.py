@@ -28,6 +28,7 @@ class SiftcHandle:
     layers: dict = field(default_factory=dict)
     left_dense: dict = field(default_factory=dict)
     densities: dict = field(default_factory=dict)
+    groups: list = field(default_factory=list)      # Sparse Wide channel groups (report rows)
     iso_note: str = ""
     warnings: list = field(default_factory=list)
     pipeline: str = ""

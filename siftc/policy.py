@@ -15,7 +15,7 @@ from .errors import PolicyError
 
 # Members of the Sparse-IFT family that substitute knows (SPEC.md, "The family").
 # "sparse" is the static-sparse baseline at the original shape; "dense" changes nothing.
-MEMBERS = ("dense", "sparse", "parallel", "factorized", "doped")
+MEMBERS = ("dense", "sparse", "wide", "parallel", "factorized", "doped")
 
 _CHOICES = {
     "dist": ("uniform", "erk"),       # layer density distribution (SPEC.md, "Layer densities")
@@ -25,6 +25,8 @@ _CHOICES = {
     "head": ("dense", "sparse"),      # the last weight op on the output path
     "dst": ("static", "set", "rigl"), # mask updates during training (siftc.DST)
     "schedule": ("cosine", "constant"),  # drop-fraction schedule of SET/RigL
+    "width": ("nominal", "reference"),   # Sparse Wide factor: sqrt(1/(1-s)), or the reference
+                                         # code's int(w * sqrt(round(1/(1-s))))
 }
 
 
@@ -44,6 +46,8 @@ class Policy:
     drop: float = 0.3           # initial drop fraction of SET/RigL
     end: float = 0.75           # fraction of total steps after which masks stop moving
     schedule: str = "cosine"    # drop fraction schedule: cosine | constant
+    width: str = "nominal"      # Sparse Wide width rule: nominal | reference
+    round: int = 8              # Sparse Wide: round widths to a multiple of this (1: no rounding)
 
     def __post_init__(self):
         if self.member not in MEMBERS:
@@ -64,6 +68,8 @@ class Policy:
             raise PolicyError(f"policy key dT={self.dT!r} must be an integer >= 1 (steps between mask updates)")
         _check_number("drop", self.drop, 0.0, 1.0, "0 <= drop < 1")
         _check_number("end", self.end, 0.0, 1.0 + 1e-12, "0 <= end <= 1")
+        if not isinstance(self.round, int) or isinstance(self.round, bool) or self.round < 1:
+            raise PolicyError(f"policy key round={self.round!r} must be an integer >= 1 (round=1 turns rounding off)")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise PolicyError(f"policy key seed={self.seed!r} must be a non-negative integer")
 

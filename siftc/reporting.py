@@ -31,6 +31,7 @@ class Report:
     layers: list = field(default_factory=list)
     left_dense: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
+    groups: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,6 +50,10 @@ class Report:
                 shapes = ", ".join(f"{k[len(L['name']) + 1:]}{tuple(v)}" for k, v in L["new_shapes"].items())
                 lines.append(f"  {L['name']} | {L['member']} ({L['detail']}) | {tuple(L['orig_shape'])} | {shapes} | "
                              f"{L['sparsity']:.4f} | {L['flops_before']:,} -> {L['flops_after']:,}")
+        if self.groups:
+            lines += ["", "  channel group | width -> new width | members"]
+            for g in self.groups:
+                lines.append("  " + _group_line(g))
         if self.left_dense:
             lines += ["", "  left dense | reason | FLOPs"]
             for d in self.left_dense:
@@ -71,12 +76,33 @@ class Report:
             for L in self.layers:
                 out.append(f"| {L['name']} | {L['member']} | {L['flops_before']:,} | {L['flops_after']:,} | {L['sparsity']:.4f} |")
             out.append("")
+        if self.groups:
+            out += ["| channel group | width | new width | members |", "|---|---:|---:|---|"]
+            for g in self.groups:
+                width = "" if g["width"] is None else f"{g['width']:,}"
+                new = "" if g["new_width"] is None else f"{g['new_width']:,}"
+                why = f" (kept: {g['fixed']})" if g["fixed"] else ""
+                out.append(f"| {g['group']}{why} | {width} | {new} | {_members(g['members'])} |")
+            out.append("")
         if self.left_dense:
             out += ["| left dense | reason | FLOPs |", "|---|---|---:|"]
             for d in self.left_dense:
                 out.append(f"| {d['name']} | {d['reason']} | {d['flops']:,} |")
             out.append("")
         return "\n".join(out)
+
+
+def _members(keys: list, limit: int = 6) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys)} dims)" if len(keys) > limit else "")
+
+
+def _group_line(g: dict) -> str:
+    if g["width"] is None:
+        return f"kept ({g['fixed']}) | {_members(g['members'])}"
+    why = f" (kept: {g['fixed']})" if g["fixed"] else ""
+    unit = f" (multiple of {g['unit']})" if g["unit"] > 1 else ""
+    return f"{g['group']}{why} | {g['width']} -> {g['new_width']}{unit} | {_members(g['members'])}"
 
 
 def _node_flops_by_module(gm) -> dict:
@@ -127,4 +153,4 @@ def build_report(gm, state, refresh: bool = True) -> Report:
                   budget_by_category=dict(state.budget_by_category),
                   original_params=state.original_params or dense_params, dense_params=dense_params,
                   nonzero_params=nonzero, iso_note=state.iso_note, layers=layers, left_dense=left,
-                  warnings=list(state.warnings))
+                  warnings=list(state.warnings), groups=list(getattr(state, "groups", [])))

@@ -11,7 +11,8 @@ import models_zoo
 import siftc
 
 GOLDEN = Path(__file__).parent / "golden"
-CASES = {"mlp_parallel": ("mlp", "parallel:0.75"), "resnet18_cifar_factorized": ("resnet18_cifar", "factorized:0.5")}
+CASES = {"mlp_parallel": ("mlp", "parallel:0.75"), "resnet18_cifar_factorized": ("resnet18_cifar", "factorized:0.5"),
+         "gpt_tiny_wide": ("gpt_tiny", "wide:0.5")}
 
 
 def _compile(name, policy, directory):
@@ -48,11 +49,11 @@ def test_two_compiles_give_identical_dumps(tmp_path):
     _compile("mlp", "doped:0.5", tmp_path / "b")
     a, b = _files(tmp_path / "a"), _files(tmp_path / "b")
     assert a == b
-    expected = ["00_input.py", "01_capture.py", "02_shape_prop.py", "03_flops.py", "04_roles.py",
-                "05_substitute.py", "06_masks.py", "07_verify.py", "08_lower_train.py", "flops.md", "pipeline.txt"]
+    expected = ["00_input.py", "01_capture.py", "02_shape_prop.py", "03_flops.py", "04_roles.py", "05_couple.py",
+                "06_substitute.py", "07_masks.py", "08_verify.py", "09_lower_train.py", "flops.md", "pipeline.txt"]
     assert sorted(a) == expected
-    header = a["05_substitute.py"].splitlines()
-    assert header[0].startswith("# siftc dump 05: pass 'substitute'")
+    header = a["06_substitute.py"].splitlines()
+    assert header[0].startswith("# siftc dump 06: pass 'substitute'")
     assert any(line.startswith("# nodes: ") and "(+" in line for line in header)
     assert any(line.startswith("# FLOPs: before ") for line in header)
 

@@ -8,14 +8,15 @@ from siftc import Policy, PolicyError
 
 @pytest.mark.parametrize("text", ["parallel:0.75", "factorized:0.9,dist=erk", "dense", "doped:0.5,iso=nominal,seed=3",
                                   "sparse:0.9,tol=0.01,init=scaled,stem=sparse,head=sparse",
-                                  "parallel:0.9,dst=rigl,dT=500,drop=0.5,end=0.8,schedule=constant"])
+                                  "parallel:0.9,dst=rigl,dT=500,drop=0.5,end=0.8,schedule=constant",
+                                  "wide:0.75,width=reference,round=1", "wide:0.9,stem=sparse,round=16"])
 def test_round_trip_examples(text):
     p = Policy.parse(text)
     assert str(p) == text
     assert Policy.parse(str(p)) == p
 
 
-@given(member=st.sampled_from(["sparse", "parallel", "factorized", "doped"]),
+@given(member=st.sampled_from(["sparse", "wide", "parallel", "factorized", "doped"]),
        s=st.floats(min_value=0.01, max_value=0.99, allow_nan=False),
        dist=st.sampled_from(["uniform", "erk"]), iso=st.sampled_from(["exact", "nominal"]),
        seed=st.integers(0, 10_000), tol=st.floats(min_value=1e-4, max_value=0.5))
@@ -25,12 +26,14 @@ def test_round_trip_property(member, s, dist, iso, seed, tol):
 
 
 @pytest.mark.parametrize("text,needle", [
-    ("wide2:0.5", "allowed members: dense, sparse, parallel, factorized, doped"),
+    ("wide2:0.5", "allowed members: dense, sparse, wide, parallel, factorized, doped"),
+    ("wide:0.5,round=0", "round=0 must be an integer >= 1"),
+    ("wide:0.5,width=double", "allowed values: nominal, reference"),
     ("parallel:1.0", "0 <= sparsity < 1"),
     ("parallel:-0.1", "0 <= sparsity < 1"),
     ("parallel:abc", "is not a number"),
     ("parallel", "needs a sparsity"),
-    ("parallel:0.5,colour=red", "allowed keys: dist, iso, tol, init, seed, stem, head, dst, dT, drop, end, schedule"),
+    ("parallel:0.5,colour=red", "allowed keys: dist, iso, tol, init, seed, stem, head, dst, dT, drop, end, schedule, width, round"),
     ("parallel:0.5,dist=gaussian", "allowed values: uniform, erk"),
     ("parallel:0.5,seed=x", "not an integer"),
     ("parallel:0.5,dist", "must be key=value"),

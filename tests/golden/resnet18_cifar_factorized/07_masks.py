@@ -1,9 +1,9 @@
-# siftc dump 05: pass 'substitute' (transform)
-# replace sparsifiable layers by the policy's member (parallel, factorized, doped, sparse)
+# siftc dump 07: pass 'masks' (transform)
+# mask buffers with exact non-zero counts; densities uniform/ERK, solved for iso-FLOP
 # policy: factorized:0.5   target: cpu   pass options: none
-# nodes: 71 -> 128 (+57)
-# FLOPs: before 2,228,228,096 / after 4,464,187,584
-# stats: {"rewritten": 19}
+# nodes: 128 -> 128 (+0)
+# FLOPs: before 4,464,187,584 / after 2,228,215,680
+# stats: {"masked": 38, "nonzeros": 11087634}
 
 def forward(self, x):
     conv1 = self.conv1(x);  x = None
@@ -141,122 +141,122 @@ def forward(self, x):
 # bn1 | call_module | bn1 | (2, 64, 32, 32) | norm | norm | 524,288
 # relu | call_module | relu | (2, 64, 32, 32) | - | act | 131,072
 # maxpool | call_module | maxpool | (2, 64, 32, 32) | - | none | 0
-# layer1_0_conv1_u | call_module | layer1.0.conv1.U | (2, 116, 32, 32) | - | conv | 273,678,336
+# layer1_0_conv1_u | call_module | layer1.0.conv1.U | (2, 116, 32, 32) | - | conv | 135,897,088
 # layer1_0_conv1_norm | call_module | layer1.0.conv1.norm | (2, 116, 32, 32) | - | norm | 950,272
 # layer1_0_conv1_relu | call_function | relu | (2, 116, 32, 32) | - | act | 237,568
-# layer1_0_conv1_v | call_module | layer1.0.conv1.V | (2, 64, 32, 32) | - | conv | 30,408,704
+# layer1_0_conv1_v | call_module | layer1.0.conv1.V | (2, 64, 32, 32) | - | conv | 15,097,856
 # layer1_0_bn1 | call_module | layer1.0.bn1 | (2, 64, 32, 32) | norm | norm | 524,288
 # layer1_0_relu | call_module | layer1.0.relu | (2, 64, 32, 32) | - | act | 131,072
-# layer1_0_conv2_u | call_module | layer1.0.conv2.U | (2, 116, 32, 32) | - | conv | 273,678,336
+# layer1_0_conv2_u | call_module | layer1.0.conv2.U | (2, 116, 32, 32) | - | conv | 135,897,088
 # layer1_0_conv2_norm | call_module | layer1.0.conv2.norm | (2, 116, 32, 32) | - | norm | 950,272
 # layer1_0_conv2_relu | call_function | relu | (2, 116, 32, 32) | - | act | 237,568
-# layer1_0_conv2_v | call_module | layer1.0.conv2.V | (2, 64, 32, 32) | - | conv | 30,408,704
+# layer1_0_conv2_v | call_module | layer1.0.conv2.V | (2, 64, 32, 32) | - | conv | 15,097,856
 # layer1_0_bn2 | call_module | layer1.0.bn2 | (2, 64, 32, 32) | norm | norm | 524,288
 # add | call_function | add | (2, 64, 32, 32) | - | elementwise | 131,072
 # layer1_0_relu_1 | call_module | layer1.0.relu | (2, 64, 32, 32) | - | act | 131,072
-# layer1_1_conv1_u | call_module | layer1.1.conv1.U | (2, 116, 32, 32) | - | conv | 273,678,336
+# layer1_1_conv1_u | call_module | layer1.1.conv1.U | (2, 116, 32, 32) | - | conv | 135,897,088
 # layer1_1_conv1_norm | call_module | layer1.1.conv1.norm | (2, 116, 32, 32) | - | norm | 950,272
 # layer1_1_conv1_relu | call_function | relu | (2, 116, 32, 32) | - | act | 237,568
-# layer1_1_conv1_v | call_module | layer1.1.conv1.V | (2, 64, 32, 32) | - | conv | 30,408,704
+# layer1_1_conv1_v | call_module | layer1.1.conv1.V | (2, 64, 32, 32) | - | conv | 15,097,856
 # layer1_1_bn1 | call_module | layer1.1.bn1 | (2, 64, 32, 32) | norm | norm | 524,288
 # layer1_1_relu | call_module | layer1.1.relu | (2, 64, 32, 32) | - | act | 131,072
-# layer1_1_conv2_u | call_module | layer1.1.conv2.U | (2, 116, 32, 32) | - | conv | 273,678,336
+# layer1_1_conv2_u | call_module | layer1.1.conv2.U | (2, 116, 32, 32) | - | conv | 135,897,088
 # layer1_1_conv2_norm | call_module | layer1.1.conv2.norm | (2, 116, 32, 32) | - | norm | 950,272
 # layer1_1_conv2_relu | call_function | relu | (2, 116, 32, 32) | - | act | 237,568
-# layer1_1_conv2_v | call_module | layer1.1.conv2.V | (2, 64, 32, 32) | - | conv | 30,408,704
+# layer1_1_conv2_v | call_module | layer1.1.conv2.V | (2, 64, 32, 32) | - | conv | 15,097,856
 # layer1_1_bn2 | call_module | layer1.1.bn2 | (2, 64, 32, 32) | norm | norm | 524,288
 # add_1 | call_function | add | (2, 64, 32, 32) | - | elementwise | 131,072
 # layer1_1_relu_1 | call_module | layer1.1.relu | (2, 64, 32, 32) | - | act | 131,072
-# layer2_0_conv1_u | call_module | layer2.0.conv1.U | (2, 210, 16, 16) | - | conv | 123,863,040
+# layer2_0_conv1_u | call_module | layer2.0.conv1.U | (2, 210, 16, 16) | - | conv | 61,505,536
 # layer2_0_conv1_norm | call_module | layer2.0.conv1.norm | (2, 210, 16, 16) | - | norm | 430,080
 # layer2_0_conv1_relu | call_function | relu | (2, 210, 16, 16) | - | act | 107,520
-# layer2_0_conv1_v | call_module | layer2.0.conv1.V | (2, 128, 16, 16) | - | conv | 27,525,120
+# layer2_0_conv1_v | call_module | layer2.0.conv1.V | (2, 128, 16, 16) | - | conv | 13,668,352
 # layer2_0_bn1 | call_module | layer2.0.bn1 | (2, 128, 16, 16) | norm | norm | 262,144
 # layer2_0_relu | call_module | layer2.0.relu | (2, 128, 16, 16) | - | act | 65,536
-# layer2_0_conv2_u | call_module | layer2.0.conv2.U | (2, 231, 16, 16) | - | conv | 272,498,688
+# layer2_0_conv2_u | call_module | layer2.0.conv2.U | (2, 231, 16, 16) | - | conv | 135,312,384
 # layer2_0_conv2_norm | call_module | layer2.0.conv2.norm | (2, 231, 16, 16) | - | norm | 473,088
 # layer2_0_conv2_relu | call_function | relu | (2, 231, 16, 16) | - | act | 118,272
-# layer2_0_conv2_v | call_module | layer2.0.conv2.V | (2, 128, 16, 16) | - | conv | 30,277,632
+# layer2_0_conv2_v | call_module | layer2.0.conv2.V | (2, 128, 16, 16) | - | conv | 15,034,368
 # layer2_0_bn2 | call_module | layer2.0.bn2 | (2, 128, 16, 16) | norm | norm | 262,144
-# layer2_0_downsample_0_u | call_module | layer2.0.downsample.0.U | (2, 86, 16, 16) | - | conv | 5,636,096
+# layer2_0_downsample_0_u | call_module | layer2.0.downsample.0.U | (2, 86, 16, 16) | - | conv | 2,798,592
 # layer2_0_downsample_0_norm | call_module | layer2.0.downsample.0.norm | (2, 86, 16, 16) | - | norm | 176,128
 # layer2_0_downsample_0_relu | call_function | relu | (2, 86, 16, 16) | - | act | 44,032
-# layer2_0_downsample_0_v | call_module | layer2.0.downsample.0.V | (2, 128, 16, 16) | - | conv | 11,272,192
+# layer2_0_downsample_0_v | call_module | layer2.0.downsample.0.V | (2, 128, 16, 16) | - | conv | 5,597,184
 # layer2_0_downsample_1 | call_module | layer2.0.downsample.1 | (2, 128, 16, 16) | norm | norm | 262,144
 # add_2 | call_function | add | (2, 128, 16, 16) | - | elementwise | 65,536
 # layer2_0_relu_1 | call_module | layer2.0.relu | (2, 128, 16, 16) | - | act | 65,536
-# layer2_1_conv1_u | call_module | layer2.1.conv1.U | (2, 231, 16, 16) | - | conv | 272,498,688
+# layer2_1_conv1_u | call_module | layer2.1.conv1.U | (2, 231, 16, 16) | - | conv | 135,312,384
 # layer2_1_conv1_norm | call_module | layer2.1.conv1.norm | (2, 231, 16, 16) | - | norm | 473,088
 # layer2_1_conv1_relu | call_function | relu | (2, 231, 16, 16) | - | act | 118,272
-# layer2_1_conv1_v | call_module | layer2.1.conv1.V | (2, 128, 16, 16) | - | conv | 30,277,632
+# layer2_1_conv1_v | call_module | layer2.1.conv1.V | (2, 128, 16, 16) | - | conv | 15,034,368
 # layer2_1_bn1 | call_module | layer2.1.bn1 | (2, 128, 16, 16) | norm | norm | 262,144
 # layer2_1_relu | call_module | layer2.1.relu | (2, 128, 16, 16) | - | act | 65,536
-# layer2_1_conv2_u | call_module | layer2.1.conv2.U | (2, 231, 16, 16) | - | conv | 272,498,688
+# layer2_1_conv2_u | call_module | layer2.1.conv2.U | (2, 231, 16, 16) | - | conv | 135,312,384
 # layer2_1_conv2_norm | call_module | layer2.1.conv2.norm | (2, 231, 16, 16) | - | norm | 473,088
 # layer2_1_conv2_relu | call_function | relu | (2, 231, 16, 16) | - | act | 118,272
-# layer2_1_conv2_v | call_module | layer2.1.conv2.V | (2, 128, 16, 16) | - | conv | 30,277,632
+# layer2_1_conv2_v | call_module | layer2.1.conv2.V | (2, 128, 16, 16) | - | conv | 15,034,368
 # layer2_1_bn2 | call_module | layer2.1.bn2 | (2, 128, 16, 16) | norm | norm | 262,144
 # add_3 | call_function | add | (2, 128, 16, 16) | - | elementwise | 65,536
 # layer2_1_relu_1 | call_module | layer2.1.relu | (2, 128, 16, 16) | - | act | 65,536
-# layer3_0_conv1_u | call_module | layer3.0.conv1.U | (2, 419, 8, 8) | - | conv | 123,568,128
+# layer3_0_conv1_u | call_module | layer3.0.conv1.U | (2, 419, 8, 8) | - | conv | 61,359,104
 # layer3_0_conv1_norm | call_module | layer3.0.conv1.norm | (2, 419, 8, 8) | - | norm | 214,528
 # layer3_0_conv1_relu | call_function | relu | (2, 419, 8, 8) | - | act | 53,632
-# layer3_0_conv1_v | call_module | layer3.0.conv1.V | (2, 256, 8, 8) | - | conv | 27,459,584
+# layer3_0_conv1_v | call_module | layer3.0.conv1.V | (2, 256, 8, 8) | - | conv | 13,635,328
 # layer3_0_bn1 | call_module | layer3.0.bn1 | (2, 256, 8, 8) | norm | norm | 131,072
 # layer3_0_relu | call_module | layer3.0.relu | (2, 256, 8, 8) | - | act | 32,768
-# layer3_0_conv2_u | call_module | layer3.0.conv2.U | (2, 461, 8, 8) | - | conv | 271,908,864
+# layer3_0_conv2_u | call_module | layer3.0.conv2.U | (2, 461, 8, 8) | - | conv | 135,019,520
 # layer3_0_conv2_norm | call_module | layer3.0.conv2.norm | (2, 461, 8, 8) | - | norm | 236,032
 # layer3_0_conv2_relu | call_function | relu | (2, 461, 8, 8) | - | act | 59,008
-# layer3_0_conv2_v | call_module | layer3.0.conv2.V | (2, 256, 8, 8) | - | conv | 30,212,096
+# layer3_0_conv2_v | call_module | layer3.0.conv2.V | (2, 256, 8, 8) | - | conv | 15,002,112
 # layer3_0_bn2 | call_module | layer3.0.bn2 | (2, 256, 8, 8) | norm | norm | 131,072
-# layer3_0_downsample_0_u | call_module | layer3.0.downsample.0.U | (2, 171, 8, 8) | - | conv | 5,603,328
+# layer3_0_downsample_0_u | call_module | layer3.0.downsample.0.U | (2, 171, 8, 8) | - | conv | 2,782,464
 # layer3_0_downsample_0_norm | call_module | layer3.0.downsample.0.norm | (2, 171, 8, 8) | - | norm | 87,552
 # layer3_0_downsample_0_relu | call_function | relu | (2, 171, 8, 8) | - | act | 21,888
-# layer3_0_downsample_0_v | call_module | layer3.0.downsample.0.V | (2, 256, 8, 8) | - | conv | 11,206,656
+# layer3_0_downsample_0_v | call_module | layer3.0.downsample.0.V | (2, 256, 8, 8) | - | conv | 5,564,672
 # layer3_0_downsample_1 | call_module | layer3.0.downsample.1 | (2, 256, 8, 8) | norm | norm | 131,072
 # add_4 | call_function | add | (2, 256, 8, 8) | - | elementwise | 32,768
 # layer3_0_relu_1 | call_module | layer3.0.relu | (2, 256, 8, 8) | - | act | 32,768
-# layer3_1_conv1_u | call_module | layer3.1.conv1.U | (2, 461, 8, 8) | - | conv | 271,908,864
+# layer3_1_conv1_u | call_module | layer3.1.conv1.U | (2, 461, 8, 8) | - | conv | 135,019,520
 # layer3_1_conv1_norm | call_module | layer3.1.conv1.norm | (2, 461, 8, 8) | - | norm | 236,032
 # layer3_1_conv1_relu | call_function | relu | (2, 461, 8, 8) | - | act | 59,008
-# layer3_1_conv1_v | call_module | layer3.1.conv1.V | (2, 256, 8, 8) | - | conv | 30,212,096
+# layer3_1_conv1_v | call_module | layer3.1.conv1.V | (2, 256, 8, 8) | - | conv | 15,002,112
 # layer3_1_bn1 | call_module | layer3.1.bn1 | (2, 256, 8, 8) | norm | norm | 131,072
 # layer3_1_relu | call_module | layer3.1.relu | (2, 256, 8, 8) | - | act | 32,768
-# layer3_1_conv2_u | call_module | layer3.1.conv2.U | (2, 461, 8, 8) | - | conv | 271,908,864
+# layer3_1_conv2_u | call_module | layer3.1.conv2.U | (2, 461, 8, 8) | - | conv | 135,019,520
 # layer3_1_conv2_norm | call_module | layer3.1.conv2.norm | (2, 461, 8, 8) | - | norm | 236,032
 # layer3_1_conv2_relu | call_function | relu | (2, 461, 8, 8) | - | act | 59,008
-# layer3_1_conv2_v | call_module | layer3.1.conv2.V | (2, 256, 8, 8) | - | conv | 30,212,096
+# layer3_1_conv2_v | call_module | layer3.1.conv2.V | (2, 256, 8, 8) | - | conv | 15,002,112
 # layer3_1_bn2 | call_module | layer3.1.bn2 | (2, 256, 8, 8) | norm | norm | 131,072
 # add_5 | call_function | add | (2, 256, 8, 8) | - | elementwise | 32,768
 # layer3_1_relu_1 | call_module | layer3.1.relu | (2, 256, 8, 8) | - | act | 32,768
-# layer4_0_conv1_u | call_module | layer4.0.conv1.U | (2, 838, 4, 4) | - | conv | 123,568,128
+# layer4_0_conv1_u | call_module | layer4.0.conv1.U | (2, 838, 4, 4) | - | conv | 61,359,168
 # layer4_0_conv1_norm | call_module | layer4.0.conv1.norm | (2, 838, 4, 4) | - | norm | 107,264
 # layer4_0_conv1_relu | call_function | relu | (2, 838, 4, 4) | - | act | 26,816
-# layer4_0_conv1_v | call_module | layer4.0.conv1.V | (2, 512, 4, 4) | - | conv | 27,459,584
+# layer4_0_conv1_v | call_module | layer4.0.conv1.V | (2, 512, 4, 4) | - | conv | 13,635,392
 # layer4_0_bn1 | call_module | layer4.0.bn1 | (2, 512, 4, 4) | norm | norm | 65,536
 # layer4_0_relu | call_module | layer4.0.relu | (2, 512, 4, 4) | - | act | 16,384
-# layer4_0_conv2_u | call_module | layer4.0.conv2.U | (2, 922, 4, 4) | - | conv | 271,908,864
+# layer4_0_conv2_u | call_module | layer4.0.conv2.U | (2, 922, 4, 4) | - | conv | 135,019,456
 # layer4_0_conv2_norm | call_module | layer4.0.conv2.norm | (2, 922, 4, 4) | - | norm | 118,016
 # layer4_0_conv2_relu | call_function | relu | (2, 922, 4, 4) | - | act | 29,504
-# layer4_0_conv2_v | call_module | layer4.0.conv2.V | (2, 512, 4, 4) | - | conv | 30,212,096
+# layer4_0_conv2_v | call_module | layer4.0.conv2.V | (2, 512, 4, 4) | - | conv | 15,002,176
 # layer4_0_bn2 | call_module | layer4.0.bn2 | (2, 512, 4, 4) | norm | norm | 65,536
-# layer4_0_downsample_0_u | call_module | layer4.0.downsample.0.U | (2, 342, 4, 4) | - | conv | 5,603,328
+# layer4_0_downsample_0_u | call_module | layer4.0.downsample.0.U | (2, 342, 4, 4) | - | conv | 2,782,400
 # layer4_0_downsample_0_norm | call_module | layer4.0.downsample.0.norm | (2, 342, 4, 4) | - | norm | 43,776
 # layer4_0_downsample_0_relu | call_function | relu | (2, 342, 4, 4) | - | act | 10,944
-# layer4_0_downsample_0_v | call_module | layer4.0.downsample.0.V | (2, 512, 4, 4) | - | conv | 11,206,656
+# layer4_0_downsample_0_v | call_module | layer4.0.downsample.0.V | (2, 512, 4, 4) | - | conv | 5,564,800
 # layer4_0_downsample_1 | call_module | layer4.0.downsample.1 | (2, 512, 4, 4) | norm | norm | 65,536
 # add_6 | call_function | add | (2, 512, 4, 4) | - | elementwise | 16,384
 # layer4_0_relu_1 | call_module | layer4.0.relu | (2, 512, 4, 4) | - | act | 16,384
-# layer4_1_conv1_u | call_module | layer4.1.conv1.U | (2, 922, 4, 4) | - | conv | 271,908,864
+# layer4_1_conv1_u | call_module | layer4.1.conv1.U | (2, 922, 4, 4) | - | conv | 135,019,456
 # layer4_1_conv1_norm | call_module | layer4.1.conv1.norm | (2, 922, 4, 4) | - | norm | 118,016
 # layer4_1_conv1_relu | call_function | relu | (2, 922, 4, 4) | - | act | 29,504
-# layer4_1_conv1_v | call_module | layer4.1.conv1.V | (2, 512, 4, 4) | - | conv | 30,212,096
+# layer4_1_conv1_v | call_module | layer4.1.conv1.V | (2, 512, 4, 4) | - | conv | 15,002,176
 # layer4_1_bn1 | call_module | layer4.1.bn1 | (2, 512, 4, 4) | norm | norm | 65,536
 # layer4_1_relu | call_module | layer4.1.relu | (2, 512, 4, 4) | - | act | 16,384
-# layer4_1_conv2_u | call_module | layer4.1.conv2.U | (2, 922, 4, 4) | - | conv | 271,908,864
+# layer4_1_conv2_u | call_module | layer4.1.conv2.U | (2, 922, 4, 4) | - | conv | 135,019,456
 # layer4_1_conv2_norm | call_module | layer4.1.conv2.norm | (2, 922, 4, 4) | - | norm | 118,016
 # layer4_1_conv2_relu | call_function | relu | (2, 922, 4, 4) | - | act | 29,504
-# layer4_1_conv2_v | call_module | layer4.1.conv2.V | (2, 512, 4, 4) | - | conv | 30,212,096
+# layer4_1_conv2_v | call_module | layer4.1.conv2.V | (2, 512, 4, 4) | - | conv | 15,002,176
 # layer4_1_bn2 | call_module | layer4.1.bn2 | (2, 512, 4, 4) | norm | norm | 65,536
 # add_7 | call_function | add | (2, 512, 4, 4) | - | elementwise | 16,384
 # layer4_1_relu_1 | call_module | layer4.1.relu | (2, 512, 4, 4) | - | act | 16,384
@@ -269,80 +269,80 @@ def forward(self, x):
 # module | type | weight | non-zeros
 # conv1 | Conv2d | (64, 3, 3, 3) | dense
 # bn1 | BatchNorm2d | (64,) | dense
-# layer1.0.conv1.U | Conv2d | (116, 64, 3, 3) | 66,816/66,816
+# layer1.0.conv1.U | Conv2d | (116, 64, 3, 3) | 33,178/66,816
 # layer1.0.conv1.norm | BatchNorm2d | (116,) | dense
-# layer1.0.conv1.V | Conv2d | (64, 116, 1, 1) | 7,424/7,424
+# layer1.0.conv1.V | Conv2d | (64, 116, 1, 1) | 3,686/7,424
 # layer1.0.bn1 | BatchNorm2d | (64,) | dense
-# layer1.0.conv2.U | Conv2d | (116, 64, 3, 3) | 66,816/66,816
+# layer1.0.conv2.U | Conv2d | (116, 64, 3, 3) | 33,178/66,816
 # layer1.0.conv2.norm | BatchNorm2d | (116,) | dense
-# layer1.0.conv2.V | Conv2d | (64, 116, 1, 1) | 7,424/7,424
+# layer1.0.conv2.V | Conv2d | (64, 116, 1, 1) | 3,686/7,424
 # layer1.0.bn2 | BatchNorm2d | (64,) | dense
-# layer1.1.conv1.U | Conv2d | (116, 64, 3, 3) | 66,816/66,816
+# layer1.1.conv1.U | Conv2d | (116, 64, 3, 3) | 33,178/66,816
 # layer1.1.conv1.norm | BatchNorm2d | (116,) | dense
-# layer1.1.conv1.V | Conv2d | (64, 116, 1, 1) | 7,424/7,424
+# layer1.1.conv1.V | Conv2d | (64, 116, 1, 1) | 3,686/7,424
 # layer1.1.bn1 | BatchNorm2d | (64,) | dense
-# layer1.1.conv2.U | Conv2d | (116, 64, 3, 3) | 66,816/66,816
+# layer1.1.conv2.U | Conv2d | (116, 64, 3, 3) | 33,178/66,816
 # layer1.1.conv2.norm | BatchNorm2d | (116,) | dense
-# layer1.1.conv2.V | Conv2d | (64, 116, 1, 1) | 7,424/7,424
+# layer1.1.conv2.V | Conv2d | (64, 116, 1, 1) | 3,686/7,424
 # layer1.1.bn2 | BatchNorm2d | (64,) | dense
-# layer2.0.conv1.U | Conv2d | (210, 64, 3, 3) | 120,960/120,960
+# layer2.0.conv1.U | Conv2d | (210, 64, 3, 3) | 60,064/120,960
 # layer2.0.conv1.norm | BatchNorm2d | (210,) | dense
-# layer2.0.conv1.V | Conv2d | (128, 210, 1, 1) | 26,880/26,880
+# layer2.0.conv1.V | Conv2d | (128, 210, 1, 1) | 13,348/26,880
 # layer2.0.bn1 | BatchNorm2d | (128,) | dense
-# layer2.0.conv2.U | Conv2d | (231, 128, 3, 3) | 266,112/266,112
+# layer2.0.conv2.U | Conv2d | (231, 128, 3, 3) | 132,141/266,112
 # layer2.0.conv2.norm | BatchNorm2d | (231,) | dense
-# layer2.0.conv2.V | Conv2d | (128, 231, 1, 1) | 29,568/29,568
+# layer2.0.conv2.V | Conv2d | (128, 231, 1, 1) | 14,682/29,568
 # layer2.0.bn2 | BatchNorm2d | (128,) | dense
-# layer2.0.downsample.0.U | Conv2d | (86, 64, 1, 1) | 5,504/5,504
+# layer2.0.downsample.0.U | Conv2d | (86, 64, 1, 1) | 2,733/5,504
 # layer2.0.downsample.0.norm | BatchNorm2d | (86,) | dense
-# layer2.0.downsample.0.V | Conv2d | (128, 86, 1, 1) | 11,008/11,008
+# layer2.0.downsample.0.V | Conv2d | (128, 86, 1, 1) | 5,466/11,008
 # layer2.0.downsample.1 | BatchNorm2d | (128,) | dense
-# layer2.1.conv1.U | Conv2d | (231, 128, 3, 3) | 266,112/266,112
+# layer2.1.conv1.U | Conv2d | (231, 128, 3, 3) | 132,141/266,112
 # layer2.1.conv1.norm | BatchNorm2d | (231,) | dense
-# layer2.1.conv1.V | Conv2d | (128, 231, 1, 1) | 29,568/29,568
+# layer2.1.conv1.V | Conv2d | (128, 231, 1, 1) | 14,682/29,568
 # layer2.1.bn1 | BatchNorm2d | (128,) | dense
-# layer2.1.conv2.U | Conv2d | (231, 128, 3, 3) | 266,112/266,112
+# layer2.1.conv2.U | Conv2d | (231, 128, 3, 3) | 132,141/266,112
 # layer2.1.conv2.norm | BatchNorm2d | (231,) | dense
-# layer2.1.conv2.V | Conv2d | (128, 231, 1, 1) | 29,568/29,568
+# layer2.1.conv2.V | Conv2d | (128, 231, 1, 1) | 14,682/29,568
 # layer2.1.bn2 | BatchNorm2d | (128,) | dense
-# layer3.0.conv1.U | Conv2d | (419, 128, 3, 3) | 482,688/482,688
+# layer3.0.conv1.U | Conv2d | (419, 128, 3, 3) | 239,684/482,688
 # layer3.0.conv1.norm | BatchNorm2d | (419,) | dense
-# layer3.0.conv1.V | Conv2d | (256, 419, 1, 1) | 107,264/107,264
+# layer3.0.conv1.V | Conv2d | (256, 419, 1, 1) | 53,263/107,264
 # layer3.0.bn1 | BatchNorm2d | (256,) | dense
-# layer3.0.conv2.U | Conv2d | (461, 256, 3, 3) | 1,062,144/1,062,144
+# layer3.0.conv2.U | Conv2d | (461, 256, 3, 3) | 527,420/1,062,144
 # layer3.0.conv2.norm | BatchNorm2d | (461,) | dense
-# layer3.0.conv2.V | Conv2d | (256, 461, 1, 1) | 118,016/118,016
+# layer3.0.conv2.V | Conv2d | (256, 461, 1, 1) | 58,602/118,016
 # layer3.0.bn2 | BatchNorm2d | (256,) | dense
-# layer3.0.downsample.0.U | Conv2d | (171, 128, 1, 1) | 21,888/21,888
+# layer3.0.downsample.0.U | Conv2d | (171, 128, 1, 1) | 10,869/21,888
 # layer3.0.downsample.0.norm | BatchNorm2d | (171,) | dense
-# layer3.0.downsample.0.V | Conv2d | (256, 171, 1, 1) | 43,776/43,776
+# layer3.0.downsample.0.V | Conv2d | (256, 171, 1, 1) | 21,737/43,776
 # layer3.0.downsample.1 | BatchNorm2d | (256,) | dense
-# layer3.1.conv1.U | Conv2d | (461, 256, 3, 3) | 1,062,144/1,062,144
+# layer3.1.conv1.U | Conv2d | (461, 256, 3, 3) | 527,420/1,062,144
 # layer3.1.conv1.norm | BatchNorm2d | (461,) | dense
-# layer3.1.conv1.V | Conv2d | (256, 461, 1, 1) | 118,016/118,016
+# layer3.1.conv1.V | Conv2d | (256, 461, 1, 1) | 58,602/118,016
 # layer3.1.bn1 | BatchNorm2d | (256,) | dense
-# layer3.1.conv2.U | Conv2d | (461, 256, 3, 3) | 1,062,144/1,062,144
+# layer3.1.conv2.U | Conv2d | (461, 256, 3, 3) | 527,420/1,062,144
 # layer3.1.conv2.norm | BatchNorm2d | (461,) | dense
-# layer3.1.conv2.V | Conv2d | (256, 461, 1, 1) | 118,016/118,016
+# layer3.1.conv2.V | Conv2d | (256, 461, 1, 1) | 58,602/118,016
 # layer3.1.bn2 | BatchNorm2d | (256,) | dense
-# layer4.0.conv1.U | Conv2d | (838, 256, 3, 3) | 1,930,752/1,930,752
+# layer4.0.conv1.U | Conv2d | (838, 256, 3, 3) | 958,737/1,930,752
 # layer4.0.conv1.norm | BatchNorm2d | (838,) | dense
-# layer4.0.conv1.V | Conv2d | (512, 838, 1, 1) | 429,056/429,056
+# layer4.0.conv1.V | Conv2d | (512, 838, 1, 1) | 213,053/429,056
 # layer4.0.bn1 | BatchNorm2d | (512,) | dense
-# layer4.0.conv2.U | Conv2d | (922, 512, 3, 3) | 4,248,576/4,248,576
+# layer4.0.conv2.U | Conv2d | (922, 512, 3, 3) | 2,109,679/4,248,576
 # layer4.0.conv2.norm | BatchNorm2d | (922,) | dense
-# layer4.0.conv2.V | Conv2d | (512, 922, 1, 1) | 472,064/472,064
+# layer4.0.conv2.V | Conv2d | (512, 922, 1, 1) | 234,409/472,064
 # layer4.0.bn2 | BatchNorm2d | (512,) | dense
-# layer4.0.downsample.0.U | Conv2d | (342, 256, 1, 1) | 87,552/87,552
+# layer4.0.downsample.0.U | Conv2d | (342, 256, 1, 1) | 43,475/87,552
 # layer4.0.downsample.0.norm | BatchNorm2d | (342,) | dense
-# layer4.0.downsample.0.V | Conv2d | (512, 342, 1, 1) | 175,104/175,104
+# layer4.0.downsample.0.V | Conv2d | (512, 342, 1, 1) | 86,950/175,104
 # layer4.0.downsample.1 | BatchNorm2d | (512,) | dense
-# layer4.1.conv1.U | Conv2d | (922, 512, 3, 3) | 4,248,576/4,248,576
+# layer4.1.conv1.U | Conv2d | (922, 512, 3, 3) | 2,109,679/4,248,576
 # layer4.1.conv1.norm | BatchNorm2d | (922,) | dense
-# layer4.1.conv1.V | Conv2d | (512, 922, 1, 1) | 472,064/472,064
+# layer4.1.conv1.V | Conv2d | (512, 922, 1, 1) | 234,409/472,064
 # layer4.1.bn1 | BatchNorm2d | (512,) | dense
-# layer4.1.conv2.U | Conv2d | (922, 512, 3, 3) | 4,248,576/4,248,576
+# layer4.1.conv2.U | Conv2d | (922, 512, 3, 3) | 2,109,679/4,248,576
 # layer4.1.conv2.norm | BatchNorm2d | (922,) | dense
-# layer4.1.conv2.V | Conv2d | (512, 922, 1, 1) | 472,064/472,064
+# layer4.1.conv2.V | Conv2d | (512, 922, 1, 1) | 234,409/472,064
 # layer4.1.bn2 | BatchNorm2d | (512,) | dense
 # fc | Linear | (10, 512) | dense

@@ -1,9 +1,9 @@
-# siftc dump 06: pass 'masks' (transform)
-# mask buffers with exact non-zero counts; densities uniform/ERK, solved for iso-FLOP
+# siftc dump 09: pass 'lower-train' (transform)
+# zero-filled weights + gradient-mask hooks (no mask multiply in forward); move to target
 # policy: factorized:0.5   target: cpu   pass options: none
 # nodes: 128 -> 128 (+0)
-# FLOPs: before 4,464,187,584 / after 2,228,215,680
-# stats: {"masked": 38, "nonzeros": 11087634}
+# FLOPs: before 2,228,215,680 / after 2,228,215,680
+# stats: {"device": "cpu", "hooked": 38}
 
 def forward(self, x):
     conv1 = self.conv1(x);  x = None

@@ -1,9 +1,9 @@
-# siftc dump 07: pass 'verify' (transform)
-# lint, output shapes, masked weights zero, exact non-zero counts, iso-FLOP within tol
+# siftc dump 09: pass 'lower-train' (transform)
+# zero-filled weights + gradient-mask hooks (no mask multiply in forward); move to target
 # policy: parallel:0.75   target: cpu   pass options: none
 # nodes: 22 -> 22 (+0)
 # FLOPs: before 1,076,224 / after 1,076,224
-# stats: {"iso_flop_ratio": 1.0}
+# stats: {"device": "cpu", "hooked": 4}
 
 def forward(self, x):
     net_0 = getattr(self.net, "0")(x);  x = None

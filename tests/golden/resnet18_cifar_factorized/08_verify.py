@@ -1,4 +1,4 @@
-# siftc dump 07: pass 'verify' (transform)
+# siftc dump 08: pass 'verify' (transform)
 # lint, output shapes, masked weights zero, exact non-zero counts, iso-FLOP within tol
 # policy: factorized:0.5   target: cpu   pass options: none
 # nodes: 128 -> 128 (+0)

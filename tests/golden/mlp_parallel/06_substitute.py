@@ -1,9 +1,9 @@
-# siftc dump 08: pass 'lower-train' (transform)
-# zero-filled weights + gradient-mask hooks (no mask multiply in forward); move to target
+# siftc dump 06: pass 'substitute' (transform)
+# replace sparsifiable layers by the policy's member (parallel, factorized, doped, sparse)
 # policy: parallel:0.75   target: cpu   pass options: none
-# nodes: 22 -> 22 (+0)
-# FLOPs: before 1,076,224 / after 1,076,224
-# stats: {"device": "cpu", "hooked": 4}
+# nodes: 8 -> 22 (+14)
+# FLOPs: before 1,076,224 / after 1,874,432
+# stats: {"rewritten": 1}
 
 def forward(self, x):
     net_0 = getattr(self.net, "0")(x);  x = None
@@ -34,18 +34,18 @@ def forward(self, x):
 # net_0 | call_module | net.0 | (2, 784) | - | none | 0
 # net_1 | call_module | net.1 | (2, 256) | stem | linear | 802,816
 # net_2 | call_module | net.2 | (2, 256) | - | act | 512
-# net_3_branches_0 | call_module | net.3.branches.0 | (2, 256) | - | linear | 62,592
+# net_3_branches_0 | call_module | net.3.branches.0 | (2, 256) | - | linear | 262,144
 # net_3_norms_0 | call_module | net.3.norms.0 | (2, 256) | - | norm | 2,048
 # net_3_relu | call_function | relu | (2, 256) | - | act | 512
-# net_3_branches_1 | call_module | net.3.branches.1 | (2, 256) | - | linear | 62,592
+# net_3_branches_1 | call_module | net.3.branches.1 | (2, 256) | - | linear | 262,144
 # net_3_norms_1 | call_module | net.3.norms.1 | (2, 256) | - | norm | 2,048
 # net_3_relu_1 | call_function | relu | (2, 256) | - | act | 512
 # net_3_add | call_function | add | (2, 256) | - | elementwise | 512
-# net_3_branches_2 | call_module | net.3.branches.2 | (2, 256) | - | linear | 62,592
+# net_3_branches_2 | call_module | net.3.branches.2 | (2, 256) | - | linear | 262,144
 # net_3_norms_2 | call_module | net.3.norms.2 | (2, 256) | - | norm | 2,048
 # net_3_relu_2 | call_function | relu | (2, 256) | - | act | 512
 # net_3_add_1 | call_function | add | (2, 256) | - | elementwise | 512
-# net_3_branches_3 | call_module | net.3.branches.3 | (2, 256) | - | linear | 62,592
+# net_3_branches_3 | call_module | net.3.branches.3 | (2, 256) | - | linear | 262,144
 # net_3_norms_3 | call_module | net.3.norms.3 | (2, 256) | - | norm | 2,048
 # net_3_relu_3 | call_function | relu | (2, 256) | - | act | 512
 # net_3_add_2 | call_function | add | (2, 256) | - | elementwise | 512
@@ -56,12 +56,12 @@ def forward(self, x):
 # ---- weight modules called by the graph ----
 # module | type | weight | non-zeros
 # net.1 | Linear | (256, 784) | dense
-# net.3.branches.0 | Linear | (256, 256) | 15,648/65,536
+# net.3.branches.0 | Linear | (256, 256) | 65,536/65,536
 # net.3.norms.0 | LayerNorm | (256,) | dense
-# net.3.branches.1 | Linear | (256, 256) | 15,648/65,536
+# net.3.branches.1 | Linear | (256, 256) | 65,536/65,536
 # net.3.norms.1 | LayerNorm | (256,) | dense
-# net.3.branches.2 | Linear | (256, 256) | 15,648/65,536
+# net.3.branches.2 | Linear | (256, 256) | 65,536/65,536
 # net.3.norms.2 | LayerNorm | (256,) | dense
-# net.3.branches.3 | Linear | (256, 256) | 15,648/65,536
+# net.3.branches.3 | Linear | (256, 256) | 65,536/65,536
 # net.3.norms.3 | LayerNorm | (256,) | dense
 # net.5 | Linear | (10, 256) | dense

@@ -1,4 +1,4 @@
-# siftc dump 06: pass 'masks' (transform)
+# siftc dump 07: pass 'masks' (transform)
 # mask buffers with exact non-zero counts; densities uniform/ERK, solved for iso-FLOP
 # policy: parallel:0.75   target: cpu   pass options: none
 # nodes: 22 -> 22 (+0)

@@ -1,0 +1,185 @@
+"""Sparse Wide: widen every free channel group of the network at once (SPEC.md, "Sparse Wide is a
+whole-graph rewrite").
+
+Width rule. The nominal factor is f = sqrt(1/(1-s)) (sparse FLOPs (1-s) f^2 F = F per interior
+layer); ``width=reference`` uses the reference code's sqrt(round(1/(1-s))) with truncation, which
+gives ResNet-18's base widths 90/128/202 at s = .5/.75/.9. The *main* group (the one with the
+most weight dims: the residual stream) is widened and rounded first; its realised factor F is then
+applied to every other group, each rounded to its own multiple, so ratios such as FFN = 4 x d_model
+or the 64/128/256/512 stage widths survive rounding. Multiples: the head count where a group is
+split into heads (the head count is kept, the head size grows), ``round`` (default 8) elsewhere;
+a group too narrow to widen when rounded to the nearest multiple is rounded up instead.
+
+Rebuild. Weight dims are rewritten in place on the captured copy: every parameter, buffer and
+size attribute whose size is ``coeff x group`` gets its new size, and the module's own size fields
+(in_features, out_channels, num_features, ...) follow. Sparse weights (role ``sparsifiable``)
+are Kaiming-normal on the full new shape and get a mask; the parts SPEC.md keeps dense (stem,
+head, embeddings, norms, biases) get fresh values of the same kind (Kaiming for conv/linear,
+the original constant or the original mean/std otherwise). A tied parameter stays one object.
+"""
+from __future__ import annotations
+
+import math
+
+import sympy
+import torch
+from torch import nn
+
+from .base import mark_sparse
+
+
+def wide_factor(policy) -> float:
+    k = 1.0 / (1.0 - policy.sparsity)
+    if policy.width == "reference":
+        return math.sqrt(math.floor(k + 0.5))
+    return math.sqrt(k)
+
+
+def round_to(x: float, multiple: int) -> int:
+    return max(multiple, multiple * math.floor(x / multiple + 0.5))
+
+
+def _widened(width: int, x: float, multiple: int) -> int:
+    """``x`` rounded to the nearest multiple, or up to the next one when the nearest would not
+    widen the group at all (an 8-wide group at x = 11.3 becomes 16, not 8)."""
+    new = round_to(x, multiple)
+    if new <= width < x:
+        new = multiple * math.ceil(x / multiple)
+    return new
+
+
+def choose_widths(coupling, policy) -> dict:
+    """New width of every free group (sets ``group.new_width``); returns {symbol: new value}."""
+    free = [g for g in coupling.groups if not g.fixed]
+    for g in coupling.groups:
+        if g.fixed:
+            g.new_width = g.width
+    if not free:
+        return {g.symbol: coupling.solution.hints[g.symbol] for g in coupling.groups}
+    main = max(free, key=lambda g: (len(g.members), g.width))
+    f = wide_factor(policy)
+
+    def multiple(g):
+        return g.unit if g.unit > 1 else policy.round
+
+    target = math.floor(main.width * f) if policy.width == "reference" else main.width * f
+    main.new_width = _widened(main.width, target, multiple(main))
+    factor = main.new_width / main.width
+    for g in free:
+        if g is not main:
+            g.new_width = _widened(g.width, g.width * factor, multiple(g))
+    values = {g.symbol: g.new_width // g.unit for g in free}
+    values.update({g.symbol: coupling.solution.hints[g.symbol] for g in coupling.groups if g.fixed})
+    return values
+
+
+def check_nonlinear(coupling, values: dict) -> list:
+    """Groups whose chosen widths break a non-linear size relation; marks them fixed."""
+    broken = []
+    by_symbol = {g.symbol: g for g in coupling.groups}
+    for eq in coupling.solution.nonlinear:
+        e = eq.expr.xreplace(coupling.solution.values).xreplace({s: sympy.Integer(v) for s, v in values.items()})
+        if sympy.simplify(e) != 0:
+            for s in eq.expr.xreplace(coupling.solution.values).free_symbols:
+                g = by_symbol.get(s)
+                if g is not None and not g.fixed:
+                    g.fixed = f"a non-linear size relation at node '{eq.node}' ({eq.target}) does not hold when widened"
+                    broken.append(g)
+    return broken
+
+
+def new_sizes(coupling, values: dict) -> dict:
+    """{dim key: new size} for every symbolic dim."""
+    out = {}
+    values = {s: sympy.Integer(v) for s, v in values.items()}
+    for key, ref in coupling.dims.items():
+        v = sympy.sympify(coupling.expr(key).xreplace(values))
+        if not v.is_Integer or int(v) < 1:
+            raise ValueError(f"widened size of {key} is {v}, not a positive integer")
+        out[key] = int(v)
+    return out
+
+
+def _fresh_like(old: torch.Tensor, shape, kaiming: bool) -> torch.Tensor:
+    new = torch.empty(shape, dtype=old.dtype, device=old.device)
+    with torch.no_grad():
+        if kaiming:
+            fan_in = math.prod(shape[1:])
+            new.normal_(0.0, math.sqrt(2.0 / fan_in))       # Kaiming-normal, fan_in, ReLU gain
+        elif old.numel() and not old.is_floating_point():
+            new.fill_(old.flatten()[0].item())
+        elif old.numel() and bool((old == old.flatten()[0]).all()):
+            new.fill_(old.flatten()[0].item())                # ones/zeros stay ones/zeros
+        elif old.numel() > 1:
+            new.normal_(old.float().mean().item(), old.float().std().item())
+        else:
+            new.zero_()
+    return new
+
+
+def _update_size_fields(mod: nn.Module) -> None:
+    w = getattr(mod, "weight", None)
+    if isinstance(mod, nn.Linear):
+        mod.out_features, mod.in_features = w.shape
+    elif isinstance(mod, nn.modules.conv._ConvNd) and isinstance(w, torch.Tensor):
+        mod.out_channels, mod.in_channels = w.shape[0], w.shape[1] * mod.groups
+    elif isinstance(mod, nn.modules.batchnorm._NormBase):
+        t = mod.weight if mod.weight is not None else mod.running_mean
+        if t is not None:
+            mod.num_features = t.shape[0]
+    elif isinstance(mod, nn.GroupNorm) and mod.weight is not None:
+        mod.num_channels = mod.weight.shape[0]
+    elif isinstance(mod, (nn.Embedding, nn.EmbeddingBag)):
+        mod.embedding_dim = w.shape[1]
+
+
+def widen(gm: torch.fx.GraphModule, coupling, sizes: dict, sparse: set) -> dict:
+    """Rewrite every weight, buffer and size attribute of ``gm`` to ``sizes``.
+
+    ``sparse``: module paths whose weight becomes sparse (fresh Kaiming init + weight_mask).
+    Returns {module path: original weight shape} of the modules that changed or became sparse.
+    """
+    modules = dict(gm.named_modules())
+    wanted: dict = {}      # (owner, kind, name) -> {dim: size}
+    for key, ref in coupling.dims.items():
+        if sizes[key] != ref.hint:
+            wanted.setdefault((ref.owner, ref.kind, ref.name), {})[ref.dim] = sizes[key]
+    for owner in sparse:   # sparse weights are drawn fresh even where no dim changed
+        wanted.setdefault((owner, "param", "weight"), {})
+    changed = {owner: tuple(modules[owner].weight.shape) for owner, kind, name in wanted
+               if kind != "attr" and name == "weight" and isinstance(getattr(modules[owner], "weight", None), torch.Tensor)}
+    replaced: dict = {}    # id(old tensor) -> new tensor, so tied parameters stay one object
+    for (owner, kind, name), dims in wanted.items():
+        mod = modules[owner]
+        old = getattr(mod, name)
+        if kind == "attr":
+            values = list(old) if isinstance(old, tuple) else [old]
+            for d, v in dims.items():
+                values[d] = v
+            setattr(mod, name, tuple(values) if isinstance(old, tuple) else values[0])
+            continue
+        if id(old) not in replaced:
+            shape = list(old.shape)
+            for d, v in dims.items():
+                shape[d] = v
+            is_weight = isinstance(mod, (nn.Linear, nn.modules.conv._ConvNd)) and name == "weight"
+            new = _fresh_like(old, shape, kaiming=is_weight)
+            if isinstance(old, nn.Parameter):
+                new = nn.Parameter(new, requires_grad=old.requires_grad)
+            replaced[id(old)] = new
+        (mod._parameters if kind == "param" else mod._buffers)[name] = replaced[id(old)]
+    for mod in modules.values():   # a parameter tied to a rewritten one (lm_head.weight is wte.weight)
+        for name, p in list(mod._parameters.items()):
+            if p is not None and id(p) in replaced:
+                mod._parameters[name] = replaced[id(p)]
+    for owner in {o for o, _, _ in wanted}:
+        mod = modules[owner]
+        _update_size_fields(mod)
+        bias = getattr(mod, "bias", None)
+        if isinstance(mod, (nn.Linear, nn.modules.conv._ConvNd)) and isinstance(bias, torch.Tensor):
+            with torch.no_grad():
+                bias.zero_()
+    for owner in sparse:
+        if not isinstance(getattr(modules[owner], "weight_mask", None), torch.Tensor):
+            mark_sparse(modules[owner])
+    return changed
