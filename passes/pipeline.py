@@ -12,6 +12,8 @@ from .registry import get_pass
 
 # The training pipeline (targets cpu and cuda), in order; passes/README.md says why this order.
 TRAIN_PIPELINE = "capture,shape-prop,flops,roles,couple,substitute,masks,verify,lower-train"
+# target "onnx": the same analysis and rewrite, then the ONNX emitter instead of the training lowering
+ONNX_PIPELINE = "capture,shape-prop,flops,roles,couple,substitute,masks,verify,export-onnx"
 
 _ITEM = re.compile(r"\s*([a-z][a-z0-9-]*)\s*(?:\{([^{}]*)\})?\s*$")
 

@@ -1,8 +1,8 @@
 """The ``siftc`` command line: ``flops``, ``compile`` and ``bench``.
 
     siftc flops resnet18_cifar
-    siftc compile resnet18_cifar --policy parallel:0.75 --dump-dir dumps/
-    siftc bench compile
+    siftc compile resnet18_cifar --policy wide:0.75 --dump-dir dumps/ --onnx model.onnx
+    siftc bench compile | dst | onnx
 
 MODEL is a models_zoo name (``resnet18``), ``models_zoo:resnet18``, or ``package.module:factory``
 (a callable returning an nn.Module; then pass --input-shape).
@@ -68,11 +68,21 @@ def cmd_flops(args) -> int:
 def cmd_compile(args) -> int:
     import siftc
     model, inputs = load_model(args.model, args.batch_size, args.size, args.input_shape)
-    gm = siftc.compile(model, target=args.target, policy=args.policy, example_inputs=inputs, dump_dir=args.dump_dir)
+    onnx_path = args.onnx
+    if args.target == "onnx" and not onnx_path:
+        raise SystemExit("siftc: --target onnx needs --onnx PATH (where to write the model)")
+    target = "cpu" if args.target == "onnx" else args.target
+    gm = siftc.compile(model, target=target, policy=args.policy, example_inputs=inputs, dump_dir=args.dump_dir)
     rep = siftc.report(gm)
     print(json.dumps(rep.to_dict(), indent=2) if args.json else rep)
     if args.dump_dir:
         print(f"\ndumps written to {args.dump_dir}/ (pipeline.txt, NN_<pass>.py, flops.md, stats.json)")
+    if onnx_path:
+        proto = siftc.compile(gm, target="onnx", path=onnx_path, exporter=args.exporter)
+        check = siftc.onnx_check(proto, gm, inputs, rtol=args.rtol)
+        print(f"\nONNX written to {onnx_path} ({os.path.getsize(onnx_path) / 1e6:.2f} MB, "
+              f"{len(proto.graph.sparse_initializer)} sparse initializers of {len(gm.siftc.masks())} masked weights); "
+              f"onnxruntime vs PyTorch: max relative error {check.max_rel_err:.2e} (rtol {args.rtol}): ok")
     return 0
 
 
@@ -99,7 +109,11 @@ def main(argv=None) -> int:
     p = sub.add_parser("compile", help="compile a model with a policy and print the report")
     _add_model_args(p)
     p.add_argument("--policy", required=True, help="e.g. parallel:0.75 or factorized:0.9,dist=erk")
-    p.add_argument("--target", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--target", default="cpu", choices=["cpu", "cuda", "onnx"])
+    p.add_argument("--onnx", default=None, metavar="PATH",
+                   help="also export the compiled model to ONNX at PATH and check it in onnxruntime")
+    p.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"], help="ONNX exporter")
+    p.add_argument("--rtol", type=float, default=1e-3, help="onnxruntime vs PyTorch relative tolerance")
     p.add_argument("--dump-dir", default=None, help="write pass-by-pass dumps here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(fn=cmd_compile)
@@ -115,7 +129,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(fn=cmd_train)
     p = sub.add_parser("bench", help="benchmarks that print ratios measured side by side")
-    p.add_argument("what", choices=["compile", "dst"])
+    p.add_argument("what", choices=["compile", "dst", "onnx"])
     p.add_argument("--models", default=None,
                    help="bench compile: comma-separated zoo models (default: the issue's cases, see siftc/bench.py)")
     p.add_argument("--policy", default=None, help="bench compile: policy for --models (default parallel:0.75); "

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from passes.pipeline import TRAIN_PIPELINE
+from passes.pipeline import ONNX_PIPELINE, TRAIN_PIPELINE
 
 from .context import CompileContext
 from .dumps import DumpWriter, dump_dir_from_env
@@ -16,7 +16,7 @@ from .handle import SiftcHandle, handle_of
 from .pass_manager import PassManager
 from .policy import Policy
 
-TARGETS = ("cpu", "cuda")
+TARGETS = ("cpu", "cuda", "onnx")
 
 
 def _inputs_tuple(example_inputs, model) -> tuple:
@@ -39,12 +39,14 @@ def _inputs_tuple(example_inputs, model) -> tuple:
 def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None" = None,
             example_inputs: Optional[Sequence] = None, dump_dir: Optional[str] = None,
             leaf_modules: Sequence = (), concrete_args: Optional[dict] = None,
-            pipeline: Optional[str] = None) -> torch.fx.GraphModule:
-    """Compile ``model`` with a Sparse-IFT ``policy`` for ``target`` ("cpu" or "cuda").
+            pipeline: Optional[str] = None, path=None, exporter: str = "dynamo"):
+    """Compile ``model`` with a Sparse-IFT ``policy`` for ``target`` ("cpu", "cuda" or "onnx").
 
-    Returns a torch.fx.GraphModule with a ``.siftc`` handle (report, masks, policy). The user's
-    model is not modified. Compiling a compiled GraphModule again changes nothing (its
-    policy is kept; a different policy is an error).
+    cpu/cuda: returns a torch.fx.GraphModule with a ``.siftc`` handle (report, masks, policy).
+    onnx: returns an onnx.ModelProto (masked weights as sparse initializers; written to ``path``
+    when given), exported with ``exporter`` ("dynamo" or "torchscript"). The user's model is not
+    modified. Compiling a compiled GraphModule again transforms nothing (its policy is kept; a
+    different policy is an error): that is how a trained model goes to ONNX.
     """
     import passes  # noqa: F401  (registers every pass; imported here to keep imports acyclic)
 
@@ -70,7 +72,12 @@ def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None"
     writer = DumpWriter(directory, policy, target) if directory else None
     if writer:
         writer.write_input(model, inputs)
-    pm = PassManager(pipeline or TRAIN_PIPELINE, instruments=[writer] if writer else [])
+    if target == "onnx":
+        ctx.onnx_options = {"path": path, "exporter": exporter}
+    elif path is not None:
+        raise ValueError(f"path= is for target='onnx' (got target={target!r})")
+    pm = PassManager(pipeline or (ONNX_PIPELINE if target == "onnx" else TRAIN_PIPELINE),
+                     instruments=[writer] if writer else [])
     gm = pm.run(None, ctx)
     handle = SiftcHandle(gm=gm, model_name=prev.model_name if prev else type(model).__name__, policy=policy,
                          target=target, example_inputs=tuple(x.detach().clone() if isinstance(x, torch.Tensor) else x
@@ -82,6 +89,10 @@ def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None"
     gm.siftc = handle
     if writer:
         writer.finish(pm.pipeline, handle.report(refresh=False))
+    if target == "onnx":
+        if ctx.onnx_model is None:
+            raise SiftcError(f"target 'onnx' needs the export-onnx pass at the end of the pipeline (got '{pm.pipeline}')")
+        return ctx.onnx_model
     return gm
 
 

@@ -36,3 +36,7 @@ class PassError(SiftcError):
         where = f"\n  node: {node.format_node()}" if node is not None else ""
         before = ", ".join(self.ran_before) or "(none)"
         super().__init__(f"pass '{pass_name}' failed: {message}{where}\n  passes run before: {before}")
+
+
+class ExportError(SiftcError):
+    """The ONNX exporter rejected the model, or the ONNX file could not be written."""

@@ -24,3 +24,16 @@ def test_cli_bad_policy_is_one_line_error(capsys):
     assert main(["compile", "mlp", "--policy", "parallel:1.5"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("siftc: error:") and "0 <= sparsity < 1" in err and "Traceback" not in err
+
+
+def test_cli_compile_exports_onnx_and_checks_it(tmp_path, capsys):
+    path = tmp_path / "m.onnx"
+    assert main(["compile", "mnist_cnn", "--policy", "wide:0.9", "--onnx", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert path.exists() and "onnxruntime vs PyTorch" in out and "2 sparse initializers of 2 masked weights" in out
+
+
+def test_cli_bench_onnx_prints_ratio(capsys):
+    assert main(["bench", "onnx", "--models", "mlp", "--policy", "parallel:0.9,stem=sparse"]) == 0
+    out = capsys.readouterr().out
+    assert "sparse/dense" in out and out.strip().splitlines()[-1].startswith("mlp")
