@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from siftc.kernels import CSRConv2d, CSRLinear
 from .registry import PassResult, register
 
 WEIGHT_CATEGORIES = ("conv", "linear")
@@ -74,6 +75,11 @@ def _conv(out_shape, weight_shape, nnz):
 def _module_flops(node, mod) -> FlopInfo:
     out = node.meta.get("siftc.shape")
     n_out = _numel(out) if isinstance(out, tuple) else 0
+    if isinstance(mod, (CSRLinear, CSRConv2d)):       # lowered sparse kernels: same count as masked dense
+        shape = tuple(mod.weight_mask.shape)
+        nnz = int(torch.count_nonzero(mod.weight_mask))
+        d, s = (_linear if isinstance(mod, CSRLinear) else _conv)(out, shape, nnz)
+        return FlopInfo("linear" if isinstance(mod, CSRLinear) else "conv", s, d, _numel(shape), nnz)
     if isinstance(mod, nn.Linear):
         params, nnz = _weight_nnz(mod)
         d, s = _linear(out, tuple(mod.weight.shape), nnz)

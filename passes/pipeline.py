@@ -14,6 +14,8 @@ from .registry import get_pass
 TRAIN_PIPELINE = "capture,shape-prop,flops,roles,couple,substitute,masks,verify,lower-train"
 # target "onnx": the same analysis and rewrite, then the ONNX emitter instead of the training lowering
 ONNX_PIPELINE = "capture,shape-prop,flops,roles,couple,substitute,masks,verify,export-onnx"
+# target "cpu", mode "inference": CSR kernels where measured faster instead of the training hooks
+INFERENCE_PIPELINE = "capture,shape-prop,flops,roles,couple,substitute,masks,verify,lower-inference"
 
 _ITEM = re.compile(r"\s*([a-z][a-z0-9-]*)\s*(?:\{([^{}]*)\})?\s*$")
 

@@ -129,7 +129,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(fn=cmd_train)
     p = sub.add_parser("bench", help="benchmarks that print ratios measured side by side")
-    p.add_argument("what", choices=["compile", "dst", "onnx"])
+    p.add_argument("what", choices=["compile", "dst", "onnx", "lower"])
+    p.add_argument("--sparsity", type=float, default=0.9, help="bench lower: Sparse Wide sparsity")
     p.add_argument("--models", default=None,
                    help="bench compile: comma-separated zoo models (default: the issue's cases, see siftc/bench.py)")
     p.add_argument("--policy", default=None, help="bench compile: policy for --models (default parallel:0.75); "

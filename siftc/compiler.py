@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from passes.pipeline import ONNX_PIPELINE, TRAIN_PIPELINE
+from passes.pipeline import INFERENCE_PIPELINE, ONNX_PIPELINE, TRAIN_PIPELINE
 
 from .context import CompileContext
 from .dumps import DumpWriter, dump_dir_from_env
@@ -17,6 +17,7 @@ from .pass_manager import PassManager
 from .policy import Policy
 
 TARGETS = ("cpu", "cuda", "onnx")
+MODES = ("train", "inference")
 
 
 def _inputs_tuple(example_inputs, model) -> tuple:
@@ -39,12 +40,14 @@ def _inputs_tuple(example_inputs, model) -> tuple:
 def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None" = None,
             example_inputs: Optional[Sequence] = None, dump_dir: Optional[str] = None,
             leaf_modules: Sequence = (), concrete_args: Optional[dict] = None,
-            pipeline: Optional[str] = None, path=None, exporter: str = "dynamo"):
+            pipeline: Optional[str] = None, path=None, exporter: str = "dynamo", mode: str = "train"):
     """Compile ``model`` with a Sparse-IFT ``policy`` for ``target`` ("cpu", "cuda" or "onnx").
 
     cpu/cuda: returns a torch.fx.GraphModule with a ``.siftc`` handle (report, masks, policy).
     onnx: returns an onnx.ModelProto (masked weights as sparse initializers; written to ``path``
-    when given), exported with ``exporter`` ("dynamo" or "torchscript"). The user's model is not
+    when given), exported with ``exporter`` ("dynamo" or "torchscript"). ``mode="inference"`` (target
+    cpu) swaps sparse layers for CSR kernels where a measurement at the example inputs' shapes says
+    they are faster, and returns an eval-mode model without gradients. The user's model is not
     modified. Compiling a compiled GraphModule again transforms nothing (its policy is kept; a
     different policy is an error): that is how a trained model goes to ONNX.
     """
@@ -68,15 +71,23 @@ def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None"
         ctx.layers, ctx.left_dense = copy.deepcopy(prev.layers), dict(prev.left_dense)
         ctx.densities, ctx.iso_note = dict(prev.densities), prev.iso_note
         ctx.groups = list(prev.groups)
+        ctx.kernels = dict(prev.kernels)
     directory = dump_dir_from_env(dump_dir)
     writer = DumpWriter(directory, policy, target) if directory else None
     if writer:
         writer.write_input(model, inputs)
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; allowed modes: {', '.join(MODES)}")
+    if mode == "inference" and target != "cpu":
+        raise ValueError(f"mode='inference' lowers to CPU sparse kernels (target='cpu'); for target={target!r} "
+                         f"use mode='train' (CUDA training graphs stay dense-with-zeros: DST needs the dense "
+                         f"gradient; CUDA 2:4 inference kernels are not built yet)")
     if target == "onnx":
         ctx.onnx_options = {"path": path, "exporter": exporter}
     elif path is not None:
         raise ValueError(f"path= is for target='onnx' (got target={target!r})")
-    pm = PassManager(pipeline or (ONNX_PIPELINE if target == "onnx" else TRAIN_PIPELINE),
+    default = ONNX_PIPELINE if target == "onnx" else INFERENCE_PIPELINE if mode == "inference" else TRAIN_PIPELINE
+    pm = PassManager(pipeline or default,
                      instruments=[writer] if writer else [])
     gm = pm.run(None, ctx)
     handle = SiftcHandle(gm=gm, model_name=prev.model_name if prev else type(model).__name__, policy=policy,
@@ -85,6 +96,7 @@ def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None"
                          budget_flops=ctx.budget_flops, budget_by_category=ctx.budget_by_category,
                          original_params=ctx.original_params, output_shapes=ctx.output_shapes,
                          layers=ctx.layers, left_dense=ctx.left_dense, densities=ctx.densities, groups=ctx.groups,
+                         kernels=ctx.kernels, mode=mode,
                          iso_note=ctx.iso_note, warnings=ctx.warnings, pipeline=pm.pipeline, timings=pm.timings)
     gm.siftc = handle
     if writer:

@@ -45,6 +45,7 @@ class CompileContext:
     left_dense: dict = field(default_factory=dict)     # module path -> reason it stays dense
     densities: dict = field(default_factory=dict)      # masked module qualname -> density
     iso_note: str = ""                                 # how densities were solved
+    kernels: dict = field(default_factory=dict)        # mode inference: module -> kernel decision
     onnx_options: dict = field(default_factory=dict)   # target onnx: path, exporter, sparse
     onnx_model: Any = None                             # target onnx: the exported ModelProto
     coupling: Any = None                               # couple's channel groups (Sparse Wide)

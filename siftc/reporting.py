@@ -32,6 +32,7 @@ class Report:
     left_dense: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
     groups: list = field(default_factory=list)
+    kernels: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,6 +55,11 @@ class Report:
             lines += ["", "  channel group | width -> new width | members"]
             for g in self.groups:
                 lines.append("  " + _group_line(g))
+        if self.kernels:
+            lines += ["", "  inference kernel | layer | density | dense ms | sparse ms | speedup"]
+            for name, k in self.kernels.items():
+                lines.append(f"  {k['kernel']} | {name} | {k['density']:.4f} | {k['dense_ms']:.3f} | "
+                             f"{k['sparse_ms']:.3f} | {k['speedup']:.2f}x")
         if self.left_dense:
             lines += ["", "  left dense | reason | FLOPs"]
             for d in self.left_dense:
@@ -153,4 +159,5 @@ def build_report(gm, state, refresh: bool = True) -> Report:
                   budget_by_category=dict(state.budget_by_category),
                   original_params=state.original_params or dense_params, dense_params=dense_params,
                   nonzero_params=nonzero, iso_note=state.iso_note, layers=layers, left_dense=left,
-                  warnings=list(state.warnings), groups=list(getattr(state, "groups", [])))
+                  warnings=list(state.warnings), groups=list(getattr(state, "groups", [])),
+                  kernels=dict(getattr(state, "kernels", {})))

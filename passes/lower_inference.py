@@ -1,0 +1,44 @@
+"""lower-inference: CSR kernels for the sparse layers where a measurement says they are faster.
+
+For every masked nn.Linear / nn.Conv2d (groups=1) the dense op and its sparse kernel
+(siftc.kernels: ``W_csr @ x.T``, im2col + CSR for convs) are timed on the layer's own weight at
+its input shape from the example inputs (so pass the batch size you will serve), and the module
+is swapped for the kernel only when it is at least ``MARGIN`` faster. The graph code does not
+change (same module paths, same call sites). The lowered model's output on the example inputs
+must equal the unlowered output within 1e-5 relative, or the pass fails. The decisions and the
+measured speedups go to ``ctx.kernels`` and the report. The result is an inference model: eval
+mode, no gradients.
+"""
+from __future__ import annotations
+
+import torch
+
+from siftc import kernels
+from siftc.errors import VerifyError
+from .registry import PassResult, register
+
+
+def _relative_error(a, b) -> float:
+    scale = float(b.abs().max()) or 1.0
+    return float((a - b).abs().max()) / scale
+
+
+@register("lower-inference", "swap sparse layers for CSR kernels where measured faster (cpu inference)")
+def lower_inference(gm, ctx) -> PassResult:
+    gm.eval()
+    for p in gm.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        before = gm(*ctx.example_inputs)
+    decisions = kernels.lower_tree(gm, ctx.example_inputs)
+    ctx.kernels.update(decisions)
+    chosen = sum(1 for d in decisions.values() if d["kernel"] == "csr")
+    with torch.no_grad():
+        after = gm(*ctx.example_inputs)
+    err = max((_relative_error(a, b) for a, b in zip(torch.utils._pytree.tree_leaves(after),
+                                                      torch.utils._pytree.tree_leaves(before))), default=0.0)
+    if err > 1e-5:
+        raise VerifyError(f"lower-inference: the lowered model differs from the unlowered one by {err:.3g} "
+                          f"relative (limit 1e-5)")
+    # modules were swapped, the graph was not: shapes and FLOP meta stay valid (flops knows the kernels)
+    return PassResult(gm, False, {"lowered": chosen, "measured": len(ctx.kernels), "max_rel_err": err})

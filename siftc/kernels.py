@@ -1,0 +1,162 @@
+"""Sparse inference kernels for CPU and the measurements that decide where they are used.
+
+``CSRLinear`` computes ``(W_csr @ x.T).T + b``: torch's CSR x dense matmul, the form that wins on
+CPU (DESIGN.md: ``F.linear`` with a CSR weight is 3-8x slower at batch >= 32). ``CSRConv2d`` does
+a conv as im2col (``F.unfold``) + the same sparse matmul (a 1x1 stride-1 conv skips the unfold).
+Whether a layer gets one is decided by ``choose``: a micro-benchmark of the dense op against the
+sparse one at the layer's real weight, input shape and batch (from the example inputs), median of
+a few runs each, with a margin so noise does not flip dense layers to sparse. Decisions are cached
+in-process by (kind, shapes, density bucket, threads), so compiling the same model again (or one
+with the same layer shapes) does not re-measure.
+
+A lowered module keeps ``weight_mask`` (so reports and FLOP counts work as before) and offers
+``weight`` as a dense copy made on request.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MARGIN = 1.10             # the sparse kernel must be at least 10% faster to be chosen
+_DECISIONS: dict = {}     # cache key -> (speedup, dense_ms, sparse_ms)
+
+
+class CSRLinear(nn.Module):
+    """y = (W_csr @ x.T).T + b over the last dim of x; W stored as CSR."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        w = linear.weight.detach()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("weight_csr", w.to_sparse_csr())
+        self.register_buffer("weight_mask", linear.weight_mask.clone())
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.weight_csr.to_dense()
+
+    def forward(self, x):
+        rows = x.reshape(-1, self.in_features)
+        y = (self.weight_csr @ rows.T).T
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, nnz={self.weight_csr.values().numel()}, CSR"
+
+
+class CSRConv2d(nn.Module):
+    """A conv as im2col + W_csr (out x in*kh*kw) @ columns; NCHW in and out."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        w = conv.weight.detach()
+        self.out_channels, self.in_channels = w.shape[0], conv.in_channels
+        self.kernel_size, self.stride = conv.kernel_size, conv.stride
+        self.padding, self.dilation = conv.padding, conv.dilation
+        self.pointwise = self.kernel_size == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0)
+        self.register_buffer("weight_csr", w.reshape(w.shape[0], -1).to_sparse_csr())
+        self.register_buffer("weight_mask", conv.weight_mask.clone())
+        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
+        self._shape = tuple(w.shape)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.weight_csr.to_dense().reshape(self._shape)
+
+    def forward(self, x):
+        B, _, H, W = x.shape
+        kh, kw = self.kernel_size
+        Ho = (H + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
+        Wo = (W + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
+        if self.pointwise:
+            cols = x.transpose(0, 1).reshape(self.in_channels, B * H * W)
+        else:
+            unf = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)   # B, C*kh*kw, L
+            cols = unf.transpose(0, 1).reshape(unf.shape[1], B * unf.shape[2])
+        y = (self.weight_csr @ cols).reshape(self.out_channels, B, Ho, Wo).transpose(0, 1)
+        if self.bias is not None:
+            y = y + self.bias.view(1, -1, 1, 1)
+        return y.contiguous()
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}->{self.out_channels}, kernel={self.kernel_size}, stride={self.stride}, "
+                f"nnz={self.weight_csr.values().numel()}, im2col+CSR")
+
+
+def lowerable(mod: nn.Module) -> bool:
+    if not isinstance(getattr(mod, "weight_mask", None), torch.Tensor):
+        return False
+    if type(mod) is nn.Linear:
+        return True
+    return type(mod) is nn.Conv2d and mod.groups == 1 and mod.padding_mode == "zeros" \
+        and not isinstance(mod.padding, str)
+
+
+def lower(mod: nn.Module) -> nn.Module:
+    return CSRLinear(mod) if isinstance(mod, nn.Linear) else CSRConv2d(mod)
+
+
+def _median_ms(fn, repeat: int) -> float:
+    fn()                                  # warm-up (allocations, CSR index setup)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def choose(mod: nn.Module, example_input: torch.Tensor, repeat: int = 5) -> dict:
+    """Measure ``mod`` (dense) against its sparse kernel on ``example_input``; cached.
+
+    Returns {"kernel": "csr" | "dense", "speedup": dense_ms / sparse_ms, "dense_ms", "sparse_ms"}.
+    """
+    density = float(torch.count_nonzero(mod.weight_mask)) / mod.weight_mask.numel()
+    key = (type(mod).__name__, tuple(mod.weight.shape), tuple(example_input.shape),
+           getattr(mod, "stride", None), getattr(mod, "padding", None), round(density, 2), torch.get_num_threads())
+    if key not in _DECISIONS:
+        sparse = lower(mod)
+        x = example_input.detach()
+        with torch.no_grad():
+            dense_ms = _median_ms(lambda: mod(x), repeat)
+            sparse_ms = _median_ms(lambda: sparse(x), repeat)
+        _DECISIONS[key] = (dense_ms / sparse_ms if sparse_ms > 0 else math.inf, dense_ms, sparse_ms)
+    speedup, dense_ms, sparse_ms = _DECISIONS[key]
+    return {"kernel": "csr" if speedup >= MARGIN else "dense", "speedup": round(speedup, 3), "dense_ms": round(dense_ms, 4),
+            "sparse_ms": round(sparse_ms, 4), "density": round(density, 4)}
+
+
+def lower_tree(model: nn.Module, example_inputs: tuple, seed: int = 0) -> dict:
+    """Measure every lowerable module of ``model`` at the input shape it sees on ``example_inputs``
+    and swap in its sparse kernel where that is faster. Returns {module path: decision}."""
+    shapes: dict = {}
+    handles = []
+    for name, mod in model.named_modules():
+        if lowerable(mod):
+            def record(m, args, name=name):
+                if name not in shapes and args and isinstance(args[0], torch.Tensor):
+                    shapes[name] = (tuple(args[0].shape), args[0].dtype)
+            handles.append(mod.register_forward_pre_hook(record))
+    try:
+        with torch.no_grad():
+            model(*example_inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    g = torch.Generator().manual_seed(seed)
+    decisions = {}
+    for name, (shape, dtype) in shapes.items():
+        mod = model.get_submodule(name)
+        decisions[name] = choose(mod, torch.randn(shape, generator=g, dtype=dtype))
+        if decisions[name]["kernel"] == "csr":
+            parent, _, leaf = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, leaf, lower(mod))
+    return decisions

@@ -1,0 +1,79 @@
+"""mode="inference": CSR kernels where measured faster; outputs equal the unlowered model's.
+
+Timing decides which layers are lowered, so these tests check what must hold whatever the
+machine measures: the kernels compute the same thing as the dense layers, the lowered model
+equals the unlowered one within 1e-5 relative on every zoo model, and the report says per
+layer which kernel was chosen with its measured speedup.
+"""
+import pytest
+import torch
+from torch import nn
+
+import models_zoo
+import siftc
+from conftest import small_model
+from siftc import kernels
+from siftc.members import mark_sparse
+from passes.masks import exact_mask
+
+
+def _masked(layer, density, seed=0):
+    mark_sparse(layer)
+    with torch.no_grad():
+        layer.weight_mask.copy_(exact_mask(tuple(layer.weight.shape), density, torch.Generator().manual_seed(seed)))
+        layer.weight.mul_(layer.weight_mask)
+    return layer
+
+
+@pytest.mark.parametrize("layer,shape", [
+    (nn.Linear(48, 32), (5, 48)), (nn.Linear(48, 32, bias=False), (2, 7, 48)),
+    (nn.Conv2d(8, 16, 3, padding=1), (2, 8, 9, 9)), (nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), (2, 8, 9, 9)),
+    (nn.Conv2d(8, 16, 1), (2, 8, 5, 5)), (nn.Conv2d(8, 16, (3, 1), stride=(1, 2), padding=(1, 0), dilation=(2, 1)), (1, 8, 9, 8)),
+])
+def test_kernels_equal_dense_layers(layer, shape):
+    layer = _masked(layer, 0.2)
+    x = torch.randn(*shape)
+    sparse = kernels.lower(layer)
+    with torch.no_grad():
+        ref, got = layer(x), sparse(x)
+    assert got.shape == ref.shape
+    assert torch.allclose(got, ref, rtol=1e-5, atol=1e-6)
+    assert torch.equal(sparse.weight, layer.weight.detach())
+
+
+def test_choose_reports_a_decision_and_caches_it():
+    layer = _masked(nn.Linear(512, 512), 0.02)
+    x = torch.randn(32, 512)
+    first = kernels.choose(layer, x)
+    assert first["kernel"] in ("csr", "dense") and first["speedup"] > 0 and abs(first["density"] - 0.02) < 1e-3
+    assert (first["kernel"] == "csr") == (first["speedup"] >= kernels.MARGIN)
+    assert kernels.choose(layer, x) == first          # cached: not measured again
+
+
+@pytest.mark.parametrize("name", models_zoo.list_models())
+def test_lowered_equals_unlowered_on_every_zoo_model(name, monkeypatch):
+    # force every lowerable layer onto its kernel, so equality is checked where it matters
+    monkeypatch.setattr(kernels, "MARGIN", 0.0)
+    model, inputs = small_model(name)
+    policy = "sparse:0.9" if name in ("resnet50", "gpt3_small", "resnet34") else "wide:0.9" + (
+        ",stem=sparse" if name == "mlp" else "")
+    gm = siftc.compile(model, policy=policy, example_inputs=inputs)
+    low = siftc.compile(gm, mode="inference")
+    gm.eval()
+    with torch.no_grad():
+        ref, got = gm(*inputs), low(*inputs)
+    assert float((got - ref).abs().max()) <= 1e-5 * float(ref.abs().max())
+    lowered = [m for m in low.modules() if isinstance(m, (kernels.CSRLinear, kernels.CSRConv2d))]
+    assert lowered and len(lowered) == sum(1 for k in low.siftc.kernels.values() if k["kernel"] == "csr")
+    rep = siftc.report(low)
+    assert rep.kernels and "inference kernel" in str(rep)
+    assert abs(rep.iso_flop_ratio - siftc.report(gm).iso_flop_ratio) < 1e-9   # FLOPs counted the same
+    assert not low.training and not any(p.requires_grad for p in low.parameters())
+
+
+def test_inference_mode_errors():
+    model, inputs = small_model("mlp")
+    with pytest.raises(ValueError, match="allowed modes: train, inference"):
+        siftc.compile(model, policy="sparse:0.9", example_inputs=inputs, mode="serve")
+    with pytest.raises(ValueError, match="target='cpu'"):
+        siftc.compile(model, target="cuda", policy="sparse:0.9", example_inputs=inputs, mode="inference")
