@@ -30,9 +30,10 @@ def lower_inference(gm, ctx) -> PassResult:
         p.requires_grad_(False)
     with torch.no_grad():
         before = gm(*ctx.example_inputs)
-    decisions = kernels.lower_tree(gm, ctx.example_inputs)
+    pattern = ctx.policy.mask_pattern
+    decisions = kernels.lower_tree(gm, ctx.example_inputs, blocksize=pattern.block if pattern.kind == "block" else None)
     ctx.kernels.update(decisions)
-    chosen = sum(1 for d in decisions.values() if d["kernel"] == "csr")
+    chosen = sum(1 for d in decisions.values() if d["kernel"] != "dense")
     with torch.no_grad():
         after = gm(*ctx.example_inputs)
     err = max((_relative_error(a, b) for a, b in zip(torch.utils._pytree.tree_leaves(after),

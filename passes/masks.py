@@ -18,7 +18,7 @@ import zlib
 
 import torch
 
-from siftc import densities
+from siftc import densities, patterns
 from siftc.errors import IsoFlopError
 from . import flops as flops_pass
 from .registry import PassResult, register
@@ -83,6 +83,19 @@ def _largest_dense(gm, budget: int, top: int = 4) -> str:
     return ", ".join(f"{k} {v / budget:.2f}x" for k, v in ranked)
 
 
+def _draw(shape, density: float, pattern, generator, q: str, ctx) -> torch.Tensor:
+    """The mask of one layer under the policy's pattern (unstructured where the shape does not fit)."""
+    if pattern.kind != "none" and not patterns.supports(shape, pattern):
+        ctx.warn(f"masks: layer '{q}' with weight {shape} does not fit pattern={ctx.policy.pattern} "
+                 f"(matrix view {patterns.matrix_shape(shape)}); its mask is unstructured")
+        return exact_mask(shape, density, generator)
+    if pattern.kind == "block":
+        return patterns.block_mask(shape, density, pattern.block, generator, exact_mask)
+    if pattern.kind == "nm":
+        return patterns.nm_mask(shape, pattern.n, pattern.m, generator)
+    return exact_mask(shape, density, generator)
+
+
 @register("masks", "mask buffers with exact non-zero counts; densities uniform/ERK, solved for iso-FLOP")
 def masks(gm, ctx) -> PassResult:
     new = [q for rec in ctx.layers.values() for q in rec.sparse_modules if q not in ctx.densities]
@@ -109,12 +122,18 @@ def masks(gm, ctx) -> PassResult:
         dens = densities.nominal(shapes, policy.sparsity, policy.dist)
         why = "member 'sparse' is the non-iso baseline" if policy.member == "sparse" else "iso=nominal"
         ctx.iso_note = f"{why}: non-zeros = {1 - policy.sparsity:.4g} of the sparse weights ({policy.dist})"
+    pattern = policy.mask_pattern
+    if pattern.kind == "nm":     # density N/M by construction: the iso solve cannot move it
+        dens = {q: pattern.density for q in new}
+        ctx.iso_note = (f"pattern={policy.pattern}: every sparse layer keeps {pattern.n} of {pattern.m} "
+                        f"(density {pattern.density:.4g}); iso-FLOP is not solved")
     nnz_total = 0
     with torch.no_grad():
         for q in new:
             mod = gm.get_submodule(q)
             g = torch.Generator().manual_seed(policy.seed * 1_000_003 + zlib.crc32(q.encode()))
-            mask = exact_mask(tuple(mod.weight.shape), dens[q], g).to(mod.weight.device)
+            mask = _draw(tuple(mod.weight.shape), dens[q], pattern, g, q, ctx).to(mod.weight.device)
+            dens[q] = float(torch.count_nonzero(mask)) / mask.numel()      # realised (blocks quantise it)
             mod.weight_mask.copy_(mask)
             if policy.init == "scaled" and dens[q] > 0:
                 mod.weight.mul_(1.0 / math.sqrt(dens[q]))

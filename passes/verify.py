@@ -39,7 +39,8 @@ def iso_flop_ratio(gm, ctx) -> float:
 
 
 def iso_applies(ctx) -> bool:
-    return ctx.policy.iso == "exact" and ctx.policy.member not in ("sparse", "dense") and bool(ctx.densities)
+    return (ctx.policy.iso == "exact" and ctx.policy.member not in ("sparse", "dense") and bool(ctx.densities)
+            and ctx.policy.mask_pattern.kind != "nm")
 
 
 @register("verify", "lint, output shapes, masked weights zero, exact non-zero counts, iso-FLOP within tol")

@@ -159,12 +159,13 @@ def _median_s(fn, repeat: int) -> float:
 def lower_main(args) -> int:
     """``siftc bench lower``: inference latency, measured side by side in one run, of
     (a) the dense original, (b) its Sparse Wide version with masked dense weights, (c) the same
-    lowered (siftc.kernels: CSR where measured faster at that batch), at batch 1, 32 and 256, for
-    gpt3_small's MLP block as it is inside the widened model (d_model 768 -> 2424 at s=0.9, taken
-    from a compiled 1-block gpt3_small with iso=nominal, so its layers have density 1-s exactly;
-    with iso=exact a 1-block model's density is set by its huge LM head)
-    and the MNIST mlp (stem=sparse). Targets (issue 5, s=0.9 unstructured): (b)/(c) >= 3 at batch
-    1 and 32, (c)/(a) <= 2.5.
+    lowered (siftc.kernels: CSR, or BSR for block masks, where measured faster at that batch), at
+    batch 1, 32 and 256, with unstructured masks and with ``pattern=block:16``, for gpt3_small's
+    MLP block as it is inside the widened model (taken from a compiled 1-block gpt3_small with
+    iso=nominal, so its layers have density 1-s exactly; with iso=exact a 1-block model's density
+    is set by its huge LM head) and the MNIST mlp (stem=sparse).
+    Targets (issue 5, s=0.9): unstructured (b)/(c) >= 3 at batch 1 and 32, (c)/(a) <= 2.5;
+    block:16 (c)/(a) <= 1.5.
     """
     import copy
 
@@ -175,36 +176,40 @@ def lower_main(args) -> int:
     warnings.simplefilter("ignore")
     torch.manual_seed(0)
     s = args.sparsity
-    gpt = siftc.compile(models_zoo.create("gpt3_small", n_layer=1), policy=f"wide:{s},iso=nominal",
-                        example_inputs=models_zoo.example_inputs("gpt3_small", 1, 16))
-    # fx keeps the module tree but not MLPBlock's forward: rebuild c_proj(gelu(c_fc(x)))
-    wide_block = torch.nn.Sequential(*(gpt.get_submodule(f"h.0.mlp.{n}") for n in ("c_fc", "gelu", "c_proj"))).eval()
-    d_wide = wide_block[0].weight.shape[1]
-    mlp_wide = siftc.compile(models_zoo.create("mlp"), policy=f"wide:{s},stem=sparse",
-                             example_inputs=models_zoo.example_inputs("mlp", 2)).eval()
-    cases = [("gpt3_small.mlp", MLPBlock(GPTConfig()).eval(), wide_block, 768, d_wide),
-             ("mlp", models_zoo.create("mlp").eval(), mlp_wide, None, None)]
     print(f"siftc bench lower  s={s}  torch threads={torch.get_num_threads()}  (ms per forward, median)")
-    fc = wide_block[0]
-    print(f"gpt3_small MLP block: d_model 768 -> {d_wide}, FFN {fc.weight.shape[0]}, density "
-          f"{float(torch.count_nonzero(fc.weight_mask)) / fc.weight_mask.numel():.4f}")
-    print(f"{'model':15s} {'batch':>5s} {'(a) dense':>10s} {'(b) wide masked':>16s} {'(c) lowered':>12s} "
-          f"{'csr':>5s} {'(b)/(c)':>8s} {'(c)/(a)':>8s}  targets: (b)/(c) >= 3 at batch 1, 32; (c)/(a) <= 2.5")
-    for name, dense, wide, d_in, d_in_wide in cases:
-        for batch in (1, 32, 256):
-            xa = (torch.randn(batch, d_in),) if d_in else (torch.rand(batch, 1, 28, 28),)
-            xb = (torch.randn(batch, d_in_wide),) if d_in else xa
-            low = copy.deepcopy(wide)
-            decisions = kernels.lower_tree(low, xb)
-            repeat = 20 if batch < 256 else 8
-            with torch.no_grad():
-                ta = _median_s(lambda: dense(*xa), repeat)
-                tb = _median_s(lambda: wide(*xb), repeat)
-                tc = _median_s(lambda: low(*xb), repeat)
-            n_csr = sum(1 for k in decisions.values() if k["kernel"] == "csr")
-            bc, ca = tb / tc, tc / ta
-            ok_bc = "" if batch == 256 else ("ok" if bc >= 3 else "MISSED")
-            print(f"{name:15s} {batch:5d} {ta * 1e3:10.3f} {tb * 1e3:16.3f} {tc * 1e3:12.3f} "
-                  f"{n_csr:>2d}/{len(decisions):<2d} {bc:8.2f} {ca:8.2f}  {ok_bc:6s} {'ok' if ca <= 2.5 else 'MISSED'}")
-    print("pattern=block:16 (BSR) and 2:4: not built yet (issue 5)")
+    print(f"{'model':15s} {'pattern':9s} {'batch':>5s} {'(a) dense':>10s} {'(b) wide masked':>16s} "
+          f"{'(c) lowered':>12s} {'kernels':>9s} {'(b)/(c)':>8s} {'(c)/(a)':>8s}  targets")
+    for pattern in ("none", "block:16"):
+        extra = "" if pattern == "none" else f",pattern={pattern}"
+        gpt = siftc.compile(models_zoo.create("gpt3_small", n_layer=1), policy=f"wide:{s},iso=nominal{extra}",
+                            example_inputs=models_zoo.example_inputs("gpt3_small", 1, 16))
+        # fx keeps the module tree but not MLPBlock's forward: rebuild c_proj(gelu(c_fc(x)))
+        block = torch.nn.Sequential(*(gpt.get_submodule(f"h.0.mlp.{n}") for n in ("c_fc", "gelu", "c_proj"))).eval()
+        mlp = siftc.compile(models_zoo.create("mlp"), policy=f"wide:{s},stem=sparse{extra}",
+                            example_inputs=models_zoo.example_inputs("mlp", 2)).eval()
+        d_wide = block[0].weight.shape[1]
+        cases = [("gpt3_small.mlp", MLPBlock(GPTConfig()).eval(), block, lambda b: (torch.randn(b, 768),),
+                  lambda b, d=d_wide: (torch.randn(b, d),)),
+                 ("mlp", models_zoo.create("mlp").eval(), mlp, lambda b: (torch.rand(b, 1, 28, 28),), None)]
+        blocksize = 16 if pattern != "none" else None
+        for name, dense, wide, inputs_a, inputs_b in cases:
+            for batch in (1, 32, 256):
+                xa = inputs_a(batch)
+                xb = inputs_b(batch) if inputs_b else xa
+                low = copy.deepcopy(wide)
+                decisions = kernels.lower_tree(low, xb, blocksize=blocksize)
+                repeat = 20 if batch < 256 else 8
+                with torch.no_grad():
+                    ta = _median_s(lambda: dense(*xa), repeat)
+                    tb = _median_s(lambda: wide(*xb), repeat)
+                    tc = _median_s(lambda: low(*xb), repeat)
+                used = "/".join(k["kernel"] for k in decisions.values())
+                bc, ca = tb / tc, tc / ta
+                if pattern == "none":
+                    verdict = ("" if batch == 256 else f"(b)/(c)>=3 {'ok' if bc >= 3 else 'MISSED'}; ") + \
+                        f"(c)/(a)<=2.5 {'ok' if ca <= 2.5 else 'MISSED'}"
+                else:
+                    verdict = f"(c)/(a)<=1.5 {'ok' if ca <= 1.5 else 'MISSED'}"
+                print(f"{name:15s} {pattern:9s} {batch:5d} {ta * 1e3:10.3f} {tb * 1e3:16.3f} {tc * 1e3:12.3f} "
+                      f"{used:>9s} {bc:8.2f} {ca:8.2f}  {verdict}")
     return 0

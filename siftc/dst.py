@@ -30,6 +30,7 @@ import torch.distributed as dist
 from passes import flops as flops_pass
 from passes.shape_prop import ensure_shapes
 
+from . import patterns
 from .errors import SiftcError
 from .handle import handle_of
 
@@ -91,6 +92,11 @@ class DST:
         if accum < 1:
             raise SiftcError(f"DST accum={accum} must be >= 1 (micro-batches per optimizer step)")
         self.accum = accum
+        self.pattern = p.mask_pattern
+        if self.pattern.kind == "nm" and self.method != "static":
+            raise SiftcError(f"siftc.DST: pattern={p.pattern} masks keep {self.pattern.n} of every "
+                             f"{self.pattern.m} weights and do not move under {self.method}; use method "
+                             f"'static' (or dst=static in the policy), or pattern=block:B for moving structured masks")
         self.generator = torch.Generator().manual_seed(p.seed if seed is None else seed)
         self.modules = {q: m for q, m in gm.named_modules() if isinstance(getattr(m, "weight_mask", None), torch.Tensor)}
         if not self.modules:
@@ -171,9 +177,12 @@ class DST:
         with torch.no_grad():
             for q, m in self.modules.items():
                 mask = m.weight_mask
-                k = round(frac * int(torch.count_nonzero(mask)))
                 score = self._dense_grads[q] / self.accum if self.method == "rigl" else None
-                new = update_mask(m.weight, mask.cpu(), k, None if score is None else score.cpu(), self.generator)
+                if self.pattern.kind == "block" and patterns.supports(mask.shape, self.pattern):
+                    new = self._update_blocks(m.weight, mask, frac, score)
+                else:
+                    k = round(frac * int(torch.count_nonzero(mask)))
+                    new = update_mask(m.weight, mask.cpu(), k, None if score is None else score.cpu(), self.generator)
                 new = new.to(mask.device)
                 if distributed:
                     dist.broadcast(new, src=0)
@@ -182,6 +191,15 @@ class DST:
                 self._zero_state(m.weight, grown)
                 mask.copy_(new)
         self.updates += 1
+
+    def _update_blocks(self, weight, mask, frac: float, score) -> torch.Tensor:
+        """Drop/grow whole BxB tiles: |w| and |dense grad| summed per tile (pattern=block:B)."""
+        b = self.pattern.block
+        tiles = patterns.blocks_of(mask.cpu(), b)
+        k = round(frac * int(torch.count_nonzero(tiles)))
+        grow = None if score is None else patterns.block_scores(score.cpu(), b)
+        new_tiles = update_mask(patterns.block_scores(weight.cpu(), b), tiles, k, grow, self.generator)
+        return patterns.expand_blocks(new_tiles, b, mask.shape)
 
     # ------------------------------------------------------------------ masking
     def _check_optimizer(self) -> None:

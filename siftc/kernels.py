@@ -1,5 +1,8 @@
 """Sparse inference kernels for CPU and the measurements that decide where they are used.
 
+(BSR: with ``pattern=block:B`` masks the same classes hold the weight as BSR with BxB blocks,
+timed next to CSR; the faster one is used where it beats dense.)
+
 ``CSRLinear`` computes ``(W_csr @ x.T).T + b``: torch's CSR x dense matmul, the form that wins on
 CPU (DESIGN.md: ``F.linear`` with a CSR weight is 3-8x slower at batch >= 32). ``CSRConv2d`` does
 a conv as im2col (``F.unfold``) + the same sparse matmul (a 1x1 stride-1 conv skips the unfold).
@@ -26,20 +29,30 @@ MARGIN = 1.10             # the sparse kernel must be at least 10% faster to be 
 _DECISIONS: dict = {}     # cache key -> (speedup, dense_ms, sparse_ms)
 
 
-class CSRLinear(nn.Module):
-    """y = (W_csr @ x.T).T + b over the last dim of x; W stored as CSR."""
+def _compress(w2d: torch.Tensor, blocksize):
+    """CSR, or BSR with BxB blocks (for block-structured masks)."""
+    return w2d.to_sparse_bsr((blocksize, blocksize)) if blocksize else w2d.to_sparse_csr()
 
-    def __init__(self, linear: nn.Linear):
+
+class CSRLinear(nn.Module):
+    """y = (W_csr @ x.T).T + b over the last dim of x; W stored as CSR (or BSR: ``blocksize``)."""
+
+    def __init__(self, linear: nn.Linear, blocksize=None):
         super().__init__()
         w = linear.weight.detach()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.register_buffer("weight_csr", w.to_sparse_csr())
+        self.blocksize = blocksize
+        self.register_buffer("weight_csr", _compress(w, blocksize))
         self.register_buffer("weight_mask", linear.weight_mask.clone())
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
 
     @property
     def weight(self) -> torch.Tensor:
         return self.weight_csr.to_dense()
+
+    @property
+    def layout(self) -> str:
+        return "bsr" if self.blocksize else "csr"
 
     def forward(self, x):
         rows = x.reshape(-1, self.in_features)
@@ -49,20 +62,22 @@ class CSRLinear(nn.Module):
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, nnz={self.weight_csr.values().numel()}, CSR"
+        return (f"in={self.in_features}, out={self.out_features}, nnz={self.weight_csr.values().numel()}, "
+                f"{'BSR %dx%d' % (self.blocksize, self.blocksize) if self.blocksize else 'CSR'}")
 
 
 class CSRConv2d(nn.Module):
     """A conv as im2col + W_csr (out x in*kh*kw) @ columns; NCHW in and out."""
 
-    def __init__(self, conv: nn.Conv2d):
+    def __init__(self, conv: nn.Conv2d, blocksize=None):
         super().__init__()
         w = conv.weight.detach()
+        self.blocksize = blocksize
         self.out_channels, self.in_channels = w.shape[0], conv.in_channels
         self.kernel_size, self.stride = conv.kernel_size, conv.stride
         self.padding, self.dilation = conv.padding, conv.dilation
         self.pointwise = self.kernel_size == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0)
-        self.register_buffer("weight_csr", w.reshape(w.shape[0], -1).to_sparse_csr())
+        self.register_buffer("weight_csr", _compress(w.reshape(w.shape[0], -1), blocksize))
         self.register_buffer("weight_mask", conv.weight_mask.clone())
         self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
         self._shape = tuple(w.shape)
@@ -70,6 +85,10 @@ class CSRConv2d(nn.Module):
     @property
     def weight(self) -> torch.Tensor:
         return self.weight_csr.to_dense().reshape(self._shape)
+
+    @property
+    def layout(self) -> str:
+        return "bsr" if self.blocksize else "csr"
 
     def forward(self, x):
         B, _, H, W = x.shape
@@ -88,7 +107,7 @@ class CSRConv2d(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}->{self.out_channels}, kernel={self.kernel_size}, stride={self.stride}, "
-                f"nnz={self.weight_csr.values().numel()}, im2col+CSR")
+                f"nnz={self.weight_csr.values().numel()}, im2col+{self.layout.upper()}")
 
 
 def lowerable(mod: nn.Module) -> bool:
@@ -100,8 +119,9 @@ def lowerable(mod: nn.Module) -> bool:
         and not isinstance(mod.padding, str)
 
 
-def lower(mod: nn.Module) -> nn.Module:
-    return CSRLinear(mod) if isinstance(mod, nn.Linear) else CSRConv2d(mod)
+def lower(mod: nn.Module, kernel: str = "csr", blocksize=None) -> nn.Module:
+    b = blocksize if kernel == "bsr" else None
+    return CSRLinear(mod, b) if isinstance(mod, nn.Linear) else CSRConv2d(mod, b)
 
 
 def _median_ms(fn, repeat: int) -> float:
@@ -114,27 +134,36 @@ def _median_ms(fn, repeat: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def choose(mod: nn.Module, example_input: torch.Tensor, repeat: int = 5) -> dict:
-    """Measure ``mod`` (dense) against its sparse kernel on ``example_input``; cached.
-
-    Returns {"kernel": "csr" | "dense", "speedup": dense_ms / sparse_ms, "dense_ms", "sparse_ms"}.
+def choose(mod: nn.Module, example_input: torch.Tensor, blocksize=None, repeat: int = 5) -> dict:
+    """Measure ``mod`` (dense) against its CSR kernel (and BSR with ``blocksize``) on
+    ``example_input``; cached. Returns {"kernel": "csr" | "bsr" | "dense", "speedup": dense_ms /
+    best sparse ms, "dense_ms", "sparse_ms", "density"}; a kernel is chosen when it is at least
+    ``MARGIN`` faster than dense.
     """
     density = float(torch.count_nonzero(mod.weight_mask)) / mod.weight_mask.numel()
-    key = (type(mod).__name__, tuple(mod.weight.shape), tuple(example_input.shape),
+    rows = mod.weight.shape[0]
+    cols = mod.weight.numel() // rows
+    if blocksize and (rows % blocksize or cols % blocksize):
+        blocksize = None
+    key = (type(mod).__name__, tuple(mod.weight.shape), tuple(example_input.shape), blocksize,
            getattr(mod, "stride", None), getattr(mod, "padding", None), round(density, 2), torch.get_num_threads())
     if key not in _DECISIONS:
-        sparse = lower(mod)
         x = example_input.detach()
         with torch.no_grad():
             dense_ms = _median_ms(lambda: mod(x), repeat)
-            sparse_ms = _median_ms(lambda: sparse(x), repeat)
-        _DECISIONS[key] = (dense_ms / sparse_ms if sparse_ms > 0 else math.inf, dense_ms, sparse_ms)
-    speedup, dense_ms, sparse_ms = _DECISIONS[key]
-    return {"kernel": "csr" if speedup >= MARGIN else "dense", "speedup": round(speedup, 3), "dense_ms": round(dense_ms, 4),
-            "sparse_ms": round(sparse_ms, 4), "density": round(density, 4)}
+            timed = {}
+            for kernel in ("csr", "bsr") if blocksize else ("csr",):
+                sparse = lower(mod, kernel, blocksize)
+                timed[kernel] = _median_ms(lambda: sparse(x), repeat)
+        best = min(timed, key=timed.get)
+        _DECISIONS[key] = (best, dense_ms / timed[best] if timed[best] > 0 else math.inf, dense_ms, timed[best])
+    best, speedup, dense_ms, sparse_ms = _DECISIONS[key]
+    return {"kernel": best if speedup >= MARGIN else "dense", "speedup": round(speedup, 3),
+            "dense_ms": round(dense_ms, 4), "sparse_ms": round(sparse_ms, 4), "density": round(density, 4),
+            "blocksize": blocksize if best == "bsr" else None}
 
 
-def lower_tree(model: nn.Module, example_inputs: tuple, seed: int = 0) -> dict:
+def lower_tree(model: nn.Module, example_inputs: tuple, blocksize=None, seed: int = 0) -> dict:
     """Measure every lowerable module of ``model`` at the input shape it sees on ``example_inputs``
     and swap in its sparse kernel where that is faster. Returns {module path: decision}."""
     shapes: dict = {}
@@ -155,8 +184,8 @@ def lower_tree(model: nn.Module, example_inputs: tuple, seed: int = 0) -> dict:
     decisions = {}
     for name, (shape, dtype) in shapes.items():
         mod = model.get_submodule(name)
-        decisions[name] = choose(mod, torch.randn(shape, generator=g, dtype=dtype))
-        if decisions[name]["kernel"] == "csr":
+        decisions[name] = d = choose(mod, torch.randn(shape, generator=g, dtype=dtype), blocksize)
+        if d["kernel"] != "dense":
             parent, _, leaf = name.rpartition(".")
-            setattr(model.get_submodule(parent) if parent else model, leaf, lower(mod))
+            setattr(model.get_submodule(parent) if parent else model, leaf, lower(mod, d["kernel"], d["blocksize"]))
     return decisions

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, fields
 
 from .errors import PolicyError
+from .patterns import parse_pattern
 
 # Members of the Sparse-IFT family that substitute knows (SPEC.md, "The family").
 # "sparse" is the static-sparse baseline at the original shape; "dense" changes nothing.
@@ -48,6 +49,7 @@ class Policy:
     schedule: str = "cosine"    # drop fraction schedule: cosine | constant
     width: str = "nominal"      # Sparse Wide width rule: nominal | reference
     round: int = 8              # Sparse Wide: round widths to a multiple of this (1: no rounding)
+    pattern: str = "none"       # mask structure: none | block:B | N:M (siftc/patterns.py)
 
     def __post_init__(self):
         if self.member not in MEMBERS:
@@ -70,6 +72,10 @@ class Policy:
         _check_number("end", self.end, 0.0, 1.0 + 1e-12, "0 <= end <= 1")
         if not isinstance(self.round, int) or isinstance(self.round, bool) or self.round < 1:
             raise PolicyError(f"policy key round={self.round!r} must be an integer >= 1 (round=1 turns rounding off)")
+        try:
+            parse_pattern(self.pattern)
+        except ValueError as e:
+            raise PolicyError(f"policy key {e}") from None
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise PolicyError(f"policy key seed={self.seed!r} must be a non-negative integer")
 
@@ -115,6 +121,10 @@ class Policy:
     @property
     def density(self) -> float:
         return 1.0 - self.sparsity
+
+    @property
+    def mask_pattern(self):
+        return parse_pattern(self.pattern)
 
 
 def _check_number(key, value, lo, hi, rule):

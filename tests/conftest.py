@@ -1,6 +1,7 @@
 """Shared test helpers: small zoo configurations and an independent FLOP counter (forward hooks)."""
 from __future__ import annotations
 
+import gc
 import warnings
 
 import pytest
@@ -74,3 +75,6 @@ def _quiet_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         yield
+    # fx GraphModules always sit in a reference cycle (gm.graph.owning_module is gm), so only the
+    # cyclic collector frees them; without this a worker piles up GBs of widened zoo models
+    gc.collect()

@@ -59,8 +59,12 @@ def choose_widths(coupling, policy) -> dict:
     main = max(free, key=lambda g: (len(g.members), g.width))
     f = wide_factor(policy)
 
-    def multiple(g):
-        return g.unit if g.unit > 1 else policy.round
+    pattern = policy.mask_pattern
+    block = pattern.block if pattern.kind == "block" else pattern.m if pattern.kind == "nm" else 1
+
+    def multiple(g):   # heads, or `round`; with a structured pattern also whole blocks / groups
+        base = g.unit if g.unit > 1 else policy.round
+        return base * block // math.gcd(base, block)
 
     target = math.floor(main.width * f) if policy.width == "reference" else main.width * f
     main.new_width = _widened(main.width, target, multiple(main))
