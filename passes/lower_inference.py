@@ -23,11 +23,32 @@ def _relative_error(a, b) -> float:
     return float((a - b).abs().max()) / scale
 
 
-@register("lower-inference", "swap sparse layers for CSR kernels where measured faster (cpu inference)")
+def _lower_cuda_2_4(gm, ctx) -> PassResult:
+    """target cuda, pattern=2:4: semi-structured weights where shape and dtype allow (unverified on a GPU here)."""
+    if not torch.cuda.is_available():
+        raise VerifyError("lower-inference: target='cuda' with pattern=2:4 needs a CUDA device (2:4 kernels are "
+                          "CUDA-only); compile for target='cpu' to get CSR/BSR kernels instead")
+    gm.to("cuda")
+    inputs = tuple(x.to("cuda") if isinstance(x, torch.Tensor) else x for x in ctx.example_inputs)
+    with torch.no_grad():
+        before = gm(*inputs)
+    plan = kernels.lower_semi_structured(gm)
+    with torch.no_grad():
+        after = gm(*inputs)
+    err = _relative_error(after.float(), before.float())
+    if err > 1e-2:
+        raise VerifyError(f"lower-inference: 2:4 lowering changed the output by {err:.3g} relative")
+    ctx.kernels.update({k: {"kernel": "2:4" if v == "2:4" else "dense", "reason": v} for k, v in plan.items()})
+    return PassResult(gm, False, {"lowered": sum(v == "2:4" for v in plan.values()), "max_rel_err": err})
+
+
+@register("lower-inference", "swap sparse layers for CSR/BSR kernels where measured faster (cpu), 2:4 on cuda")
 def lower_inference(gm, ctx) -> PassResult:
     gm.eval()
     for p in gm.parameters():
         p.requires_grad_(False)
+    if ctx.target == "cuda":
+        return _lower_cuda_2_4(gm, ctx)
     with torch.no_grad():
         before = gm(*ctx.example_inputs)
     pattern = ctx.policy.mask_pattern

@@ -78,10 +78,11 @@ def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None"
         writer.write_input(model, inputs)
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; allowed modes: {', '.join(MODES)}")
-    if mode == "inference" and target != "cpu":
-        raise ValueError(f"mode='inference' lowers to CPU sparse kernels (target='cpu'); for target={target!r} "
-                         f"use mode='train' (CUDA training graphs stay dense-with-zeros: DST needs the dense "
-                         f"gradient; CUDA 2:4 inference kernels are not built yet)")
+    if mode == "inference" and not (target == "cpu" or (target == "cuda" and policy.pattern == "2:4")):
+        raise ValueError(f"mode='inference' lowers to CPU sparse kernels (target='cpu'), or on CUDA to 2:4 "
+                         f"semi-structured kernels (target='cuda' with pattern=2:4); got target={target!r} and "
+                         f"pattern={policy.pattern}. CUDA training graphs stay dense-with-zeros: DST needs the "
+                         f"dense gradient")
     if target == "onnx":
         ctx.onnx_options = {"path": path, "exporter": exporter}
     elif path is not None:

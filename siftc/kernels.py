@@ -189,3 +189,47 @@ def lower_tree(model: nn.Module, example_inputs: tuple, blocksize=None, seed: in
             parent, _, leaf = name.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, leaf, lower(mod, d["kernel"], d["blocksize"]))
     return decisions
+
+
+# ----------------------------------------------------------------------------- CUDA 2:4
+# torch's semi-structured (2:4) sparse tensors run on CUDA only (DESIGN.md), in float16/bfloat16,
+# for weight matrices whose rows are a multiple of 32 and columns a multiple of 64.
+SEMI_STRUCTURED_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def semi_structured_plan(model: nn.Module) -> dict:
+    """{module path: "2:4" or the reason it stays dense} for every masked nn.Linear of ``model``."""
+    from .patterns import is_nm
+    plan = {}
+    for name, mod in model.named_modules():
+        mask = getattr(mod, "weight_mask", None)
+        if not isinstance(mask, torch.Tensor) or type(mod) is not nn.Linear:
+            continue
+        rows, cols = mod.weight.shape
+        if not is_nm(mask, 2, 4):
+            plan[name] = "mask is not 2:4 (compile with pattern=2:4)"
+        elif rows % 32 or cols % 64:
+            plan[name] = f"weight {rows}x{cols}: 2:4 kernels need rows % 32 == 0 and columns % 64 == 0"
+        elif mod.weight.dtype not in SEMI_STRUCTURED_DTYPES:
+            plan[name] = f"dtype {mod.weight.dtype}: 2:4 kernels run in float16/bfloat16 (model.half() first)"
+        else:
+            plan[name] = "2:4"
+    return plan
+
+
+def lower_semi_structured(model: nn.Module) -> dict:
+    """Swap the weights the plan allows for torch's semi-structured sparse tensors (CUDA only).
+
+    Unverified on a GPU in this project so far (none was available); tests/test_patterns.py has
+    the CUDA test, skipped without one.
+    """
+    from torch.sparse import to_sparse_semi_structured
+    plan = semi_structured_plan(model)
+    for name, verdict in plan.items():
+        if verdict != "2:4":
+            continue
+        mod = model.get_submodule(name)
+        if not mod.weight.is_cuda:
+            raise RuntimeError(f"lower_semi_structured: '{name}' is on {mod.weight.device}; 2:4 kernels are CUDA-only")
+        mod.weight = nn.Parameter(to_sparse_semi_structured(mod.weight.detach()), requires_grad=False)
+    return plan

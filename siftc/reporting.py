@@ -58,8 +58,11 @@ class Report:
         if self.kernels:
             lines += ["", "  inference kernel | layer | density | dense ms | sparse ms | speedup"]
             for name, k in self.kernels.items():
-                lines.append(f"  {k['kernel']} | {name} | {k['density']:.4f} | {k['dense_ms']:.3f} | "
-                             f"{k['sparse_ms']:.3f} | {k['speedup']:.2f}x")
+                if "dense_ms" in k:
+                    lines.append(f"  {k['kernel']} | {name} | {k['density']:.4f} | {k['dense_ms']:.3f} | "
+                                 f"{k['sparse_ms']:.3f} | {k['speedup']:.2f}x")
+                else:    # CUDA 2:4: no timing, a reason
+                    lines.append(f"  {k['kernel']} | {name} | {k.get('reason', '')}")
         if self.left_dense:
             lines += ["", "  left dense | reason | FLOPs"]
             for d in self.left_dense:

@@ -99,3 +99,36 @@ def test_bsr_kernel_equals_dense_and_lowering_uses_block_layouts(monkeypatch):
         ref, got = gm(*inputs), low(*inputs)
     assert float((got - ref).abs().max()) <= 1e-5 * float(ref.abs().max())
     assert {k["kernel"] for k in low.siftc.kernels.values()} <= {"csr", "bsr"}
+
+
+class TwoFour(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Linear(64, 128)
+        self.mid = nn.Linear(128, 128)
+        self.odd = nn.Linear(128, 40)
+        self.head = nn.Linear(40, 10)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.odd(torch.relu(self.mid(torch.relu(self.stem(x)))))))
+
+
+def test_semi_structured_plan_on_cpu():
+    x = (torch.randn(4, 64),)
+    gm = siftc.compile(TwoFour(), policy="sparse:0.5,pattern=2:4", example_inputs=x)
+    assert all(patterns.is_nm(m, 2, 4) for m in gm.siftc.masks().values())
+    plan = kernels.semi_structured_plan(gm)
+    assert "dtype torch.float32" in plan["mid.W"]                        # fp16/bf16 only
+    assert "columns % 64" in plan["odd.W"] or "rows % 32" in plan["odd.W"]   # 40 x 128 does not tile
+    assert kernels.semi_structured_plan(gm.half())["mid.W"] == "2:4"
+    with pytest.raises(ValueError, match="pattern=2:4"):
+        siftc.compile(TwoFour(), target="cuda", policy="sparse:0.5", example_inputs=x, mode="inference")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="2:4 semi-structured kernels are CUDA-only")
+def test_cuda_2_4_lowering_matches():
+    x = (torch.randn(64, 64, dtype=torch.float16),)
+    model = TwoFour().half()
+    low = siftc.compile(model, target="cuda", policy="sparse:0.5,pattern=2:4", example_inputs=x, mode="inference")
+    assert low.siftc.kernels["mid.W"]["kernel"] == "2:4"
+    assert type(low.get_submodule("mid.W").weight).__name__.startswith("SparseSemiStructured")
