@@ -76,7 +76,7 @@ def cmd_compile(args) -> int:
     rep = siftc.report(gm)
     print(json.dumps(rep.to_dict(), indent=2) if args.json else rep)
     if args.dump_dir:
-        print(f"\ndumps written to {args.dump_dir}/ (pipeline.txt, NN_<pass>.py, flops.md, stats.json)")
+        print(f"\ndumps written to {args.dump_dir.rstrip('/')}/ (pipeline.txt, NN_<pass>.py, flops.md, stats.json)")
     if onnx_path:
         proto = siftc.compile(gm, target="onnx", path=onnx_path, exporter=args.exporter)
         check = siftc.onnx_check(proto, gm, inputs, rtol=args.rtol)
