@@ -8,15 +8,14 @@ siftc/onnx_export.py). Writes ``ctx.onnx_model``; the graph is not changed. The 
 from __future__ import annotations
 
 from siftc.onnx_export import export_onnx
-from . import flops as flops_pass
 from .registry import PassResult, register
+from .verify import iso_flop_ratio
 
 
 @register("export-onnx", "ONNX model, masked weights as sparse initializers (target onnx)")
 def export_onnx_pass(gm, ctx) -> PassResult:
-    opts = {**getattr(ctx, "onnx_options", {}), **ctx.pass_options}
-    total = flops_pass.totals(gm)["total"]
-    ratio = total / ctx.budget_flops if ctx.budget_flops else 1.0
+    opts = {**ctx.onnx_options, **ctx.pass_options}
+    ratio = iso_flop_ratio(gm, ctx)
     proto = export_onnx(gm, ctx.example_inputs, path=opts.get("path"), exporter=opts.get("exporter", "dynamo"),
                         sparse=opts.get("sparse", "auto"),
                         metadata={"siftc.policy": str(ctx.policy), "siftc.iso_flop_ratio": f"{ratio:.6f}"})

@@ -49,10 +49,9 @@ def lower_inference(gm, ctx) -> PassResult:
         p.requires_grad_(False)
     if ctx.target == "cuda":
         return _lower_cuda_2_4(gm, ctx)
-    with torch.no_grad():
-        before = gm(*ctx.example_inputs)
     pattern = ctx.policy.mask_pattern
-    decisions = kernels.lower_tree(gm, ctx.example_inputs, blocksize=pattern.block if pattern.kind == "block" else None)
+    decisions, before = kernels.lower_tree(gm, ctx.example_inputs,
+                                           blocksize=pattern.block if pattern.kind == "block" else None)
     ctx.kernels.update(decisions)
     chosen = sum(1 for d in decisions.values() if d["kernel"] != "dense")
     with torch.no_grad():

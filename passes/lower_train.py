@@ -69,6 +69,16 @@ def install(gm) -> int:
     return count
 
 
+def strip(model) -> None:
+    """Undo ``install`` and drop the masks, in place: a plain model of the same shapes and weights
+    (what ONNX export and the dense baseline of ``siftc bench dst`` need)."""
+    for mod in model.modules():
+        for k, h in list(mod._forward_pre_hooks.items()):
+            if isinstance(h, InstallGradMask):
+                del mod._forward_pre_hooks[k]
+        mod._buffers.pop("weight_mask", None)
+
+
 @register("lower-train", "zero-filled weights + gradient-mask hooks (no mask multiply in forward); move to target")
 def lower_train(gm, ctx) -> PassResult:
     hooked = install(gm)

@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 
 from .registry import get_pass
 
-# The training pipeline (targets cpu and cuda), in order; passes/README.md says why this order.
-TRAIN_PIPELINE = "capture,shape-prop,flops,roles,couple,substitute,masks,verify,lower-train"
-# target "onnx": the same analysis and rewrite, then the ONNX emitter instead of the training lowering
-ONNX_PIPELINE = "capture,shape-prop,flops,roles,couple,substitute,masks,verify,export-onnx"
-# target "cpu", mode "inference": CSR kernels where measured faster instead of the training hooks
-INFERENCE_PIPELINE = "capture,shape-prop,flops,roles,couple,substitute,masks,verify,lower-inference"
+# The pipelines, in order; passes/README.md says why this order. They share the analysis and
+# rewrite front and differ in the last pass: training lowering (targets cpu, cuda), the ONNX
+# emitter (target onnx), or CPU inference kernels (mode "inference").
+_FRONT = "capture,shape-prop,flops,roles,couple,substitute,masks,verify"
+TRAIN_PIPELINE = f"{_FRONT},lower-train"
+ONNX_PIPELINE = f"{_FRONT},export-onnx"
+INFERENCE_PIPELINE = f"{_FRONT},lower-inference"
 
 _ITEM = re.compile(r"\s*([a-z][a-z0-9-]*)\s*(?:\{([^{}]*)\})?\s*$")
 

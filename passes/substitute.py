@@ -51,6 +51,25 @@ def _inline(gm: torch.fx.GraphModule, call: torch.fx.Node, qualname: str, sub: t
     graph.erase_node(call)
 
 
+def _sparsifiable_calls(gm) -> dict:
+    """{module path: its call_module nodes} for every module roles marked sparsifiable."""
+    calls: dict = {}
+    for n in gm.graph.nodes:
+        if n.op == "call_module" and n.meta.get("siftc.role") == "sparsifiable":
+            calls.setdefault(n.target, []).append(n)
+    return calls
+
+
+def _flops_before(nodes) -> int:
+    return sum(c.meta["siftc.flops"].flops for c in nodes) if nodes[0].meta.get("siftc.flops") else 0
+
+
+def _warn_nothing_sparsifiable(ctx, member: str) -> None:
+    ctx.warn(f"substitute: the model has no sparsifiable layer for member '{member}' "
+             f"(every weight op is a stem, head, embedding or unsupported: see the report's "
+             f"'left dense' list); the model is returned unchanged")
+
+
 @register("substitute", "replace sparsifiable layers by the policy's member (parallel, factorized, doped, sparse)")
 def substitute(gm, ctx) -> PassResult:
     member = ctx.policy.member
@@ -59,10 +78,7 @@ def substitute(gm, ctx) -> PassResult:
     if member == "wide":
         return _substitute_wide(gm, ctx)
     build = BUILDERS[member]
-    calls: dict = {}
-    for n in gm.graph.nodes:
-        if n.op == "call_module" and n.meta.get("siftc.role") == "sparsifiable":
-            calls.setdefault(n.target, []).append(n)
+    calls = _sparsifiable_calls(gm)
     for qualname, nodes in calls.items():
         original = gm.get_submodule(qualname)
         layer = build(original, ctx.policy)
@@ -72,17 +88,14 @@ def substitute(gm, ctx) -> PassResult:
             _inline(gm, call, qualname, sub)
         ctx.layers[qualname] = LayerRecord(
             name=qualname, kind=type(original).__name__, member=member,
-            orig_shape=tuple(original.weight.shape),
-            flops_before=sum(c.meta["siftc.flops"].flops for c in nodes) if nodes[0].meta.get("siftc.flops") else 0,
+            orig_shape=tuple(original.weight.shape), flops_before=_flops_before(nodes),
             new_modules=[f"{qualname}.{n}" for n, m in layer.named_modules()
                          if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))],
             sparse_modules=[f"{qualname}.{n}" for n, _ in sparse_children(layer)],
             detail=layer.detail)
     gm.delete_all_unused_submodules()
     if not calls and not ctx.layers:
-        ctx.warn(f"substitute: the model has no sparsifiable layer for member '{member}' "
-                 f"(every weight op is a stem, head, embedding or unsupported: see the report's "
-                 f"'left dense' list); the model is returned unchanged")
+        _warn_nothing_sparsifiable(ctx, member)
     return PassResult(gm, bool(calls), {"rewritten": len(calls)})
 
 
@@ -90,7 +103,7 @@ def _substitute_wide(gm, ctx) -> PassResult:
     """Sparse Wide: widen every free channel group (couple's), then mark the interior layers sparse."""
     if ctx.previous is not None:            # an already widened model: nothing to do again
         return PassResult(gm, False, {"rewritten": 0})
-    coupling = getattr(ctx, "coupling", None)
+    coupling = ctx.coupling
     if coupling is None:
         raise SiftcError("member 'wide' needs the channel groups of the 'couple' pass: put 'couple' "
                          "before 'substitute' in the pipeline")
@@ -99,25 +112,20 @@ def _substitute_wide(gm, ctx) -> PassResult:
         if not check_nonlinear(coupling, values):
             break
     sizes = new_sizes(coupling, values)
-    calls: dict = {}
-    for n in gm.graph.nodes:
-        if n.op == "call_module" and n.meta.get("siftc.role") == "sparsifiable":
-            calls.setdefault(n.target, []).append(n)
+    calls = _sparsifiable_calls(gm)
     old_shapes = widen(gm, coupling, sizes, set(calls))
     for qualname, nodes in calls.items():
         mod = gm.get_submodule(qualname)
         old, new = old_shapes[qualname], tuple(mod.weight.shape)
         ctx.layers[qualname] = LayerRecord(
-            name=qualname, kind=type(mod).__name__, member="wide", orig_shape=old,
-            flops_before=sum(c.meta["siftc.flops"].flops for c in nodes) if nodes[0].meta.get("siftc.flops") else 0,
+            name=qualname, kind=type(mod).__name__, member="wide", orig_shape=old, flops_before=_flops_before(nodes),
             new_modules=[qualname], sparse_modules=[qualname],
             detail=f"in {old[1]}->{new[1]}, out {old[0]}->{new[0]}")
     ctx.groups = _group_rows(coupling)
     gm._siftc_shapes_key = None     # same graph code, new weight shapes: shapes must be re-propagated
     widened = sum(1 for g in coupling.groups if g.new_width != g.width)
     if not calls:
-        ctx.warn("substitute: the model has no sparsifiable layer for member 'wide' (every weight op is a "
-                 "stem, head, embedding or unsupported: see the report's 'left dense' list)")
+        _warn_nothing_sparsifiable(ctx, "wide")
     return PassResult(gm, bool(old_shapes), {"rewritten": len(calls), "groups_widened": widened})
 
 

@@ -74,7 +74,7 @@ def dst_main(args) -> int:
 
     import models_zoo
     import siftc
-    from passes.lower_train import InstallGradMask
+    from passes.lower_train import strip
     warnings.simplefilter("ignore")
     torch.manual_seed(0)
     model = models_zoo.create(args.model, **({"width": args.width} if "resnet" in args.model else {}))
@@ -83,12 +83,7 @@ def dst_main(args) -> int:
     policy = args.policy or "parallel:0.75"
     gm = siftc.compile(model, policy=f"{policy},dst=rigl,dT=100", example_inputs=(x,))
     plain = copy.deepcopy(gm)               # same graph and shapes; strip masks and hooks
-    for m in plain.modules():
-        if hasattr(m, "weight_mask"):
-            del m._buffers["weight_mask"]
-            for k, h in list(m._forward_pre_hooks.items()):
-                if isinstance(h, InstallGradMask):
-                    del m._forward_pre_hooks[k]
+    strip(plain)
     opt_a = torch.optim.SGD(gm.parameters(), lr=0.01, momentum=0.9)
     opt_b = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9)
     dst = siftc.DST(gm, opt_a, total_steps=args.steps * 2)     # updates at t = 100, 200, ... < 0.75 T
@@ -151,11 +146,6 @@ def onnx_main(args) -> int:
     return 0
 
 
-def _median_s(fn, repeat: int) -> float:
-    fn()
-    return statistics.median(_time(fn) for _ in range(repeat))
-
-
 def lower_main(args) -> int:
     """``siftc bench lower``: inference latency, measured side by side in one run, of
     (a) the dense original, (b) its Sparse Wide version with masked dense weights, (c) the same
@@ -197,12 +187,12 @@ def lower_main(args) -> int:
                 xa = inputs_a(batch)
                 xb = inputs_b(batch) if inputs_b else xa
                 low = copy.deepcopy(wide)
-                decisions = kernels.lower_tree(low, xb, blocksize=blocksize)
+                decisions, _ = kernels.lower_tree(low, xb, blocksize=blocksize)
                 repeat = 20 if batch < 256 else 8
                 with torch.no_grad():
-                    ta = _median_s(lambda: dense(*xa), repeat)
-                    tb = _median_s(lambda: wide(*xb), repeat)
-                    tc = _median_s(lambda: low(*xb), repeat)
+                    ta = kernels.median_ms(lambda: dense(*xa), repeat)
+                    tb = kernels.median_ms(lambda: wide(*xb), repeat)
+                    tc = kernels.median_ms(lambda: low(*xb), repeat)
                 used = "/".join(k["kernel"] for k in decisions.values())
                 bc, ca = tb / tc, tc / ta
                 if pattern == "none":
@@ -210,6 +200,6 @@ def lower_main(args) -> int:
                         f"(c)/(a)<=2.5 {'ok' if ca <= 2.5 else 'MISSED'}"
                 else:
                     verdict = f"(c)/(a)<=1.5 {'ok' if ca <= 1.5 else 'MISSED'}"
-                print(f"{name:15s} {pattern:9s} {batch:5d} {ta * 1e3:10.3f} {tb * 1e3:16.3f} {tc * 1e3:12.3f} "
+                print(f"{name:15s} {pattern:9s} {batch:5d} {ta:10.3f} {tb:16.3f} {tc:12.3f} "
                       f"{used:>9s} {bc:8.2f} {ca:8.2f}  {verdict}")
     return 0

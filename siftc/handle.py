@@ -28,9 +28,9 @@ class SiftcHandle:
     layers: dict = field(default_factory=dict)
     left_dense: dict = field(default_factory=dict)
     densities: dict = field(default_factory=dict)
-    groups: list = field(default_factory=list)
+    groups: list = field(default_factory=list)      # Sparse Wide channel groups (report rows)
     kernels: dict = field(default_factory=dict)     # mode inference: module -> kernel, measured speedup
-    mode: str = "train"      # Sparse Wide channel groups (report rows)
+    mode: str = "train"                             # train | inference
     iso_note: str = ""
     warnings: list = field(default_factory=list)
     pipeline: str = ""

@@ -34,25 +34,38 @@ def _compress(w2d: torch.Tensor, blocksize):
     return w2d.to_sparse_bsr((blocksize, blocksize)) if blocksize else w2d.to_sparse_csr()
 
 
-class CSRLinear(nn.Module):
-    """y = (W_csr @ x.T).T + b over the last dim of x; W stored as CSR (or BSR: ``blocksize``)."""
+class _SparseKernel(nn.Module):
+    """What both kernels keep of the masked layer: its weight as an (out x rest) CSR/BSR matrix,
+    its mask, its bias (frozen), and the weight's shape for a dense copy on request."""
 
-    def __init__(self, linear: nn.Linear, blocksize=None):
+    def __init__(self, layer: nn.Module, blocksize=None):
         super().__init__()
-        w = linear.weight.detach()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
+        w = layer.weight.detach()
         self.blocksize = blocksize
-        self.register_buffer("weight_csr", _compress(w, blocksize))
-        self.register_buffer("weight_mask", linear.weight_mask.clone())
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+        self._shape = tuple(w.shape)
+        self.register_buffer("weight_csr", _compress(w.reshape(w.shape[0], -1), blocksize))
+        self.register_buffer("weight_mask", layer.weight_mask.clone())
+        self.bias = None if layer.bias is None else nn.Parameter(layer.bias.detach().clone(), requires_grad=False)
 
     @property
     def weight(self) -> torch.Tensor:
-        return self.weight_csr.to_dense()
+        return self.weight_csr.to_dense().reshape(self._shape)
 
     @property
     def layout(self) -> str:
         return "bsr" if self.blocksize else "csr"
+
+    def _format(self) -> str:
+        b = self.blocksize
+        return f"nnz={self.weight_csr.values().numel()}, " + (f"BSR {b}x{b}" if b else "CSR")
+
+
+class CSRLinear(_SparseKernel):
+    """y = (W_csr @ x.T).T + b over the last dim of x; W stored as CSR (or BSR: ``blocksize``)."""
+
+    def __init__(self, linear: nn.Linear, blocksize=None):
+        super().__init__(linear, blocksize)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x):
         rows = x.reshape(-1, self.in_features)
@@ -62,33 +75,18 @@ class CSRLinear(nn.Module):
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return (f"in={self.in_features}, out={self.out_features}, nnz={self.weight_csr.values().numel()}, "
-                f"{'BSR %dx%d' % (self.blocksize, self.blocksize) if self.blocksize else 'CSR'}")
+        return f"in={self.in_features}, out={self.out_features}, {self._format()}"
 
 
-class CSRConv2d(nn.Module):
+class CSRConv2d(_SparseKernel):
     """A conv as im2col + W_csr (out x in*kh*kw) @ columns; NCHW in and out."""
 
     def __init__(self, conv: nn.Conv2d, blocksize=None):
-        super().__init__()
-        w = conv.weight.detach()
-        self.blocksize = blocksize
-        self.out_channels, self.in_channels = w.shape[0], conv.in_channels
+        super().__init__(conv, blocksize)
+        self.out_channels, self.in_channels = conv.out_channels, conv.in_channels
         self.kernel_size, self.stride = conv.kernel_size, conv.stride
         self.padding, self.dilation = conv.padding, conv.dilation
         self.pointwise = self.kernel_size == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0)
-        self.register_buffer("weight_csr", _compress(w.reshape(w.shape[0], -1), blocksize))
-        self.register_buffer("weight_mask", conv.weight_mask.clone())
-        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
-        self._shape = tuple(w.shape)
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.weight_csr.to_dense().reshape(self._shape)
-
-    @property
-    def layout(self) -> str:
-        return "bsr" if self.blocksize else "csr"
 
     def forward(self, x):
         B, _, H, W = x.shape
@@ -107,7 +105,7 @@ class CSRConv2d(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}->{self.out_channels}, kernel={self.kernel_size}, stride={self.stride}, "
-                f"nnz={self.weight_csr.values().numel()}, im2col+{self.layout.upper()}")
+                f"im2col + {self._format()}")
 
 
 def lowerable(mod: nn.Module) -> bool:
@@ -124,7 +122,8 @@ def lower(mod: nn.Module, kernel: str = "csr", blocksize=None) -> nn.Module:
     return CSRLinear(mod, b) if isinstance(mod, nn.Linear) else CSRConv2d(mod, b)
 
 
-def _median_ms(fn, repeat: int) -> float:
+def median_ms(fn, repeat: int) -> float:
+    """Median wall time of ``repeat`` calls of ``fn`` in ms, after one warm-up call."""
     fn()                                  # warm-up (allocations, CSR index setup)
     times = []
     for _ in range(repeat):
@@ -150,11 +149,11 @@ def choose(mod: nn.Module, example_input: torch.Tensor, blocksize=None, repeat: 
     if key not in _DECISIONS:
         x = example_input.detach()
         with torch.no_grad():
-            dense_ms = _median_ms(lambda: mod(x), repeat)
+            dense_ms = median_ms(lambda: mod(x), repeat)
             timed = {}
             for kernel in ("csr", "bsr") if blocksize else ("csr",):
                 sparse = lower(mod, kernel, blocksize)
-                timed[kernel] = _median_ms(lambda: sparse(x), repeat)
+                timed[kernel] = median_ms(lambda: sparse(x), repeat)
         best = min(timed, key=timed.get)
         _DECISIONS[key] = (best, dense_ms / timed[best] if timed[best] > 0 else math.inf, dense_ms, timed[best])
     best, speedup, dense_ms, sparse_ms = _DECISIONS[key]
@@ -163,9 +162,10 @@ def choose(mod: nn.Module, example_input: torch.Tensor, blocksize=None, repeat: 
             "blocksize": blocksize if best == "bsr" else None}
 
 
-def lower_tree(model: nn.Module, example_inputs: tuple, blocksize=None, seed: int = 0) -> dict:
+def lower_tree(model: nn.Module, example_inputs: tuple, blocksize=None, seed: int = 0) -> tuple:
     """Measure every lowerable module of ``model`` at the input shape it sees on ``example_inputs``
-    and swap in its sparse kernel where that is faster. Returns {module path: decision}."""
+    and swap in its sparse kernel where that is faster. Returns ({module path: decision}, the
+    unlowered model's output on ``example_inputs``, from the run that recorded the shapes)."""
     shapes: dict = {}
     handles = []
     for name, mod in model.named_modules():
@@ -176,7 +176,7 @@ def lower_tree(model: nn.Module, example_inputs: tuple, blocksize=None, seed: in
             handles.append(mod.register_forward_pre_hook(record))
     try:
         with torch.no_grad():
-            model(*example_inputs)
+            reference = model(*example_inputs)
     finally:
         for h in handles:
             h.remove()
@@ -188,7 +188,7 @@ def lower_tree(model: nn.Module, example_inputs: tuple, blocksize=None, seed: in
         if d["kernel"] != "dense":
             parent, _, leaf = name.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, leaf, lower(mod, d["kernel"], d["blocksize"]))
-    return decisions
+    return decisions, reference
 
 
 # ----------------------------------------------------------------------------- CUDA 2:4

@@ -43,13 +43,9 @@ def _masked_weights(model: nn.Module) -> dict:
 
 def _export_copy(model: nn.Module) -> nn.Module:
     """An eval-mode copy without training hooks or mask buffers (nothing of them may be exported)."""
-    from passes.lower_train import InstallGradMask
+    from passes.lower_train import strip
     m = copy.deepcopy(model).eval()
-    for mod in m.modules():
-        for k, h in list(mod._forward_pre_hooks.items()):
-            if isinstance(h, InstallGradMask):
-                del mod._forward_pre_hooks[k]
-        mod._buffers.pop("weight_mask", None)
+    strip(m)
     if hasattr(m, "siftc"):
         del m.siftc
     return m
@@ -114,7 +110,6 @@ def _restore_names(proto, model: nn.Module) -> None:
                 _rename(graph, init.name, pname)
                 own.add(pname)
                 init.doc_string = f"{pname} transposed (in x out) for MatMul"
-                names.add(pname)
                 break
 
 
@@ -161,17 +156,23 @@ def _sparsify(proto, masked: dict, mode: str) -> dict:
     return stats
 
 
-def save_onnx(proto, path) -> str:
-    """Write ``proto`` to ``path`` atomically (no partial file on failure); external data over ~1.8 GB."""
-    import onnx
-    path = os.fspath(path)
+def _check_target(path) -> str:
+    """The directory ``path`` would be written to; ExportError when it cannot be a file there."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ExportError(f"cannot write ONNX model to {path!r}: directory {directory!r} does not exist "
                           f"(create it first)")
     if os.path.isdir(path):
         raise ExportError(f"cannot write ONNX model to {path!r}: it is a directory; give a file name like model.onnx")
-    large = proto.ByteSize() > _EXTERNAL_DATA_BYTES if proto.ByteSize() >= 0 else True
+    return directory
+
+
+def save_onnx(proto, path) -> str:
+    """Write ``proto`` to ``path`` atomically (no partial file on failure); external data over ~1.8 GB."""
+    import onnx
+    path = os.fspath(path)
+    directory = _check_target(path)
+    large = proto.ByteSize() > _EXTERNAL_DATA_BYTES
     fd, tmp = None, None
     try:
         fd, tmp = tempfile.mkstemp(prefix=".siftc-", suffix=".onnx", dir=directory)
@@ -202,10 +203,7 @@ def export_onnx(model: nn.Module, example_inputs: tuple, path=None, exporter: st
     if sparse not in SPARSE_MODES:
         raise ValueError(f"unknown sparse initializer mode {sparse!r}; allowed: {', '.join(SPARSE_MODES)}")
     if path is not None:        # fail before the (slow) export when the file cannot be written
-        directory = os.path.dirname(os.path.abspath(os.fspath(path)))
-        if not os.path.isdir(directory):
-            raise ExportError(f"cannot write ONNX model to {os.fspath(path)!r}: directory {directory!r} does not "
-                              f"exist (create it first)")
+        _check_target(os.fspath(path))
     masked = _masked_weights(model)
     clean = _export_copy(model)
     proto = _run_exporter(clean, tuple(example_inputs), exporter)

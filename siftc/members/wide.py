@@ -54,11 +54,15 @@ def choose_widths(coupling, policy) -> dict:
     for g in coupling.groups:
         if g.fixed:
             g.new_width = g.width
-    if not free:
-        return {g.symbol: coupling.solution.hints[g.symbol] for g in coupling.groups}
+    if free:
+        _widen_free(free, policy)
+    # width = unit x symbol's value, for kept groups too (new_width = width)
+    return {g.symbol: g.new_width // g.unit for g in coupling.groups}
+
+
+def _widen_free(free: list, policy) -> None:
     main = max(free, key=lambda g: (len(g.members), g.width))
     f = wide_factor(policy)
-
     pattern = policy.mask_pattern
     block = pattern.block if pattern.kind == "block" else pattern.m if pattern.kind == "nm" else 1
 
@@ -72,19 +76,17 @@ def choose_widths(coupling, policy) -> dict:
     for g in free:
         if g is not main:
             g.new_width = _widened(g.width, g.width * factor, multiple(g))
-    values = {g.symbol: g.new_width // g.unit for g in free}
-    values.update({g.symbol: coupling.solution.hints[g.symbol] for g in coupling.groups if g.fixed})
-    return values
 
 
 def check_nonlinear(coupling, values: dict) -> list:
     """Groups whose chosen widths break a non-linear size relation; marks them fixed."""
     broken = []
     by_symbol = {g.symbol: g for g in coupling.groups}
+    chosen = {s: sympy.Integer(v) for s, v in values.items()}
     for eq in coupling.solution.nonlinear:
-        e = eq.expr.xreplace(coupling.solution.values).xreplace({s: sympy.Integer(v) for s, v in values.items()})
-        if sympy.simplify(e) != 0:
-            for s in eq.expr.xreplace(coupling.solution.values).free_symbols:
+        solved = eq.expr.xreplace(coupling.solution.values)
+        if sympy.simplify(solved.xreplace(chosen)) != 0:
+            for s in solved.free_symbols:
                 g = by_symbol.get(s)
                 if g is not None and not g.fixed:
                     g.fixed = f"a non-linear size relation at node '{eq.node}' ({eq.target}) does not hold when widened"
