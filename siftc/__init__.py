@@ -12,8 +12,9 @@ from .compiler import TARGETS, compile, report
 from .pass_manager import PassManager
 from .dst import DST
 from .onnx_export import export_onnx, onnx_check
+from .viewer import render_html
 
 __all__ = ["compile", "report", "DST", "Policy", "MEMBERS", "TARGETS", "PassManager", "SiftcError", "PolicyError",
            "CaptureError", "ShapeError", "IsoFlopError", "VerifyError", "PassError", "ExportError", "export_onnx",
-           "onnx_check"]
+           "onnx_check", "render_html"]
 __version__ = "0.1.0"

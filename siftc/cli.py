@@ -76,13 +76,24 @@ def cmd_compile(args) -> int:
     rep = siftc.report(gm)
     print(json.dumps(rep.to_dict(), indent=2) if args.json else rep)
     if args.dump_dir:
-        print(f"\ndumps written to {args.dump_dir.rstrip('/')}/ (pipeline.txt, NN_<pass>.py, flops.md, stats.json)")
+        print(f"\ndumps written to {args.dump_dir.rstrip('/')}/ (pipeline.txt, NN_<pass>.py, flops.md, stats.json, "
+              f"viewer.json)")
+    if args.html:
+        siftc.render_html(gm, args.html)
+        print(f"\nHTML viewer written to {args.html} ({os.path.getsize(args.html) / 1e6:.2f} MB, self-contained)")
     if onnx_path:
         proto = siftc.compile(gm, target="onnx", path=onnx_path, exporter=args.exporter)
         check = siftc.onnx_check(proto, gm, inputs, rtol=args.rtol)
         print(f"\nONNX written to {onnx_path} ({os.path.getsize(onnx_path) / 1e6:.2f} MB, "
               f"{len(proto.graph.sparse_initializer)} sparse initializers of {len(gm.siftc.masks())} masked weights); "
               f"onnxruntime vs PyTorch: max relative error {check.max_rel_err:.2e} (rtol {args.rtol}): ok")
+    return 0
+
+
+def cmd_html(args) -> int:
+    import siftc
+    siftc.render_html(args.dump_dir, args.out)
+    print(f"HTML viewer written to {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB, self-contained)")
     return 0
 
 
@@ -116,7 +127,12 @@ def main(argv=None) -> int:
     p.add_argument("--rtol", type=float, default=1e-3, help="onnxruntime vs PyTorch relative tolerance")
     p.add_argument("--dump-dir", default=None, help="write pass-by-pass dumps here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--html", default=None, metavar="PATH", help="write the pass-by-pass HTML viewer here")
     p.set_defaults(fn=cmd_compile)
+    p = sub.add_parser("html", help="write the pass-by-pass HTML viewer of a dump directory")
+    p.add_argument("dump_dir", help="a folder written by siftc compile --dump-dir")
+    p.add_argument("-o", "--out", default="report.html", help="the HTML file to write (default report.html)")
+    p.set_defaults(fn=cmd_html)
     p = sub.add_parser("train", help="train a models_zoo recipe under a policy (DST), append a JSON line")
     p.add_argument("recipe", help="mnist_mlp | mnist_cnn | cifar_resnet18 | shakespeare_gpt")
     p.add_argument("--policy", default="dense", help="e.g. parallel:0.75,dst=rigl")

@@ -11,6 +11,7 @@ from passes.pipeline import INFERENCE_PIPELINE, ONNX_PIPELINE, TRAIN_PIPELINE
 
 from .context import CompileContext
 from .dumps import DumpWriter, dump_dir_from_env
+from .pass_record import PassRecorder
 from .errors import SiftcError
 from .handle import SiftcHandle, handle_of
 from .pass_manager import PassManager
@@ -88,8 +89,8 @@ def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None"
     elif path is not None:
         raise ValueError(f"path= is for target='onnx' (got target={target!r})")
     default = ONNX_PIPELINE if target == "onnx" else INFERENCE_PIPELINE if mode == "inference" else TRAIN_PIPELINE
-    pm = PassManager(pipeline or default,
-                     instruments=[writer] if writer else [])
+    recorder = PassRecorder()
+    pm = PassManager(pipeline or default, instruments=[recorder] + ([writer] if writer else []))
     gm = pm.run(None, ctx)
     handle = SiftcHandle(gm=gm, model_name=prev.model_name if prev else type(model).__name__, policy=policy,
                          target=target, example_inputs=tuple(x.detach().clone() if isinstance(x, torch.Tensor) else x
@@ -98,10 +99,11 @@ def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None"
                          original_params=ctx.original_params, output_shapes=ctx.output_shapes,
                          layers=ctx.layers, left_dense=ctx.left_dense, densities=ctx.densities, groups=ctx.groups,
                          kernels=ctx.kernels, mode=mode,
-                         iso_note=ctx.iso_note, warnings=ctx.warnings, pipeline=pm.pipeline, timings=pm.timings)
+                         iso_note=ctx.iso_note, warnings=ctx.warnings, pipeline=pm.pipeline, timings=pm.timings,
+                         passes=recorder.records)
     gm.siftc = handle
     if writer:
-        writer.finish(pm.pipeline, handle.report(refresh=False))
+        writer.finish(pm.pipeline, handle)
     if target == "onnx":
         if ctx.onnx_model is None:
             raise SiftcError(f"target 'onnx' needs the export-onnx pass at the end of the pipeline (got '{pm.pipeline}')")

@@ -3,8 +3,9 @@
 Files (fixed names, after inductor's debug output and TVM's NNN_passname dumps):
 ``00_input.py`` the model as given; ``NN_<pass>.py`` the graph after each pass, with a header
 (pass, options, node count delta, FLOPs before/after) and a per-node table of the meta written
-so far; ``pipeline.txt``; ``flops.md``; ``stats.json`` (the only file with timings, so every
-other file is byte-identical for the same model and policy and can be a golden file).
+so far; ``pipeline.txt``; ``flops.md``; ``stats.json`` and ``viewer.json`` (the data of the HTML viewer,
+siftc.viewer) are the only files with timings, so every other file is byte-identical for the
+same model and policy and can be a golden file.
 """
 from __future__ import annotations
 
@@ -108,8 +109,11 @@ class DumpWriter:
         (self.dir / f"{self.index:02d}_{name}.py").write_text("\n".join(header + body) + "\n")
         self.timings.append({"pass": item.name, "seconds": round(seconds, 6), "stats": result.stats})
 
-    def finish(self, pipeline: str, report) -> None:
+    def finish(self, pipeline: str, handle) -> None:
+        from .viewer import VIEWER_JSON, viewer_data
+        report = handle.report(refresh=False)
         (self.dir / "pipeline.txt").write_text(pipeline + "\n")
+        (self.dir / VIEWER_JSON).write_text(json.dumps(viewer_data(handle), default=str) + "\n")
         (self.dir / "flops.md").write_text(report.flops_markdown())
         (self.dir / "stats.json").write_text(json.dumps({"pipeline": pipeline, "passes": self.timings}, indent=2) + "\n")
 

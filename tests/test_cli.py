@@ -37,3 +37,16 @@ def test_cli_bench_onnx_prints_ratio(capsys):
     assert main(["bench", "onnx", "--models", "mlp", "--policy", "parallel:0.9,stem=sparse"]) == 0
     out = capsys.readouterr().out
     assert "sparse/dense" in out and out.strip().splitlines()[-1].startswith("mlp")
+
+
+def test_cli_html_from_compile_and_from_dumps(tmp_path, capsys):
+    page = tmp_path / "mlp.html"
+    assert main(["compile", "mlp", "--policy", "parallel:0.75", "--dump-dir", str(tmp_path / "d"),
+                 "--html", str(page)]) == 0
+    assert "HTML viewer written to" in capsys.readouterr().out
+    again = tmp_path / "again.html"
+    assert main(["html", str(tmp_path / "d"), "-o", str(again)]) == 0
+    for text in (page.read_text(), again.read_text()):
+        assert text.startswith("<!DOCTYPE html>") and 'id="pass-6"' in text and "substitute" in text
+    assert main(["html", str(tmp_path / "nothing"), "-o", str(again)]) == 2      # a one-line error
+    assert "not found" in capsys.readouterr().err

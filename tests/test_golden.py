@@ -21,8 +21,9 @@ def _compile(name, policy, directory):
 
 
 def _files(directory):
-    # stats.json holds timings: the only file that differs between runs
-    return {p.name: p.read_text() for p in sorted(Path(directory).iterdir()) if p.name != "stats.json"}
+    # stats.json and viewer.json hold timings: the only files that differ between runs
+    return {p.name: p.read_text() for p in sorted(Path(directory).iterdir())
+            if p.name not in ("stats.json", "viewer.json")}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -41,7 +42,7 @@ def test_golden_dumps(case, tmp_path, regen_golden):
     assert sorted(got) == sorted(want)
     for fname in want:
         assert got[fname] == want[fname], f"{case}/{fname} differs from the golden file"
-    assert (tmp_path / "stats.json").exists()
+    assert (tmp_path / "stats.json").exists() and (tmp_path / "viewer.json").exists()
 
 
 def test_two_compiles_give_identical_dumps(tmp_path):
