@@ -9,10 +9,14 @@ from __future__ import annotations
 import torch
 
 from .bert import bert_tiny
+from .branchy import GatedMLP
+from .hf_bert import bert_hf_tiny
+from .hf_gpt2 import gpt2_tiny
+from .inception import InceptionTiny
 from .gpt import gpt3_small, gpt_tiny
 from .mlp import MLP, SmallCNN
 from .mobilenet import MobileNetV2
-from .resnet import resnet18, resnet18_cifar, resnet34, resnet50
+from .resnet import resnet18, resnet18_cifar, resnet34, resnet50, resnext_tiny
 from .vit import vit_tiny
 
 # name -> (factory, input kind, default input size: image side or sequence length)
@@ -28,7 +32,15 @@ _MODELS = {
     "gpt3_small": (gpt3_small, "tokens", 2048),
     "vit_tiny": (vit_tiny, "image", 32),
     "bert_tiny": (bert_tiny, "tokens", 128),
+    # library-style definitions (issue 6): as torchvision / Hugging Face / research code write them
+    "gpt2_tiny": (gpt2_tiny, "tokens", 32),
+    "bert_hf_tiny": (bert_hf_tiny, "bert", 32),
+    "inception_tiny": (lambda **kw: InceptionTiny(**kw), "image", 32),
+    "resnext_tiny": (resnext_tiny, "image", 32),
+    "gated_mlp": (lambda **kw: GatedMLP(**kw), "vector", 32),
 }
+# the library-style models, tested by tests/test_library_models.py (fx or torch.export capture)
+LIBRARY = ("gpt2_tiny", "bert_hf_tiny", "inception_tiny", "resnext_tiny", "gated_mlp")
 
 
 def list_models() -> list[str]:
@@ -56,8 +68,17 @@ def example_inputs(name: str, batch_size: int = 2, size: int | None = None, seed
         return (torch.rand(batch_size, 1, 28, 28, generator=g),)
     if kind == "image":
         return (torch.randn(batch_size, 3, size, size, generator=g),)
-    vocab = {"gpt_tiny": 65, "gpt3_small": 50257, "bert_tiny": 30522}[name]
+    if kind == "vector":
+        return (torch.randn(batch_size, size, generator=g),)
+    if kind == "bert":     # input_ids, attention_mask (the last quarter padded), token_type_ids
+        ids = torch.randint(1, 512, (batch_size, size), generator=g)
+        mask = torch.ones(batch_size, size, dtype=torch.long)
+        mask[:, size - size // 4:] = 0
+        types = torch.zeros(batch_size, size, dtype=torch.long)
+        types[:, size // 2:] = 1
+        return ids, mask, types
+    vocab = {"gpt_tiny": 65, "gpt3_small": 50257, "bert_tiny": 30522, "gpt2_tiny": 256}[name]
     return (torch.randint(0, vocab, (batch_size, size), generator=g),)
 
 
-__all__ = ["list_models", "create", "example_inputs"]
+__all__ = ["list_models", "create", "example_inputs", "LIBRARY"]

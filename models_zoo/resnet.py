@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 
-def conv3x3(cin, cout, stride=1):
-    return nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+def conv3x3(cin, cout, stride=1, groups=1):
+    return nn.Conv2d(cin, cout, 3, stride, 1, groups=groups, bias=False)
 
 
 def conv1x1(cin, cout, stride=1):
@@ -44,13 +44,14 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
+    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64):
         super().__init__()
-        self.conv1 = conv1x1(inplanes, planes)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes, stride)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = conv1x1(planes, planes * self.expansion)
+        width = int(planes * (base_width / 64.0)) * groups      # torchvision's ResNeXt width rule
+        self.conv1 = conv1x1(inplanes, width)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, stride, groups)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
@@ -67,9 +68,10 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, block, layers, num_classes=1000, width=64, cifar_stem=False):
+    def __init__(self, block, layers, num_classes=1000, width=64, cifar_stem=False, groups=1, width_per_group=64):
         super().__init__()
         self.inplanes = width
+        self.groups, self.base_width = groups, width_per_group
         if cifar_stem:
             self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
         else:
@@ -92,9 +94,10 @@ class ResNet(nn.Module):
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
                                        nn.BatchNorm2d(planes * block.expansion))
-        layers = [block(self.inplanes, planes, stride, downsample)]
+        extra = {"groups": self.groups, "base_width": self.base_width} if block is Bottleneck else {}
+        layers = [block(self.inplanes, planes, stride, downsample, **extra)]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        layers += [block(self.inplanes, planes, **extra) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def forward(self, x):
@@ -118,3 +121,10 @@ def resnet50(num_classes=1000, width=64):
 
 def resnet18_cifar(num_classes=10, width=64):
     return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, width, cifar_stem=True)
+
+
+def resnext_tiny(num_classes=10, width=16, groups=4, width_per_group=8):
+    """ResNeXt (Xie et al. 2017) as torchvision builds resnext50_32x4d, at CIFAR size: grouped 3x3
+    convs in every Bottleneck (groups=4, 8 channels per group at the first stage), 1 block per stage."""
+    return ResNet(Bottleneck, [1, 1, 1, 1], num_classes, width, cifar_stem=True, groups=groups,
+                  width_per_group=width_per_group)

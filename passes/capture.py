@@ -1,5 +1,10 @@
 """capture: the model as a torch.fx GraphModule (module-level graph, leaf modules configurable).
 
+Policy ``capture=auto`` (default) traces with torch.fx and falls back to torch.export
+(passes/capture_export.py) when fx fails, saying so in the report's warnings; ``capture=fx``
+never falls back; ``capture=export`` goes straight to torch.export. Either way Conv1D-style
+linears are mapped to nn.Linear (passes/lift_modules.py).
+
 The model is deep-copied first, so compiling never touches the user's weights. A GraphModule
 (for instance one siftc compiled before) is copied as it is, not re-traced. When tracing fails,
 the error names the line of the user's code that fx could not follow and says how to fix it.
@@ -15,6 +20,8 @@ import torch.fx
 from torch import nn
 
 from siftc.errors import CaptureError
+from .capture_export import capture_with_export
+from .lift_modules import lift_modules
 from .registry import PassResult, register
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
@@ -65,13 +72,15 @@ def trace(model: nn.Module, leaf_modules=(), concrete_args=None) -> torch.fx.Gra
             "  How to fix: data-dependent Python control flow (an `if` or loop on a tensor value) "
             "cannot be traced. Either make the module that holds it a leaf "
             "(siftc.compile(..., leaf_modules=[ThatModule])) so it is called as a black box and "
-            "left dense, or fix the deciding value with siftc.compile(..., concrete_args={...})."
+            "left dense, or fix the deciding value with siftc.compile(..., concrete_args={...}), or "
+            "capture with torch.export (policy capture=export, the default capture=auto falls back to it)."
         ) from None
     name = type(model).__name__
     return torch.fx.GraphModule(tracer.root, graph, name)
 
 
-@register("capture", "trace the model into a torch.fx GraphModule (deep copy; user model untouched)")
+@register("capture", "trace the model into a torch.fx GraphModule (deep copy; user model untouched); "
+                    "torch.export when fx cannot (policy capture=auto|fx|export)")
 def capture(gm, ctx) -> PassResult:
     model = ctx.model
     if not isinstance(model, nn.Module):
@@ -79,6 +88,28 @@ def capture(gm, ctx) -> PassResult:
     if isinstance(model, torch.fx.GraphModule):
         out = copy.deepcopy(model)
         return PassResult(out, True, {"retraced": 0})
+    how = ctx.policy.capture
+    if how in ("auto", "fx"):
+        copied = copy.deepcopy(model)
+        try:
+            out = trace(copied, ctx.leaf_modules, ctx.concrete_args)
+        except CaptureError as e:
+            if how == "fx" or ctx.leaf_modules or ctx.concrete_args:   # the user chose fx's own fixes
+                raise
+            first = " ".join(str(e).splitlines()[0].split())      # one line, runs of spaces folded
+            ctx.warn(f"capture: {first[:300]} -> captured with torch.export instead")
+        else:
+            lifted, notes = lift_modules(out, copied)      # Conv1D-style linears -> nn.Linear
+            for note in notes:
+                ctx.warn(note)
+            if lifted:
+                out = torch.fx.GraphModule(copied, out.graph, type(model).__name__)
+            return PassResult(out, True, {"retraced": 1, "via": "fx", "lifted_modules": lifted})
+    if ctx.leaf_modules or ctx.concrete_args:
+        raise CaptureError("leaf_modules= and concrete_args= are torch.fx options; with capture=export "
+                           "(or when fx fails) leave them out")
     copied = copy.deepcopy(model)
-    out = trace(copied, ctx.leaf_modules, ctx.concrete_args)
-    return PassResult(out, True, {"retraced": 1})
+    out, warnings, stats = capture_with_export(copied, ctx.example_inputs)
+    for w in warnings:
+        ctx.warn(w)
+    return PassResult(out, True, {"retraced": 1, "via": "export", **stats})

@@ -170,6 +170,10 @@ def _function_flops(node) -> FlopInfo:
     if t in (F.adaptive_avg_pool2d, torch.mean):
         n_in = _numel(_shape(node.args[0]) or ())
         return FlopInfo("pool", n_in, n_in)
+    if t in (F.avg_pool2d, F.max_pool2d):     # one op per window element per output, as the modules
+        k = node.args[1] if len(node.args) > 1 else node.kwargs.get("kernel_size")
+        window = math.prod(k) if isinstance(k, (tuple, list)) else (k or 1) ** 2
+        return FlopInfo("pool", window * n_out, window * n_out)
     return FlopInfo("none", 0, 0)
 
 

@@ -6,7 +6,9 @@
   weight op on the output path. Both stay dense unless the policy says stem=sparse / head=sparse.
 - ``norm``: normalisation modules (dense, SPEC.md).
 - ``sparsifiable``: every other nn.Linear / nn.Conv2d with groups=1, called with one input.
-- ``grouped``: grouped / depthwise convs (left dense: substitute does not split groups).
+- ``grouped``: grouped / depthwise convs, left dense unless the policy says ``grouped=apply`` (then
+  the member is built per group: siftc.members keeps ``groups`` on every conv it makes).
+- ``excluded``: a module path that the policy's ``include=`` globs miss or ``exclude=`` globs hit.
 - ``functional`` / ``unsupported``: weight ops substitute cannot rewrite (F.linear with a
   parameter, Conv1d/Conv3d, ...), left dense.
 - ``substituted``: modules inside a layer that siftc already rewrote, or already masked (a widened
@@ -24,7 +26,8 @@ LEFT_DENSE_REASONS = {
     "stem": "stem: first weight op on the input path (kept dense, SPEC.md; policy stem=sparse changes it)",
     "head": "head: last weight op on the output path (kept dense, SPEC.md; policy head=sparse changes it)",
     "embedding": "embedding: lookups cost no FLOPs and stay dense (SPEC.md)",
-    "grouped": "grouped/depthwise conv (groups>1): substitute applies to groups=1 convs only",
+    "grouped": "grouped/depthwise conv (groups>1): left dense by default; policy grouped=apply applies the member per group",
+    "excluded": "excluded by the policy's include=/exclude= module globs",
     "functional": "functional weight op (not an nn.Module call): substitute rewrites nn.Linear/nn.Conv2d modules",
     "unsupported": "unsupported weight op: substitute rewrites nn.Linear and nn.Conv2d",
     "multi-input": "called with extra arguments: substitute rewrites single-input calls only",
@@ -81,7 +84,9 @@ def _classify(gm, node, first: bool, last: bool, policy) -> str:
         return "substituted"
     if not (type(m) in (nn.Linear, nn.Conv2d)):
         return "unsupported"
-    if isinstance(m, nn.Conv2d) and m.groups != 1:
+    if not policy.selects(node.target):
+        return "excluded"
+    if isinstance(m, nn.Conv2d) and m.groups != 1 and policy.grouped == "dense":
         return "grouped"
     if len(node.args) != 1 or node.kwargs:
         return "multi-input"
@@ -124,6 +129,9 @@ def roles(gm, ctx) -> PassResult:
         if weight[n] and n.op == "call_module":
             n.meta["siftc.role"] = by_module[n.target]
     for key, role in by_module.items():
-        if role in LEFT_DENSE_REASONS:
+        if role == "excluded":
+            ctx.left_dense[key] = (f"excluded by policy (include={ctx.policy.include}"
+                                   + (f", exclude={ctx.policy.exclude}" if ctx.policy.exclude else "") + ")")
+        elif role in LEFT_DENSE_REASONS:
             ctx.left_dense[key] = LEFT_DENSE_REASONS[role]
     return PassResult(gm, False, counts)

@@ -9,6 +9,7 @@ listing what is allowed, in the spirit of TVM's PassContext config keys.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 from dataclasses import dataclass, fields
 
 from .errors import PolicyError
@@ -28,6 +29,8 @@ _CHOICES = {
     "schedule": ("cosine", "constant"),  # drop-fraction schedule of SET/RigL
     "width": ("nominal", "reference"),   # Sparse Wide factor: sqrt(1/(1-s)), or the reference
                                          # code's int(w * sqrt(round(1/(1-s))))
+    "capture": ("auto", "fx", "export"),  # auto: torch.fx, falling back to torch.export when fx fails
+    "grouped": ("dense", "apply"),        # grouped/depthwise convs: left dense, or the member per group
 }
 
 
@@ -50,6 +53,10 @@ class Policy:
     width: str = "nominal"      # Sparse Wide width rule: nominal | reference
     round: int = 8              # Sparse Wide: round widths to a multiple of this (1: no rounding)
     pattern: str = "none"       # mask structure: none | block:B | N:M (siftc/patterns.py)
+    capture: str = "auto"       # how the model is captured: auto | fx | export (passes/capture.py)
+    grouped: str = "dense"      # grouped convs under parallel/factorized/doped/sparse: dense | apply
+    include: str = "*"          # module-path globs ('|'-separated) a member may rewrite
+    exclude: str = ""           # module-path globs ('|'-separated) left dense, e.g. *.attn.*
 
     def __post_init__(self):
         if self.member not in MEMBERS:
@@ -76,6 +83,13 @@ class Policy:
             parse_pattern(self.pattern)
         except ValueError as e:
             raise PolicyError(f"policy key {e}") from None
+        for key in ("include", "exclude"):
+            globs = getattr(self, key)
+            if not isinstance(globs, str) or any(not g.strip() for g in globs.split("|")) and globs:
+                raise PolicyError(f"policy key {key}={globs!r} must be module-path globs separated by '|', "
+                                  f"e.g. {key}=*.attn.*|*.mlp.c_proj")
+        if not self.include:
+            raise PolicyError("policy key include= is empty; leave it out (default '*': every module)")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise PolicyError(f"policy key seed={self.seed!r} must be a non-negative integer")
 
@@ -121,6 +135,11 @@ class Policy:
     @property
     def density(self) -> float:
         return 1.0 - self.sparsity
+
+    def selects(self, path: str) -> bool:
+        """Whether include=/exclude= let a member rewrite the module at ``path`` (fnmatch globs)."""
+        return (any(fnmatch.fnmatchcase(path, g) for g in self.include.split("|"))
+                and not any(fnmatch.fnmatchcase(path, g) for g in self.exclude.split("|") if g))
 
     @property
     def mask_pattern(self):

@@ -60,8 +60,8 @@ class SymbolicRun:
 # ----------------------------------------------------------------------------- which dims
 def _symbolic_dims(mod: nn.Module, name: str, t: torch.Tensor) -> list[int]:
     """Dims of ``mod.<name>`` that are channel-like (may widen)."""
-    if t.dim() == 0:
-        return []
+    if t.dim() == 0 or not (t.is_floating_point() or t.is_complex()):
+        return []      # bool/int buffers are masks and index ranges (causal mask, position ids), not features
     dims = [d for d in range(t.dim()) if t.shape[d] > 1]
     if isinstance(mod, nn.modules.conv._ConvNd) and name == "weight":
         return [d for d in dims if d < 2]          # out, in/groups: never the kernel

@@ -35,6 +35,11 @@ SMALL = {
     "gpt3_small": ({"n_layer": 2}, 64),
     "vit_tiny": ({}, 32),
     "bert_tiny": ({}, 32),
+    "gpt2_tiny": ({}, 16),
+    "bert_hf_tiny": ({}, 16),
+    "inception_tiny": ({}, 16),
+    "resnext_tiny": ({}, 16),
+    "gated_mlp": ({}, None),
 }
 
 

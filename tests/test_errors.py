@@ -22,7 +22,7 @@ class DataDependent(nn.Module):
 
 def test_untraceable_model_names_the_line_and_the_fix():
     with pytest.raises(siftc.CaptureError) as err:
-        siftc.compile(DataDependent(), policy="parallel:0.5", example_inputs=(torch.randn(2, 4),))
+        siftc.compile(DataDependent(), policy="parallel:0.5,capture=fx", example_inputs=(torch.randn(2, 4),))
     msg = str(err.value)
     assert "test_errors.py" in msg and "if x.sum() > 0" in msg
     assert "DataDependent.forward" in msg

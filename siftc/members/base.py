@@ -56,21 +56,32 @@ def new_like(layer: nn.Module, in_features=None, out_features=None, *, kernel=Tr
                         bias=has_bias, **kw)
     elif isinstance(layer, nn.Conv2d):
         cin, cout = in_features or layer.in_channels, out_features or layer.out_channels
+        # a grouped conv's member keeps its groups: every conv it makes is per group (grouped=apply)
         if kernel:
             new = skip_init(nn.Conv2d, cin, cout, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
-                            bias=has_bias, padding_mode=layer.padding_mode, **kw)
+                            groups=layer.groups, bias=has_bias, padding_mode=layer.padding_mode, **kw)
         else:
-            new = skip_init(nn.Conv2d, cin, cout, 1, bias=has_bias, **kw)
+            new = skip_init(nn.Conv2d, cin, cout, 1, groups=layer.groups, bias=has_bias, **kw)
     else:
         raise TypeError(f"members rewrite nn.Linear and nn.Conv2d, not {type(layer).__name__}")
     return kaiming_(new)
 
 
 def fan(layer: nn.Module) -> tuple[int, int]:
-    """(d_in, d_out) with a conv's kernel counted in d_in (SPEC.md: kk*f_in in place of d_in)."""
+    """(d_in, d_out) with a conv's kernel counted in d_in (SPEC.md: kk*f_in in place of d_in).
+    For a grouped conv, those of one group: the member's sizes are chosen per group."""
     if isinstance(layer, nn.Linear):
         return layer.in_features, layer.out_features
-    return layer.in_channels * math.prod(layer.kernel_size), layer.out_channels
+    g = layer.groups
+    return layer.in_channels // g * math.prod(layer.kernel_size), layer.out_channels // g
+
+
+def groups_of(layer: nn.Module) -> int:
+    return getattr(layer, "groups", 1) if isinstance(layer, nn.Conv2d) else 1
+
+
+def in_size(layer: nn.Module) -> int:
+    return layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels
 
 
 def norm_for(layer: nn.Module, channels: int) -> nn.Module:

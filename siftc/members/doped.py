@@ -10,7 +10,7 @@ import math
 
 from torch import nn
 
-from .base import MemberLayer, fan, mark_sparse, new_like
+from .base import MemberLayer, fan, groups_of, in_size, mark_sparse, new_like
 
 
 def doped_rank(d_in: int, d_out: int, sparsity: float) -> int:
@@ -21,12 +21,12 @@ class DopedLayer(MemberLayer):
     member = "doped"
 
     def __init__(self, original: nn.Module, r: int):
-        super().__init__(original, f"rank r={r}")
-        cin = original.weight.shape[1]
+        g = groups_of(original)
+        super().__init__(original, f"rank r={r}" + (f" ({r // g} per group, {g} groups)" if g > 1 else ""))
         self.S = mark_sparse(new_like(original))
         self.rank = r
         if r > 0:
-            self.U = new_like(original, cin, r, bias=False)
+            self.U = new_like(original, in_size(original), r, bias=False)
             self.V = new_like(original, r, None, kernel=False, bias=False)
 
     def forward(self, x):
@@ -36,5 +36,5 @@ class DopedLayer(MemberLayer):
 
     @classmethod
     def build(cls, original, policy):
-        d_in, d_out = fan(original)
-        return cls(original, doped_rank(d_in, d_out, policy.sparsity))
+        d_in, d_out = fan(original)     # per group for a grouped conv (grouped=apply)
+        return cls(original, doped_rank(d_in, d_out, policy.sparsity) * groups_of(original))

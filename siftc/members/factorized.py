@@ -10,7 +10,7 @@ import math
 import torch.nn.functional as F
 from torch import nn
 
-from .base import MemberLayer, fan, mark_sparse, new_like, norm_for
+from .base import MemberLayer, fan, groups_of, in_size, mark_sparse, new_like, norm_for
 
 
 def factorized_inner_dim(d_in: int, d_out: int, sparsity: float) -> int:
@@ -23,9 +23,9 @@ class FactorizedLayer(MemberLayer):
     member = "factorized"
 
     def __init__(self, original: nn.Module, d: int):
-        super().__init__(original, f"inner d={d}")
-        cin = original.weight.shape[1]
-        self.U = mark_sparse(new_like(original, cin, d, bias=False))
+        g = groups_of(original)
+        super().__init__(original, f"inner d={d}" + (f" ({d // g} per group, {g} groups)" if g > 1 else ""))
+        self.U = mark_sparse(new_like(original, in_size(original), d, bias=False))
         self.norm = norm_for(original, d)
         self.V = mark_sparse(new_like(original, d, None, kernel=False))
 
@@ -34,5 +34,5 @@ class FactorizedLayer(MemberLayer):
 
     @classmethod
     def build(cls, original, policy):
-        d_in, d_out = fan(original)
-        return cls(original, factorized_inner_dim(d_in, d_out, policy.sparsity))
+        d_in, d_out = fan(original)     # per group for a grouped conv (grouped=apply)
+        return cls(original, factorized_inner_dim(d_in, d_out, policy.sparsity) * groups_of(original))

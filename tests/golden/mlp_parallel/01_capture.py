@@ -1,9 +1,9 @@
 # siftc dump 01: pass 'capture' (transform)
-# trace the model into a torch.fx GraphModule (deep copy; user model untouched)
+# trace the model into a torch.fx GraphModule (deep copy; user model untouched); torch.export when fx cannot (policy capture=auto|fx|export)
 # policy: parallel:0.75   target: cpu   pass options: none
 # nodes: 0 -> 8 (+8)
 # FLOPs: before n/a / after 1,076,224
-# stats: {"retraced": 1}
+# stats: {"lifted_modules": 0, "retraced": 1, "via": "fx"}
 
 def forward(self, x):
     net_0 = getattr(self.net, "0")(x);  x = None

@@ -1,9 +1,9 @@
 # siftc dump 01: pass 'capture' (transform)
-# trace the model into a torch.fx GraphModule (deep copy; user model untouched)
+# trace the model into a torch.fx GraphModule (deep copy; user model untouched); torch.export when fx cannot (policy capture=auto|fx|export)
 # policy: factorized:0.5   target: cpu   pass options: none
 # nodes: 0 -> 71 (+71)
 # FLOPs: before n/a / after 2,228,228,096
-# stats: {"retraced": 1}
+# stats: {"lifted_modules": 0, "retraced": 1, "via": "fx"}
 
 def forward(self, x):
     conv1 = self.conv1(x);  x = None
