@@ -97,6 +97,18 @@ def cmd_html(args) -> int:
     return 0
 
 
+def cmd_experiment(args) -> int:
+    from . import experiment
+    results = experiment.run(args.spec, data_dir=args.data_dir, progress=not args.no_progress, dry_run=args.dry_run)
+    if args.dry_run:
+        return 0
+    out_dir = args.out_dir or str(results.parent)
+    text, plots = experiment.summarise(results, out_dir)
+    print(text)
+    print(f"results: {results}\nsummary and plots: {out_dir}/summary.md, " + ", ".join(p.name for p in plots))
+    return 0
+
+
 def cmd_train(args) -> int:
     from .train import train
     line = train(args.recipe, args.policy, args.steps, data_dir=args.data_dir, seed=args.seed,
@@ -144,6 +156,14 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="results.jsonl", help="JSON lines file to append to")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(fn=cmd_train)
+    p = sub.add_parser("experiment", help="run a resumable grid of training runs at equal training FLOPs, "
+                                          "then write a summary table and plots")
+    p.add_argument("spec", help="experiment spec (YAML), e.g. models_zoo/experiments/mnist.yaml")
+    p.add_argument("--data-dir", default=None, help="folder with image/ and text/ (default $SIFTC_DATA or ../shared/data)")
+    p.add_argument("--out-dir", default=None, help="summary.md and plots (default: beside the results file)")
+    p.add_argument("--dry-run", action="store_true", help="list the cells still to run and stop")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(fn=cmd_experiment)
     p = sub.add_parser("bench", help="benchmarks that print ratios measured side by side")
     p.add_argument("what", choices=["compile", "dst", "onnx", "lower"])
     p.add_argument("--sparsity", type=float, default=0.9, help="bench lower: Sparse Wide sparsity")

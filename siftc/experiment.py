@@ -1,0 +1,243 @@
+"""``siftc experiment SPEC.yaml``: a resumable grid of training runs at equal training FLOPs.
+
+A spec names recipes (models_zoo/recipes.py) and, per recipe, the dense step count, members,
+sparsities, DST methods and seeds. Every cell gets the dense run's training FLOPs: a compiled
+model's forward costs ``iso_flop_ratio`` x the dense one (1.00 under iso=exact), so a cell trains
+``floor(steps / iso_flop_ratio)`` steps, and the DST ledger's FLOPs (RigL's dense-gradient steps
+included) are written with the result so the equality can be checked, not assumed.
+
+Results are JSON lines (one per cell, appended as each cell ends); a cell already in the file
+is skipped, so an interrupted study resumes where it stopped. ``summarise`` turns the lines into
+a mean +- std table over seeds and matplotlib plots (metric vs sparsity per member; metric vs
+training FLOPs).
+
+Spec (YAML)::
+
+    name: mnist
+    results: models_zoo/results/mnist.jsonl      # relative to the spec's folder
+    recipes:
+      - recipe: mnist_mlp
+        steps: 600                               # the dense run's steps: the FLOP budget
+        members: [wide, parallel]                # dense is always run (once per seed)
+        sparsities: [0.5, 0.75, 0.9]
+        dst: [static, rigl]
+        seeds: [0, 1, 2]
+        options: {wide: "stem=sparse"}           # extra policy options per member
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import SiftcError
+
+
+@dataclass(frozen=True)
+class Cell:
+    recipe: str
+    member: str
+    sparsity: float
+    dst: str
+    seed: int
+    dense_steps: int
+    policy: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.recipe}|{self.policy}|seed={self.seed}|dense_steps={self.dense_steps}"
+
+
+_RECIPE_KEYS = {"recipe", "steps", "members", "sparsities", "dst", "seeds", "options", "batch_size", "lr"}
+
+
+def load_spec(path) -> dict:
+    import yaml
+    path = Path(path)
+    if not path.exists():
+        raise SiftcError(f"experiment spec {path} not found")
+    spec = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(spec.get("recipes"), list) or not spec["recipes"]:
+        raise SiftcError(f"{path}: the spec needs a non-empty 'recipes:' list (see siftc/experiment.py)")
+    for i, r in enumerate(spec["recipes"]):
+        unknown = set(r) - _RECIPE_KEYS
+        if unknown or "recipe" not in r or "steps" not in r:
+            raise SiftcError(f"{path}: recipes[{i}] needs 'recipe' and 'steps'; unknown keys {sorted(unknown)}; "
+                             f"allowed: {', '.join(sorted(_RECIPE_KEYS))}")
+    spec["_dir"] = path.parent
+    return spec
+
+
+def cells(spec: dict) -> list[Cell]:
+    from .policy import Policy
+    out = []
+    for r in spec["recipes"]:
+        seeds, steps = r.get("seeds", [0]), int(r["steps"])
+        options = r.get("options", {}) or {}
+        for seed in seeds:
+            out.append(Cell(r["recipe"], "dense", 0.0, "static", seed, steps, "dense"))
+            for member in r.get("members", []):
+                for s in r.get("sparsities", []):
+                    for method in r.get("dst", ["static"]):
+                        policy = f"{member}:{s}" + (f",dst={method}" if method != "static" else "")
+                        if options.get(member):
+                            policy += "," + options[member]
+                        out.append(Cell(r["recipe"], member, float(s), method, seed, steps,
+                                        str(Policy.parse(policy))))     # canonical: one key per cell
+    unique: dict = {}
+    for c in out:            # two recipe entries share their dense runs
+        unique.setdefault(c.key, c)
+    return list(unique.values())
+
+
+def _done(results: Path) -> set:
+    if not results.exists():
+        return set()
+    keys = set()
+    for line in results.read_text().splitlines():
+        if line.strip():
+            keys.add(json.loads(line).get("cell"))
+    return keys
+
+
+def _iso_ratio(recipe_name: str, policy: str, batch_size, seed: int, data_dir=None) -> float:
+    """Forward FLOPs of the compiled model / the dense model's, at the recipe's batch."""
+    if policy == "dense":
+        return 1.0
+    from models_zoo import recipes
+
+    from .compiler import compile as siftc_compile
+    from .train import _batch
+    recipe = recipes.get(recipe_name)
+    train_set, _ = recipe.load(data_dir)
+    torch.manual_seed(seed)
+    x = _batch(recipe, train_set, torch.Generator().manual_seed(seed + 1), batch_size or recipe.batch_size)[0]
+    return siftc_compile(recipe.model(), policy=policy, example_inputs=(x,)).siftc.report(refresh=False).iso_flop_ratio
+
+
+def run(spec_path, data_dir=None, progress: bool = True, dry_run: bool = False) -> Path:
+    """Run every cell of the spec not yet in its results file; returns the results path."""
+    from tqdm import tqdm
+
+    from .train import train
+    spec = load_spec(spec_path)
+    results = (spec["_dir"] / spec.get("results", f"{spec.get('name', 'experiment')}.jsonl")).resolve()
+    results.parent.mkdir(parents=True, exist_ok=True)
+    todo = [c for c in cells(spec) if c.key not in _done(results)]
+    by_recipe = {r["recipe"]: r for r in spec["recipes"]}
+    if dry_run:
+        for c in todo:
+            print(c.key)
+        print(f"{len(todo)} cells to run, results in {results}")
+        return results
+    for c in tqdm(todo, desc=f"experiment {spec.get('name', '')}", disable=not progress, unit="cell"):
+        r = by_recipe[c.recipe]
+        ratio = _iso_ratio(c.recipe, c.policy, r.get("batch_size"), c.seed, data_dir)
+        steps = max(1, math.floor(c.dense_steps / ratio + 1e-9))
+        line = train(c.recipe, c.policy, steps, data_dir=data_dir, seed=c.seed, batch_size=r.get("batch_size"),
+                     lr=r.get("lr"), out=None, progress=False)
+        line.update({"cell": c.key, "experiment": spec.get("name", ""), "member": c.member, "sparsity": c.sparsity,
+                     "dst": c.dst, "dense_steps": c.dense_steps, "threads": torch.get_num_threads()})
+        with open(results, "a") as f:          # one line per finished cell: a crash loses one cell at most
+            f.write(json.dumps(line) + "\n")
+    return results
+
+
+# ---------------------------------------------------------------------------- summary
+def read_results(path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def summary_rows(lines: list[dict]) -> list[dict]:
+    groups: dict = {}
+    for ln in lines:
+        groups.setdefault((ln["recipe"], ln["member"], ln["sparsity"], ln["dst"]), []).append(ln)
+    rows = []
+    for (recipe, member, s, method), g in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "dense", kv[0])):
+        values = [x["value"] for x in g]
+        dense = [x for x in lines if x["recipe"] == recipe and x["member"] == "dense"]
+        dense_flops = statistics.mean(x["train_flops"] for x in dense) if dense else None
+        rows.append({"recipe": recipe, "member": member, "sparsity": s, "dst": method, "metric": g[0]["metric"],
+                     "n": len(values), "mean": statistics.mean(values),
+                     "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                     "steps": statistics.mean(x["steps"] for x in g),
+                     "flops_vs_dense": (statistics.mean(x["train_flops"] for x in g) / dense_flops) if dense_flops else None})
+    return rows
+
+
+def _fmt_value(metric: str, v: float) -> str:
+    return f"{100 * v:.2f}%" if metric == "test_accuracy" else f"{v:.3f}"
+
+
+def summary_markdown(rows: list[dict]) -> str:
+    out = ["| recipe | member | s | DST | metric | mean +- std | seeds | steps | train FLOPs / dense |",
+           "|---|---|---:|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        spread = _fmt_value(r["metric"], r["std"]) if r["metric"] != "test_accuracy" else f"{100 * r['std']:.2f}"
+        ratio = f"{r['flops_vs_dense']:.3f}" if r["flops_vs_dense"] is not None else "n/a"
+        out.append(f"| {r['recipe']} | {r['member']} | {r['sparsity'] if r['member'] != 'dense' else ''} | "
+                   f"{r['dst'] if r['member'] != 'dense' else ''} | {r['metric']} | "
+                   f"{_fmt_value(r['metric'], r['mean'])} +- {spread} | {r['n']} | {r['steps']:.0f} | {ratio} |")
+    return "\n".join(out) + "\n"
+
+
+def plot(lines: list[dict], out_dir) -> list[Path]:
+    """Per recipe: metric vs sparsity (one line per member x DST, dense as a band) and metric vs
+    training FLOPs (every run). Returns the PNG paths."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = summary_rows(lines)
+    files = []
+    for recipe in sorted({r["recipe"] for r in rows}):
+        rr = [r for r in rows if r["recipe"] == recipe]
+        metric = rr[0]["metric"]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        dense = [r for r in rr if r["member"] == "dense"]
+        if dense:
+            d = dense[0]
+            ax.axhline(d["mean"], color="k", lw=1, label=f"dense ({d['n']} seeds)")
+            ax.axhspan(d["mean"] - d["std"], d["mean"] + d["std"], color="k", alpha=0.1)
+        for member, method in sorted({(r["member"], r["dst"]) for r in rr if r["member"] != "dense"}):
+            pts = sorted((r["sparsity"], r["mean"], r["std"]) for r in rr if r["member"] == member and r["dst"] == method)
+            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3,
+                        label=f"{member} {method}")
+        ax.set_xlabel("sparsity s")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{recipe}: {metric} at equal training FLOPs")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        files.append(out_dir / f"{recipe}_vs_sparsity.png")
+        fig.savefig(files[-1], dpi=110)
+        plt.close(fig)
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for member in sorted({x["member"] for x in lines if x["recipe"] == recipe}):
+            pts = [x for x in lines if x["recipe"] == recipe and x["member"] == member]
+            ax.scatter([x["train_flops"] for x in pts], [x["value"] for x in pts], label=member, s=14)
+        ax.set_xlabel("training FLOPs (DST ledger)")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{recipe}: every run")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        files.append(out_dir / f"{recipe}_vs_flops.png")
+        fig.savefig(files[-1], dpi=110)
+        plt.close(fig)
+    return files
+
+
+def summarise(results, out_dir) -> tuple[str, list[Path]]:
+    """Write ``summary.md`` and the plots into ``out_dir``; returns (markdown, plot paths)."""
+    lines = read_results(results)
+    if not lines:
+        raise SiftcError(f"{results} holds no results yet; run the experiment first")
+    text = summary_markdown(summary_rows(lines))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.md").write_text(text)
+    return text, plot(lines, out_dir)
