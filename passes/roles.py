@@ -28,6 +28,7 @@ LEFT_DENSE_REASONS = {
     "embedding": "embedding: lookups cost no FLOPs and stay dense (SPEC.md)",
     "grouped": "grouped/depthwise conv (groups>1): left dense by default; policy grouped=apply applies the member per group",
     "excluded": "excluded by the policy's include=/exclude= module globs",
+    "norm": "norm: normalisation layers stay dense (SPEC.md); their FLOPs count in the budget",
     "functional": "functional weight op (not an nn.Module call): substitute rewrites nn.Linear/nn.Conv2d modules",
     "unsupported": "unsupported weight op: substitute rewrites nn.Linear and nn.Conv2d",
     "multi-input": "called with extra arguments: substitute rewrites single-input calls only",
@@ -110,6 +111,7 @@ def roles(gm, ctx) -> PassResult:
         downstream[n] = any(downstream[u] or weight[u] for u in n.users)
     counts: dict = {}
     by_module: dict = {}
+    norms: dict = {}
     for n in nodes:
         if weight[n]:
             role = _classify(gm, n, not upstream[n], not downstream[n], ctx.policy)
@@ -121,6 +123,8 @@ def roles(gm, ctx) -> PassResult:
                 by_module[key] = role
         elif n.op == "call_module" and isinstance(gm.get_submodule(n.target), _NORMS):
             n.meta["siftc.role"] = "norm"
+            if not inside_member(gm, n.target):     # a member's own norms belong to its layer
+                norms.setdefault(n.target, "norm")
         else:
             n.meta.pop("siftc.role", None)
             continue
@@ -128,7 +132,7 @@ def roles(gm, ctx) -> PassResult:
     for n in nodes:   # a shared module is rewritten only if every call site may be
         if weight[n] and n.op == "call_module":
             n.meta["siftc.role"] = by_module[n.target]
-    for key, role in by_module.items():
+    for key, role in {**by_module, **norms}.items():
         if role == "excluded":
             ctx.left_dense[key] = (f"excluded by policy (include={ctx.policy.include}"
                                    + (f", exclude={ctx.policy.exclude}" if ctx.policy.exclude else "") + ")")

@@ -96,6 +96,8 @@ def test_report_fields_and_table():
     layer = d["layers"][0]
     for key in ("name", "member", "orig_shape", "new_shapes", "sparsity", "flops_before", "flops_after"):
         assert key in layer
-    assert {x["name"] for x in d["left_dense"]} == {"conv1", "fc"}
+    assert {x["name"] for x in d["left_dense"] if not x["reason"].startswith("norm")} == {"conv1", "fc"}
+    norms = {x["name"] for x in d["left_dense"] if x["reason"].startswith("norm")}
+    assert "bn1" in norms and "layer1.0.bn2" in norms and len(norms) == 20      # every BatchNorm, listed
     text = str(siftc.report(gm))
     assert "iso-FLOP ratio" in text and "layer1.0.conv1" in text and "stem" in text

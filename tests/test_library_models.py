@@ -160,3 +160,17 @@ def test_conv1d_is_lifted_on_the_fx_path_too():
     dense = siftc.compile(model, policy="dense", example_inputs=(x,))
     torch.testing.assert_close(dense(x), model(x), rtol=1e-5, atol=1e-6)
     assert isinstance(model.mid, Conv1D)       # the user's model is untouched
+
+
+@pytest.mark.parametrize("name", ["resnext_tiny", "gpt2_tiny", "bert_hf_tiny"])
+def test_every_weight_op_is_transformed_or_listed_with_a_reason(name):
+    model, _, gm = _compile(name, "parallel:0.75")
+    rep = siftc.report(gm)
+    accounted = {L["name"] for L in rep.layers} | {d["name"] for d in rep.left_dense}
+    kinds = (nn.Conv2d, nn.Linear, nn.Embedding, nn.LayerNorm, nn.BatchNorm2d)
+    from models_zoo.hf_gpt2 import Conv1D
+    wanted = {n for n, m in model.named_modules() if isinstance(m, kinds + (Conv1D,))}
+    assert wanted <= accounted, sorted(wanted - accounted)
+    reasons = {d["reason"].split(":")[0].split(" ")[0] for d in rep.left_dense}
+    assert reasons <= {"stem", "head", "embedding", "norm", "grouped/depthwise", "excluded", "functional",
+                       "unsupported", "multi-input"}
