@@ -99,9 +99,13 @@ def cmd_html(args) -> int:
 
 def cmd_experiment(args) -> int:
     from . import experiment
-    results = experiment.run(args.spec, data_dir=args.data_dir, progress=not args.no_progress, dry_run=args.dry_run)
-    if args.dry_run:
-        return 0
+    if args.summary_only:
+        results = experiment.results_path(experiment.load_spec(args.spec))
+    else:
+        results = experiment.run(args.spec, data_dir=args.data_dir, progress=not args.no_progress,
+                                 dry_run=args.dry_run)
+        if args.dry_run:
+            return 0
     out_dir = args.out_dir or str(results.parent)
     text, plots = experiment.summarise(results, out_dir)
     print(text)
@@ -162,6 +166,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=None, help="folder with image/ and text/ (default $SIFTC_DATA or ../shared/data)")
     p.add_argument("--out-dir", default=None, help="summary.md and plots (default: beside the results file)")
     p.add_argument("--dry-run", action="store_true", help="list the cells still to run and stop")
+    p.add_argument("--summary-only", action="store_true", help="train nothing: table and plots of the results so far")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(fn=cmd_experiment)
     p = sub.add_parser("bench", help="benchmarks that print ratios measured side by side")

@@ -119,13 +119,17 @@ def _iso_ratio(recipe_name: str, policy: str, batch_size, seed: int, data_dir=No
     return siftc_compile(recipe.model(), policy=policy, example_inputs=(x,)).siftc.report(refresh=False).iso_flop_ratio
 
 
+def results_path(spec: dict) -> Path:
+    return (spec["_dir"] / spec.get("results", f"{spec.get('name', 'experiment')}.jsonl")).resolve()
+
+
 def run(spec_path, data_dir=None, progress: bool = True, dry_run: bool = False) -> Path:
     """Run every cell of the spec not yet in its results file; returns the results path."""
     from tqdm import tqdm
 
     from .train import train
     spec = load_spec(spec_path)
-    results = (spec["_dir"] / spec.get("results", f"{spec.get('name', 'experiment')}.jsonl")).resolve()
+    results = results_path(spec)
     results.parent.mkdir(parents=True, exist_ok=True)
     todo = [c for c in cells(spec) if c.key not in _done(results)]
     by_recipe = {r["recipe"]: r for r in spec["recipes"]}
@@ -202,12 +206,14 @@ def plot(lines: list[dict], out_dir) -> list[Path]:
         dense = [r for r in rr if r["member"] == "dense"]
         if dense:
             d = dense[0]
-            ax.axhline(d["mean"], color="k", lw=1, label=f"dense ({d['n']} seeds)")
+            ax.axhline(d["mean"], color="k", lw=1, label=f"dense ({d['n']} seed{'s' if d['n'] > 1 else ''})")
             ax.axhspan(d["mean"] - d["std"], d["mean"] + d["std"], color="k", alpha=0.1)
+        members = sorted({r["member"] for r in rr if r["member"] != "dense"})
+        style = {"static": ":", "set": "--", "rigl": "-"}       # colour = member, line = DST method
         for member, method in sorted({(r["member"], r["dst"]) for r in rr if r["member"] != "dense"}):
             pts = sorted((r["sparsity"], r["mean"], r["std"]) for r in rr if r["member"] == member and r["dst"] == method)
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3,
-                        label=f"{member} {method}")
+                        color=f"C{members.index(member)}", linestyle=style.get(method, "-"), label=f"{member} {method}")
         ax.set_xlabel("sparsity s")
         ax.set_ylabel(metric)
         ax.set_title(f"{recipe}: {metric} at equal training FLOPs")
