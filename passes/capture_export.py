@@ -95,9 +95,9 @@ def _strip_guards(gm) -> int:
     removed = 0
     for n in list(gm.graph.nodes):
         name = getattr(n.target, "__name__", str(n.target))
-        if (n.op == "call_module" and str(n.target).startswith("_guards")) or \
-                (n.op == "call_function" and any(name.startswith(t) for t in _GUARD_TARGETS)):
-            n.replace_all_uses_with(None) if n.users else None
+        guard = (n.op == "call_module" and str(n.target).startswith("_guards")) or \
+            (n.op == "call_function" and any(name.startswith(t) for t in _GUARD_TARGETS))
+        if guard and not n.users:        # guards return nothing anyone reads
             gm.graph.erase_node(n)
             removed += 1
     gm.graph.eliminate_dead_code()

@@ -189,6 +189,34 @@ def summary_markdown(rows: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
+def headline_markdown(rows: list[dict]) -> str:
+    """Per recipe: one row per member x DST method, one column per sparsity, the dense run on top
+    (mean +- std (seeds)); the table the README reports."""
+    out = []
+    for recipe in sorted({r["recipe"] for r in rows}):
+        rr = [r for r in rows if r["recipe"] == recipe]
+        metric = rr[0]["metric"]
+        sparsities = sorted({r["sparsity"] for r in rr if r["member"] != "dense"})
+
+        def cell(r):
+            std = 100 * r["std"] if metric == "test_accuracy" else r["std"]
+            return f"{_fmt_value(metric, r['mean'])} +- {std:.2f} ({r['n']})"
+        out += [f"**{recipe}**: {metric}, mean +- std (seeds), equal training FLOPs", "",
+                "| member | DST | " + " | ".join(f"s={s}" for s in sparsities) + " |",
+                "|---|---|" + "---:|" * len(sparsities)]
+        dense = next((r for r in rr if r["member"] == "dense"), None)
+        if dense is not None:
+            out.append("| dense | | " + " | ".join(cell(dense) for _ in sparsities) + " |")
+        order = {"rigl": 0, "set": 1, "static": 2}
+        for member, method in sorted({(r["member"], r["dst"]) for r in rr if r["member"] != "dense"},
+                                     key=lambda k: (k[0], order.get(k[1], 3))):
+            by_s = {r["sparsity"]: r for r in rr if r["member"] == member and r["dst"] == method}
+            out.append(f"| {member} | {method} | " + " | ".join(cell(by_s[s]) if s in by_s else "" for s in sparsities)
+                       + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def plot(lines: list[dict], out_dir) -> list[Path]:
     """Per recipe: metric vs sparsity (one line per member x DST, dense as a band) and metric vs
     training FLOPs (every run). Returns the PNG paths."""
@@ -242,7 +270,8 @@ def summarise(results, out_dir) -> tuple[str, list[Path]]:
     lines = read_results(results)
     if not lines:
         raise SiftcError(f"{results} holds no results yet; run the experiment first")
-    text = summary_markdown(summary_rows(lines))
+    rows = summary_rows(lines)
+    text = headline_markdown(rows) + "\n" + summary_markdown(rows)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.md").write_text(text)
