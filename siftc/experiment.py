@@ -139,6 +139,8 @@ def run(spec_path, data_dir=None, progress: bool = True, dry_run: bool = False) 
         print(f"{len(todo)} cells to run, results in {results}")
         return results
     for c in tqdm(todo, desc=f"experiment {spec.get('name', '')}", disable=not progress, unit="cell"):
+        if c.key in _done(results):     # another runner on the same results file finished it meanwhile
+            continue
         r = by_recipe[c.recipe]
         ratio = _iso_ratio(c.recipe, c.policy, r.get("batch_size"), c.seed, data_dir)
         steps = max(1, math.floor(c.dense_steps / ratio + 1e-9))
