@@ -27,7 +27,6 @@ Spec (YAML)::
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,21 +103,6 @@ def _done(results: Path) -> set:
     return keys
 
 
-def _iso_ratio(recipe_name: str, policy: str, batch_size, seed: int, data_dir=None) -> float:
-    """Forward FLOPs of the compiled model / the dense model's, at the recipe's batch."""
-    if policy == "dense":
-        return 1.0
-    from models_zoo import recipes
-
-    from .compiler import compile as siftc_compile
-    from .train import _batch
-    recipe = recipes.get(recipe_name)
-    train_set, _ = recipe.load(data_dir)
-    torch.manual_seed(seed)
-    x = _batch(recipe, train_set, torch.Generator().manual_seed(seed + 1), batch_size or recipe.batch_size)[0]
-    return siftc_compile(recipe.model(), policy=policy, example_inputs=(x,)).siftc.report(refresh=False).iso_flop_ratio
-
-
 def results_path(spec: dict) -> Path:
     return (spec["_dir"] / spec.get("results", f"{spec.get('name', 'experiment')}.jsonl")).resolve()
 
@@ -142,10 +126,8 @@ def run(spec_path, data_dir=None, progress: bool = True, dry_run: bool = False) 
         if c.key in _done(results):     # another runner on the same results file finished it meanwhile
             continue
         r = by_recipe[c.recipe]
-        ratio = _iso_ratio(c.recipe, c.policy, r.get("batch_size"), c.seed, data_dir)
-        steps = max(1, math.floor(c.dense_steps / ratio + 1e-9))
-        line = train(c.recipe, c.policy, steps, data_dir=data_dir, seed=c.seed, batch_size=r.get("batch_size"),
-                     lr=r.get("lr"), out=None, progress=False)
+        line = train(c.recipe, c.policy, c.dense_steps, data_dir=data_dir, seed=c.seed,
+                     batch_size=r.get("batch_size"), lr=r.get("lr"), out=None, progress=False, equal_flops=True)
         line.update({"cell": c.key, "experiment": spec.get("name", ""), "member": c.member, "sparsity": c.sparsity,
                      "dst": c.dst, "dense_steps": c.dense_steps, "threads": torch.get_num_threads()})
         with open(results, "a") as f:          # one line per finished cell: a crash loses one cell at most
@@ -244,27 +226,26 @@ def plot(lines: list[dict], out_dir) -> list[Path]:
             pts = sorted((r["sparsity"], r["mean"], r["std"]) for r in rr if r["member"] == member and r["dst"] == method)
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3,
                         color=f"C{members.index(member)}", linestyle=style.get(method, "-"), label=f"{member} {method}")
-        ax.set_xlabel("sparsity s")
-        ax.set_ylabel(metric)
-        ax.set_title(f"{recipe}: {metric} at equal training FLOPs")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        files.append(out_dir / f"{recipe}_vs_sparsity.png")
-        fig.savefig(files[-1], dpi=110)
-        plt.close(fig)
+        files.append(_save(plt, fig, ax, "sparsity s", metric, f"{recipe}: {metric} at equal training FLOPs",
+                           out_dir / f"{recipe}_vs_sparsity.png"))
         fig, ax = plt.subplots(figsize=(6, 4))
         for member in sorted({x["member"] for x in lines if x["recipe"] == recipe}):
             pts = [x for x in lines if x["recipe"] == recipe and x["member"] == member]
             ax.scatter([x["train_flops"] for x in pts], [x["value"] for x in pts], label=member, s=14)
-        ax.set_xlabel("training FLOPs (DST ledger)")
-        ax.set_ylabel(metric)
-        ax.set_title(f"{recipe}: every run")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        files.append(out_dir / f"{recipe}_vs_flops.png")
-        fig.savefig(files[-1], dpi=110)
-        plt.close(fig)
+        files.append(_save(plt, fig, ax, "training FLOPs (DST ledger)", metric, f"{recipe}: every run",
+                           out_dir / f"{recipe}_vs_flops.png"))
     return files
+
+
+def _save(plt, fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def summarise(results, out_dir) -> tuple[str, list[Path]]:

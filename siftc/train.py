@@ -66,7 +66,9 @@ def evaluate(recipe, model, test, eval_batches=50, batch_size=256):
 
 
 def train(recipe_name: str, policy: str, steps: int, data_dir=None, seed: int = 0, batch_size=None, lr=None,
-          out="results.jsonl", progress: bool = True) -> dict:
+          out="results.jsonl", progress: bool = True, equal_flops: bool = False) -> dict:
+    """Train ``recipe_name`` under ``policy`` for ``steps`` steps. ``equal_flops``: ``steps`` are
+    the dense run's; train floor(steps / iso_flop_ratio) so this run gets the dense FLOPs."""
     from models_zoo import recipes
     recipe = recipes.get(recipe_name)
     rank, world = _setup_distributed()
@@ -80,10 +82,12 @@ def train(recipe_name: str, policy: str, steps: int, data_dir=None, seed: int = 
     example = _batch(recipe, train_set, torch.Generator().manual_seed(seed + 1), batch_size)[0]
     gm = siftc_compile(model, policy=policy, example_inputs=(example,))
     opt = recipes.make_optimizer(recipe, gm.parameters(), lr)
+    rep = gm.siftc.report(refresh=False)
+    if equal_flops:
+        steps = max(1, math.floor(steps / rep.iso_flop_ratio + 1e-9))
     has_masks = bool(gm.siftc.densities)
     dst = DST(gm, opt, total_steps=steps, samples_per_step=batch_size) if has_masks else None
     net = torch.nn.parallel.DistributedDataParallel(gm) if world > 1 else gm
-    rep = gm.siftc.report(refresh=False)
     bar = tqdm(range(steps), desc=f"{recipe_name} {policy}", disable=not progress or rank != 0)
     start, loss_avg = time.perf_counter(), None
     local = batch_size // world
