@@ -30,10 +30,15 @@ table.diff{font-family:monospace;font-size:11px} .diff_add{background:#aaffaa} .
 """
 
 
+class _Html(str):
+    """A table cell that is already HTML (escaped by its maker)."""
+
+
 def _table(header: list[str], rows: list[list], numeric=()) -> str:
     out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
     for r in rows:
-        out.append("<tr>" + "".join(f'<td{" class=n" if i in numeric else ""}>{html.escape(str(c))}</td>'
+        out.append("<tr>" + "".join(f'<td{" class=n" if i in numeric else ""}>'
+                                    f'{c if isinstance(c, _Html) else html.escape(str(c))}</td>'
                                     for i, c in enumerate(r)) + "</tr>")
     return "\n".join(out + ["</table>"])
 
@@ -48,16 +53,10 @@ def _summary(d: dict) -> str:
 
 
 def _pipeline_table(passes: list[dict]) -> str:
-    rows = []
-    for p in passes:
-        rows.append([f"{p['index']:02d}", p["name"], p["kind"], f"{p['seconds']:.3f}",
-                     f"{p['nodes_before']} -> {p['nodes_after']}", commas(p["flops_before"]), commas(p["flops_after"])])
-    head = _table(["#", "pass", "kind", "seconds", "nodes", "FLOPs before", "FLOPs after"], rows, numeric=(3, 5, 6))
-    # link each pass name to its section
-    for p in passes:
-        head = head.replace(f"<td>{html.escape(p['name'])}</td>", f'<td><a href="#pass-{p["index"]}">'
-                            f"{html.escape(p['name'])}</a></td>", 1)
-    return head
+    rows = [[f"{p['index']:02d}", _Html(f'<a href="#pass-{p["index"]}">{html.escape(p["name"])}</a>'), p["kind"],
+             f"{p['seconds']:.3f}", f"{p['nodes_before']} -> {p['nodes_after']}", commas(p["flops_before"]),
+             commas(p["flops_after"])] for p in passes]
+    return _table(["#", "pass", "kind", "seconds", "nodes", "FLOPs before", "FLOPs after"], rows, numeric=(3, 5, 6))
 
 
 def _diff(differ, prev: str, cur: str, prev_name: str, cur_name: str) -> str:
