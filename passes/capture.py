@@ -108,8 +108,7 @@ def capture(gm, ctx) -> PassResult:
     if ctx.leaf_modules or ctx.concrete_args:
         raise CaptureError("leaf_modules= and concrete_args= are torch.fx options; with capture=export "
                            "(or when fx fails) leave them out")
-    copied = copy.deepcopy(model)
-    out, warnings, stats = capture_with_export(copied, ctx.example_inputs)
+    out, warnings, stats = capture_with_export(model, ctx.example_inputs)   # it works on deep copies
     for w in warnings:
         ctx.warn(w)
     return PassResult(out, True, {"retraced": 1, "via": "export", **stats})

@@ -155,7 +155,8 @@ def _capture_once(model, example_inputs):
 
 
 def capture_with_export(model: nn.Module, example_inputs: tuple, attempts: int = 4):
-    """(module-level GraphModule rooted at ``model``, warnings, counters).
+    """(module-level GraphModule rooted at a deep copy of ``model``, warnings, counters); ``model``
+    itself is only read.
 
     The capture is checked against eager PyTorch on the example inputs. draft_export does not
     always decide a data-dependent branch as the eager run does (seen with torch 2.13: the same
