@@ -85,11 +85,6 @@ def _resolve(model, target: str):
     return obj
 
 
-def _set_module(model, path: str, module: nn.Module) -> None:
-    parent, _, name = path.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, name, module)
-
-
 _MATMULS = {aten.addmm.default, aten.mm.default, aten.matmul.default, torch.addmm, torch.mm, torch.matmul}
 
 
@@ -144,7 +139,7 @@ def lift_modules(gm_or_graph, model: nn.Module) -> tuple[int, list[str]]:
             lin = _conv1d_as_linear(m, nodes, {p for p in params if _resolve(model, p.target) is m.weight})
             if lin is None:
                 continue
-            _set_module(model, path, lin)
+            model.set_submodule(path, lin)
             converted.append(path)
         with graph.inserting_after(nodes[-1]):
             # create_node: the graph may still belong to export's module, which lacks ``path``

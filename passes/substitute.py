@@ -20,12 +20,6 @@ from siftc.members.wide import check_nonlinear, choose_widths, new_sizes, widen
 from .registry import PassResult, register
 
 
-def _install(gm: torch.fx.GraphModule, qualname: str, module) -> None:
-    parent_name, _, leaf = qualname.rpartition(".")
-    parent = gm.get_submodule(parent_name) if parent_name else gm
-    setattr(parent, leaf, module)
-
-
 def _inline(gm: torch.fx.GraphModule, call: torch.fx.Node, qualname: str, sub: torch.fx.GraphModule):
     """Copy ``sub``'s graph in place of ``call``; its module targets get the ``qualname.`` prefix."""
     graph = gm.graph
@@ -82,7 +76,7 @@ def substitute(gm, ctx) -> PassResult:
     for qualname, nodes in calls.items():
         original = gm.get_submodule(qualname)
         layer = build(original, ctx.policy)
-        _install(gm, qualname, layer)
+        gm.set_submodule(qualname, layer)
         sub = torch.fx.symbolic_trace(layer)
         for call in nodes:
             _inline(gm, call, qualname, sub)

@@ -186,8 +186,7 @@ def lower_tree(model: nn.Module, example_inputs: tuple, blocksize=None, seed: in
         mod = model.get_submodule(name)
         decisions[name] = d = choose(mod, torch.randn(shape, generator=g, dtype=dtype), blocksize)
         if d["kernel"] != "dense":
-            parent, _, leaf = name.rpartition(".")
-            setattr(model.get_submodule(parent) if parent else model, leaf, lower(mod, d["kernel"], d["blocksize"]))
+            model.set_submodule(name, lower(mod, d["kernel"], d["blocksize"]))
     return decisions, reference
 
 
