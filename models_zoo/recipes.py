@@ -43,7 +43,7 @@ def _shakespeare(root):
 
 RECIPES = {
     "mnist_mlp": Recipe("mnist_mlp", "classify", lambda: MLP(), _mnist, 64, 0.05, "sgd"),
-    "mnist_cnn": Recipe("mnist_cnn", "classify", lambda: SmallCNN(), _mnist, 64, 0.05, "sgd"),
+    "mnist_cnn": Recipe("mnist_cnn", "classify", lambda: SmallCNN(width=16), _mnist, 64, 0.05, "sgd"),
     "cifar_resnet18": Recipe("cifar_resnet18", "classify", lambda: resnet18_cifar(width=16), _cifar, 64, 0.05, "sgd"),
     "shakespeare_gpt": Recipe("shakespeare_gpt", "lm", lambda: gpt_tiny(block_size=64), _shakespeare, 32, 3e-3,
                               "adamw", weight_decay=0.1),

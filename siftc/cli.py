@@ -103,7 +103,7 @@ def cmd_experiment(args) -> int:
         results = experiment.results_path(experiment.load_spec(args.spec))
     else:
         results = experiment.run(args.spec, data_dir=args.data_dir, progress=not args.no_progress,
-                                 dry_run=args.dry_run)
+                                 dry_run=args.dry_run, shard=experiment.parse_shard(args.shard))
         if args.dry_run:
             return 0
     out_dir = args.out_dir or str(results.parent)
@@ -167,6 +167,8 @@ def main(argv=None) -> int:
     p.add_argument("--out-dir", default=None, help="summary.md and plots (default: beside the results file)")
     p.add_argument("--dry-run", action="store_true", help="list the cells still to run and stop")
     p.add_argument("--summary-only", action="store_true", help="train nothing: table and plots of the results so far")
+    p.add_argument("--shard", default="0/1", metavar="I/N",
+                   help="run cells I, I+N, I+2N, ... of the grid (N runners side by side, one per core)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(fn=cmd_experiment)
     p = sub.add_parser("bench", help="benchmarks that print ratios measured side by side")

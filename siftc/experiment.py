@@ -107,15 +107,33 @@ def results_path(spec: dict) -> Path:
     return (spec["_dir"] / spec.get("results", f"{spec.get('name', 'experiment')}.jsonl")).resolve()
 
 
-def run(spec_path, data_dir=None, progress: bool = True, dry_run: bool = False) -> Path:
-    """Run every cell of the spec not yet in its results file; returns the results path."""
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N): this runner takes every N-th cell of the grid, starting at cell I."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise SiftcError(f"--shard {text!r}: write I/N, e.g. 0/2 and 1/2 for two runners") from None
+    if n < 1 or not 0 <= i < n:
+        raise SiftcError(f"--shard {text!r}: needs 0 <= I < N")
+    return i, n
+
+
+def run(spec_path, data_dir=None, progress: bool = True, dry_run: bool = False,
+        shard: tuple[int, int] = (0, 1)) -> Path:
+    """Run every cell of the spec not yet in its results file; returns the results path.
+
+    ``shard=(i, n)`` takes the grid's cells i, i+n, i+2n, ... so n runners (one per core, each with
+    OMP_NUM_THREADS=1) split a study without overlap; they share one results file, each line being one
+    ``write`` in append mode. The split is by position in the full grid, so it is the same on resume."""
     from tqdm import tqdm
 
     from .train import train
     spec = load_spec(spec_path)
     results = results_path(spec)
     results.parent.mkdir(parents=True, exist_ok=True)
-    todo = [c for c in cells(spec) if c.key not in _done(results)]
+    i, n = shard
+    done = _done(results)
+    todo = [c for k, c in enumerate(cells(spec)) if k % n == i and c.key not in done]
     by_recipe = {r["recipe"]: r for r in spec["recipes"]}
     if dry_run:
         for c in todo:

@@ -44,6 +44,22 @@ def test_study_specs_expand_to_the_issue_grids():
     assert len(gpt) == 2 * (1 + 2 * 2)
 
 
+def test_shards_split_the_grid_without_overlap(tmp_path, capsys):
+    spec = SPECS / "mnist.yaml"
+    keys = {c.key for c in ex.cells(ex.load_spec(spec))}
+    empty = tmp_path / "mnist.yaml"          # same grid, empty results file: every cell is to run
+    empty.write_text(spec.read_text().replace("results: ../results/mnist.jsonl", "results: none.jsonl"))
+    got = []
+    for i in range(3):
+        assert main(["experiment", str(empty), "--dry-run", "--shard", f"{i}/3"]) == 0
+        got.append([x for x in capsys.readouterr().out.splitlines() if "|" in x])
+    assert sorted(sum(got, [])) == sorted(keys) and all(abs(len(g) - len(keys) / 3) < 1 for g in got)
+    with pytest.raises(ex.SiftcError, match="0 <= I < N"):
+        ex.parse_shard("2/2")
+    with pytest.raises(ex.SiftcError, match="write I/N"):
+        ex.parse_shard("half")
+
+
 def test_bad_spec_names_the_problem(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nrecipes:\n  - recipe: mnist_mlp\n    stepz: 10\n")
