@@ -2,6 +2,8 @@
 
 The zoo x sparsity matrix for ``wide`` lives in tests/test_zoo_matrix.py.
 """
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -245,3 +247,17 @@ def test_generated_nets_widen_and_keep_shapes(net, s):
     assert gm.head.weight.shape[0] == net.head.weight.shape[0]          # classes kept
     if "concat" in net.blocks:
         assert any("(sum with other groups)" in m for g in rep.groups for m in g["members"])
+
+
+def test_concat_branch_derived_from_rounded_groups_keeps_its_share():
+    # Found by the property above: the 4-wide branch b.1 of a 12-wide concat is solved as 12 - 8.
+    # Rounding the 12 group to 16 and the 8 group to 16 independently left b.1 at 16 - 16 = 0
+    # ("widened size of b.1.weight:0 is 0"); the concat total now grows until b.1 gets its share.
+    net = GenNet("cnn", [8, 8, 8], ["residual", "concat", "residual"], 2)
+    x = torch.randn(2, 3, 8, 8)
+    gm = siftc.compile(net, policy="wide:0.5,stem=sparse,head=sparse", example_inputs=(x,))
+    assert gm(x).shape == (2, 2)
+    a1, b1 = gm.get_submodule("a.1").out_channels, gm.get_submodule("b.1").out_channels
+    assert b1 >= math.floor(4 * a1 / 8)                  # widened by the same factor as its sibling
+    assert gm.get_submodule("a.2").in_channels == a1 + b1 and gm.get_submodule("norm.1").num_features == a1 + b1
+    assert abs(siftc.report(gm).iso_flop_ratio - 1) <= 0.005

@@ -9,6 +9,9 @@ applied to every other group, each rounded to its own multiple, so ratios such a
 or the 64/128/256/512 stage widths survive rounding. Multiples: the head count where a group is
 split into heads (the head count is kept, the head size grows), ``round`` (default 8) elsewhere;
 a group too narrow to widen when rounded to the nearest multiple is rounded up instead.
+A dim that is a sum or difference of groups (a concat branch solved as total - other branches) is
+not rounded by itself: when the rounded groups leave it below its original size x F (or at 0), the
+group it is taken from is widened by whole multiples until it is not (``_grow_derived``).
 
 Rebuild. Weight dims are rewritten in place on the captured copy: every parameter, buffer and
 size attribute whose size is ``coeff x group`` gets its new size, and the module's own size fields
@@ -56,6 +59,7 @@ def choose_widths(coupling, policy) -> dict:
             g.new_width = g.width
     if free:
         _widen_free(free, policy)
+        _grow_derived(coupling, policy)
     # width = unit x symbol's value, for kept groups too (new_width = width)
     return {g.symbol: g.new_width // g.unit for g in coupling.groups}
 
@@ -63,19 +67,62 @@ def choose_widths(coupling, policy) -> dict:
 def _widen_free(free: list, policy) -> None:
     main = max(free, key=lambda g: (len(g.members), g.width))
     f = wide_factor(policy)
-    pattern = policy.mask_pattern
-    block = pattern.block if pattern.kind == "block" else pattern.m if pattern.kind == "nm" else 1
-
-    def multiple(g):   # heads, or `round`; with a structured pattern also whole blocks / groups
-        base = g.unit if g.unit > 1 else policy.round
-        return base * block // math.gcd(base, block)
-
     target = math.floor(main.width * f) if policy.width == "reference" else main.width * f
-    main.new_width = _widened(main.width, target, multiple(main))
+    main.new_width = _widened(main.width, target, _multiple(main, policy))
     factor = main.new_width / main.width
     for g in free:
         if g is not main:
-            g.new_width = _widened(g.width, g.width * factor, multiple(g))
+            g.new_width = _widened(g.width, g.width * factor, _multiple(g, policy))
+
+
+def _multiple(g, policy) -> int:
+    """What a group's width is rounded to: its head count, or ``round``; with a structured mask
+    pattern also whole blocks (block:BxB) or N:M groups."""
+    pattern = policy.mask_pattern
+    block = pattern.block if pattern.kind == "block" else pattern.m if pattern.kind == "nm" else 1
+    base = g.unit if g.unit > 1 else policy.round
+    return base * block // math.gcd(base, block)
+
+
+def _grow_derived(coupling, policy) -> None:
+    """Widen the groups a derived dim is taken from until that dim is >= floor(orig x F).
+
+    The solver keeps one symbol per concat branch but one of them, e.g. the last branch, can come
+    out as (concat total) - (other branches). The groups are rounded independently, so that
+    difference can shrink or vanish: a 4-wide branch of a 12-wide concat next to an 8-wide one
+    becomes 16 - 16 = 0 when 12 -> 16 and 8 -> 16. The fix adds whole multiples to a free group
+    with a positive coefficient (the total) until every derived dim has its share; repeated,
+    because growing one total can shrink a dim that subtracts it."""
+    free = {g.symbol: g for g in coupling.groups if not g.fixed}
+    main = max(free.values(), key=lambda g: (len(g.members), g.width))
+    factor = main.new_width / main.width
+    derived = []
+    for key in coupling.dims:
+        e = coupling.expr(key)
+        if len(e.free_symbols) > 1 and e.free_symbols <= set(free) and e.is_polynomial() \
+                and sympy.Poly(e, *e.free_symbols).total_degree() == 1:
+            derived.append((key, e))
+    hints = coupling.solution.hints
+    for _ in range(4 * len(derived) + 1):
+        short = []
+        for key, e in derived:
+            orig = int(e.xreplace({s: hints[s] for s in e.free_symbols}))
+            now = int(e.xreplace({s: g.new_width // g.unit for s, g in free.items() if s in e.free_symbols}))
+            need = max(1, math.floor(orig * factor))
+            if now < need:
+                short.append((key, e, need - now))
+        if not short:
+            return
+        key, e, deficit = short[0]
+        ups = [(e.coeff(s), free[s]) for s in e.free_symbols if e.coeff(s) > 0]
+        if not ups:
+            break
+        coeff, g = max(ups, key=lambda cg: cg[1].new_width)
+        step = _multiple(g, policy) // g.unit        # symbol values per multiple of the group's width
+        g.new_width += g.unit * step * math.ceil(deficit / (int(coeff) * step))
+    raise ValueError(f"wide: the dims {', '.join(k for k, _, _ in short)} (sums of channel groups, e.g. concat "
+                     f"branches) cannot all keep a positive widened size; exclude the concat's layers "
+                     f"(exclude=...) or use another member")
 
 
 def check_nonlinear(coupling, values: dict) -> list:
