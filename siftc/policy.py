@@ -31,6 +31,7 @@ _CHOICES = {
                                          # code's int(w * sqrt(round(1/(1-s))))
     "capture": ("auto", "fx", "export"),  # auto: torch.fx, falling back to torch.export when fx fails
     "grouped": ("dense", "apply"),        # grouped/depthwise convs: left dense, or the member per group
+    "combine": ("sum", "mean"),           # Sparse Parallel: branch outputs summed (SPEC.md) or averaged
 }
 
 
@@ -55,6 +56,7 @@ class Policy:
     pattern: str = "none"       # mask structure: none | block:B | N:M (siftc/patterns.py)
     capture: str = "auto"       # how the model is captured: auto | fx | export (passes/capture.py)
     grouped: str = "dense"      # grouped convs under parallel/factorized/doped/sparse: dense | apply
+    combine: str = "sum"        # parallel: sum (SPEC.md) | mean (1/k x sum: keeps the layer's output scale)
     include: str = "*"          # module-path globs ('|'-separated) a member may rewrite
     exclude: str = ""           # module-path globs ('|'-separated) left dense, e.g. *.attn.*
 

@@ -56,6 +56,28 @@ def test_parallel_structure_has_norm_and_relu_per_branch():
     assert isinstance(gm.get_submodule("2.norms.0"), nn.BatchNorm2d)
 
 
+def test_parallel_combine_mean_is_the_sum_over_k_and_a_following_norm_cancels_it():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(8 * 8 * 8, 2))
+    x = torch.randn(4, 3, 12, 12)
+    summed = siftc.compile(model, policy="parallel:0.75", example_inputs=(x,))
+    mean = siftc.compile(model, policy="parallel:0.75,combine=mean", example_inputs=(x,))
+    assert str(siftc.Policy.parse("parallel:0.9,combine=mean")) == "parallel:0.9,combine=mean"
+    mean.load_state_dict(summed.state_dict())           # same weights and masks; only the combine differs
+    feats = {}                                          # the input of the model's BatchNorm "3"
+    for gm, key in ((summed, "sum"), (mean, "mean")):
+        h = gm.get_submodule("3").register_forward_pre_hook(lambda m, a, key=key: feats.setdefault(key, a[0]))
+        gm(x)
+        h.remove()
+    assert torch.allclose(feats["mean"], feats["sum"] / 4, atol=1e-6)
+    assert feats["sum"].abs().max() > 1                 # the sum of 4 branches is not already tiny
+    # the model's own BatchNorm follows: the two compiles compute the same function (up to its eps)
+    assert torch.allclose(summed(x), mean(x), atol=1e-3)
+    with pytest.raises(siftc.PolicyError, match="combine"):
+        siftc.Policy.parse("parallel:0.9,combine=max")
+
+
 def test_factorized_linear_gets_layernorm_and_relu():
     model = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4))
     gm = siftc.compile(model, policy="factorized:0.5", example_inputs=(torch.randn(3, 8),))
