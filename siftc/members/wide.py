@@ -93,28 +93,29 @@ def _grow_derived(coupling, policy) -> None:
     becomes 16 - 16 = 0 when 12 -> 16 and 8 -> 16. The fix adds whole multiples to a free group
     with a positive coefficient (the total) until every derived dim has its share; repeated,
     because growing one total can shrink a dim that subtracts it."""
-    free = {g.symbol: g for g in coupling.groups if not g.fixed}
+    groups = {g.symbol: g for g in coupling.groups}            # kept groups count at their own width
+    free = {s: g for s, g in groups.items() if not g.fixed}
     main = max(free.values(), key=lambda g: (len(g.members), g.width))
     factor = main.new_width / main.width
     derived = []
     for key in coupling.dims:
         e = coupling.expr(key)
-        if len(e.free_symbols) > 1 and e.free_symbols <= set(free) and e.is_polynomial() \
-                and sympy.Poly(e, *e.free_symbols).total_degree() == 1:
+        if len(e.free_symbols) > 1 and e.free_symbols <= set(groups) and e.free_symbols & set(free) \
+                and e.is_polynomial() and sympy.Poly(e, *e.free_symbols).total_degree() == 1:
             derived.append((key, e))
     hints = coupling.solution.hints
     for _ in range(4 * len(derived) + 1):
         short = []
         for key, e in derived:
             orig = int(e.xreplace({s: hints[s] for s in e.free_symbols}))
-            now = int(e.xreplace({s: g.new_width // g.unit for s, g in free.items() if s in e.free_symbols}))
+            now = int(e.xreplace({s: groups[s].new_width // groups[s].unit for s in e.free_symbols}))
             need = max(1, math.floor(orig * factor))
             if now < need:
                 short.append((key, e, need - now))
         if not short:
             return
         key, e, deficit = short[0]
-        ups = [(e.coeff(s), free[s]) for s in e.free_symbols if e.coeff(s) > 0]
+        ups = [(e.coeff(s), free[s]) for s in e.free_symbols if s in free and e.coeff(s) > 0]
         if not ups:
             break
         coeff, g = max(ups, key=lambda cg: cg[1].new_width)
