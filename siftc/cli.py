@@ -106,7 +106,7 @@ def cmd_experiment(args) -> int:
                                  dry_run=args.dry_run, shard=experiment.parse_shard(args.shard))
         if args.dry_run:
             return 0
-    out_dir = args.out_dir or str(results.parent)
+    out_dir = args.out_dir or str(results.with_suffix(""))     # results/mnist.jsonl -> results/mnist/
     text, plots = experiment.summarise(results, out_dir)
     print(text)
     print(f"results: {results}\nsummary and plots: {out_dir}/summary.md, " + ", ".join(p.name for p in plots))
@@ -164,7 +164,8 @@ def main(argv=None) -> int:
                                           "then write a summary table and plots")
     p.add_argument("spec", help="experiment spec (YAML), e.g. models_zoo/experiments/mnist.yaml")
     p.add_argument("--data-dir", default=None, help="folder with image/ and text/ (default $SIFTC_DATA or ../shared/data)")
-    p.add_argument("--out-dir", default=None, help="summary.md and plots (default: beside the results file)")
+    p.add_argument("--out-dir", default=None, help="summary.md and plots (default: the results file's name without .jsonl, "
+                                                    "e.g. models_zoo/results/mnist/)")
     p.add_argument("--dry-run", action="store_true", help="list the cells still to run and stop")
     p.add_argument("--summary-only", action="store_true", help="train nothing: table and plots of the results so far")
     p.add_argument("--shard", default="0/1", metavar="I/N",

@@ -25,10 +25,11 @@ def test_smoke_grid_end_to_end_and_resume(tmp_path, capsys):
     # equal training FLOPs: same steps (iso-FLOP compile), the ledger within RigL's dense-gradient steps
     assert wide["steps"] == lines[0]["steps"] == 20
     assert 1.0 <= wide["train_flops"] / lines[0]["train_flops"] < 1.1
-    table = (tmp_path / "summary.md").read_text()
+    summary = tmp_path / "smoke_results"                 # the results file's name without .jsonl
+    table = (summary / "summary.md").read_text()
     assert "| mnist_mlp | wide | 0.75 | rigl | test_accuracy |" in table and table in out
     for png in ("mnist_mlp_vs_sparsity.png", "mnist_mlp_vs_flops.png"):
-        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (summary / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # resumable: a second run trains nothing and appends nothing
     assert main(["experiment", str(spec), "--dry-run"]) == 0
     assert "0 cells to run" in capsys.readouterr().out
