@@ -117,7 +117,7 @@ def train(recipe_name: str, policy: str, steps: int, data_dir=None, seed: int = 
     ledger = dst.flops() if dst else {"train_flops": 3 * rep.budget_flops * steps,
                                       "dense_train_flops": 3 * rep.budget_flops * steps}
     line = {"recipe": recipe_name, "policy": policy, "seed": seed, "steps": steps, "batch_size": batch_size,
-            "world_size": world, "train_flops": ledger["train_flops"],
+            "lr": opt.param_groups[0]["lr"], "world_size": world, "train_flops": ledger["train_flops"],
             "dense_train_flops": ledger["dense_train_flops"], "iso_flop_ratio": rep.iso_flop_ratio,
             "train_loss": loss_avg, **result, "seconds": round(seconds, 2)}
     if rank == 0 and out:

@@ -34,6 +34,8 @@ def test_other_recipes_run(recipe, tmp_path):
 def test_dense_policy_trains_without_dst(tmp_path):
     line = train("mnist_mlp", "dense", steps=20, out=str(tmp_path / "r.jsonl"), progress=False)
     assert line["train_flops"] == line["dense_train_flops"]
+    assert line["lr"] == 0.05                                   # the recipe's learning rate is logged
+    assert train("mnist_mlp", "dense", steps=2, lr=0.01, out=None, progress=False)["lr"] == 0.01
 
 
 def test_torchrun_two_processes(tmp_path):
