@@ -23,6 +23,8 @@ Spec (YAML)::
         dst: [static, rigl]
         seeds: [0, 1, 2]
         options: {wide: "stem=sparse"}           # extra policy options per member
+        bn_recalibrate: 0                        # >0: re-estimate BatchNorm statistics on this many
+                                                 # training batches before evaluating (siftc.train)
 """
 from __future__ import annotations
 
@@ -45,13 +47,16 @@ class Cell:
     seed: int
     dense_steps: int
     policy: str
+    bn_recalibrate: int = 0
 
     @property
     def key(self) -> str:
-        return f"{self.recipe}|{self.policy}|seed={self.seed}|dense_steps={self.dense_steps}"
+        key = f"{self.recipe}|{self.policy}|seed={self.seed}|dense_steps={self.dense_steps}"
+        return key + (f"|bn_recalibrate={self.bn_recalibrate}" if self.bn_recalibrate else "")
 
 
-_RECIPE_KEYS = {"recipe", "steps", "members", "sparsities", "dst", "seeds", "options", "batch_size", "lr"}
+_RECIPE_KEYS = {"recipe", "steps", "members", "sparsities", "dst", "seeds", "options", "batch_size", "lr",
+                "bn_recalibrate"}
 
 
 def load_spec(path) -> dict:
@@ -75,10 +80,10 @@ def cells(spec: dict) -> list[Cell]:
     from .policy import Policy
     out = []
     for r in spec["recipes"]:
-        seeds, steps = r.get("seeds", [0]), int(r["steps"])
+        seeds, steps, bn = r.get("seeds", [0]), int(r["steps"]), int(r.get("bn_recalibrate", 0))
         options = r.get("options", {}) or {}
         for seed in seeds:
-            out.append(Cell(r["recipe"], "dense", 0.0, "static", seed, steps, "dense"))
+            out.append(Cell(r["recipe"], "dense", 0.0, "static", seed, steps, "dense", bn))
             for member in r.get("members", []):
                 for s in r.get("sparsities", []):
                     for method in r.get("dst", ["static"]):
@@ -86,7 +91,7 @@ def cells(spec: dict) -> list[Cell]:
                         if options.get(member):
                             policy += "," + options[member]
                         out.append(Cell(r["recipe"], member, float(s), method, seed, steps,
-                                        str(Policy.parse(policy))))     # canonical: one key per cell
+                                        str(Policy.parse(policy)), bn))     # canonical: one key per cell
     unique: dict = {}
     for c in out:            # two recipe entries share their dense runs
         unique.setdefault(c.key, c)
@@ -145,7 +150,8 @@ def run(spec_path, data_dir=None, progress: bool = True, dry_run: bool = False,
             continue
         r = by_recipe[c.recipe]
         line = train(c.recipe, c.policy, c.dense_steps, data_dir=data_dir, seed=c.seed,
-                     batch_size=r.get("batch_size"), lr=r.get("lr"), out=None, progress=False, equal_flops=True)
+                     batch_size=r.get("batch_size"), lr=r.get("lr"), out=None, progress=False, equal_flops=True,
+                     bn_recalibrate=c.bn_recalibrate)
         line.update({"cell": c.key, "experiment": spec.get("name", ""), "member": c.member, "sparsity": c.sparsity,
                      "dst": c.dst, "dense_steps": c.dense_steps, "threads": torch.get_num_threads()})
         with open(results, "a") as f:          # one line per finished cell: a crash loses one cell at most

@@ -48,6 +48,34 @@ def _loss(recipe, out, y):
 
 
 @torch.no_grad()
+def recalibrate_bn(model, batches) -> int:
+    """Re-estimate every BatchNorm's running statistics as the plain average over ``batches``
+    (forward passes in train mode; no weight changes). Returns how many norms were reset.
+
+    Why: after a few hundred steps at a high learning rate the running averages (momentum 0.1) lag
+    behind the weights. Measured on the MNIST CNN at 300 steps: dense 82.4% -> 91.0% test accuracy,
+    Sparse Doped s=0.5 39.1% -> 83.3%, with the same weights (models_zoo/RESULTS.md)."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+             and m.track_running_stats]
+    if not norms:
+        return 0
+    momenta = [m.momentum for m in norms]
+    was_training = model.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None                      # cumulative average over the batches
+    model.train()
+    try:
+        for x in batches:
+            model(x)
+    finally:
+        for m, mom in zip(norms, momenta):
+            m.momentum = mom
+        model.train(was_training)
+    return len(norms)
+
+
+@torch.no_grad()
 def evaluate(recipe, model, test, eval_batches=50, batch_size=256):
     model.eval()
     try:
@@ -66,9 +94,11 @@ def evaluate(recipe, model, test, eval_batches=50, batch_size=256):
 
 
 def train(recipe_name: str, policy: str, steps: int, data_dir=None, seed: int = 0, batch_size=None, lr=None,
-          out="results.jsonl", progress: bool = True, equal_flops: bool = False) -> dict:
+          out="results.jsonl", progress: bool = True, equal_flops: bool = False, bn_recalibrate: int = 0) -> dict:
     """Train ``recipe_name`` under ``policy`` for ``steps`` steps. ``equal_flops``: ``steps`` are
-    the dense run's; train floor(steps / iso_flop_ratio) so this run gets the dense FLOPs."""
+    the dense run's; train floor(steps / iso_flop_ratio) so this run gets the dense FLOPs.
+    ``bn_recalibrate``: before evaluating, re-estimate BatchNorm statistics on this many training
+    batches (forward only: not in the training FLOPs; 0 = off, the statistics as trained)."""
     from models_zoo import recipes
     recipe = recipes.get(recipe_name)
     rank, world = _setup_distributed()
@@ -112,6 +142,9 @@ def train(recipe_name: str, policy: str, steps: int, data_dir=None, seed: int = 
                 fields["acc"] = f"{float((logits.argmax(1) == y).float().mean()):.2f}"
             bar.set_postfix(fields)
     seconds = time.perf_counter() - start
+    if bn_recalibrate:
+        g = torch.Generator().manual_seed(seed + 2)
+        recalibrate_bn(gm, (_batch(recipe, train_set, g, batch_size)[0] for _ in range(bn_recalibrate)))
     result = evaluate(recipe, gm, test_set)
     # without masks (dense policy) the model is the original: 3 x its forward per step
     ledger = dst.flops() if dst else {"train_flops": 3 * rep.budget_flops * steps,
@@ -120,6 +153,8 @@ def train(recipe_name: str, policy: str, steps: int, data_dir=None, seed: int = 
             "lr": opt.param_groups[0]["lr"], "world_size": world, "train_flops": ledger["train_flops"],
             "dense_train_flops": ledger["dense_train_flops"], "iso_flop_ratio": rep.iso_flop_ratio,
             "train_loss": loss_avg, **result, "seconds": round(seconds, 2)}
+    if bn_recalibrate:
+        line["bn_recalibrate"] = bn_recalibrate
     if rank == 0 and out:
         with open(out, "a") as f:
             f.write(json.dumps(line) + "\n")

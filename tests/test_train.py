@@ -47,3 +47,34 @@ def test_torchrun_two_processes(tmp_path):
     subprocess.run(cmd, check=True, env=env, timeout=300, cwd=tmp_path)
     lines = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert len(lines) == 1 and lines[0]["world_size"] == 2 and lines[0]["steps"] == 20
+
+
+def test_recalibrate_bn_sets_running_stats_to_the_batch_average():
+    import torch
+    from torch import nn
+
+    from siftc.train import recalibrate_bn
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+    model(torch.randn(2, 1, 8, 8))
+    model.eval()
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}
+    batches = [torch.randn(16, 1, 8, 8) * (i + 1) for i in range(3)]
+    assert recalibrate_bn(model, iter(batches)) == 1
+    with torch.no_grad():
+        means = [model[0](b).mean(dim=(0, 2, 3)) for b in batches]
+    bn = model[1]
+    assert torch.allclose(bn.running_mean, torch.stack(means).mean(0), atol=1e-5)     # plain average
+    assert bn.momentum == 0.1 and not model.training                                    # restored
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())       # weights untouched
+    assert recalibrate_bn(nn.Linear(2, 2), iter(batches)) == 0
+
+
+def test_bn_recalibrate_is_logged_and_keys_its_experiment_cells(tmp_path):
+    import siftc.experiment as ex
+    line = train("mnist_cnn", "dense", steps=3, batch_size=8, out=None, progress=False, bn_recalibrate=2)
+    assert line["bn_recalibrate"] == 2 and 0 < line["value"] <= 1
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nrecipes:\n  - recipe: mnist_cnn\n    steps: 3\n    bn_recalibrate: 4\n")
+    (cell,) = ex.cells(ex.load_spec(spec))
+    assert cell.bn_recalibrate == 4 and cell.key.endswith("|bn_recalibrate=4")
