@@ -254,7 +254,7 @@ def _exact(expr):
     return expr.replace(lambda e: isinstance(e, (FloorDiv, *_MODS)), simplify)
 
 
-def _linear(expr):
+def linear_form(expr):
     """({symbol: coeff}, const) when ``expr`` is linear with integer coefficients, else None."""
     if expr.has(FloorDiv, *_MODS):
         return None
@@ -322,7 +322,7 @@ class _Solver:
         if e == 0:
             return True
         if isinstance(e, _MODS) and e.args[1].is_Integer:     # Eq(Mod(a, k), 0): divisibility
-            lin = _linear(e.args[0])
+            lin = linear_form(e.args[0])
             if lin and len(lin[0]) == 1 and lin[1] == 0:
                 (s, c), = lin[0].items()
                 k = int(e.args[1]) // math.gcd(c, int(e.args[1]))
@@ -330,7 +330,7 @@ class _Solver:
                     self.bind(s, k * self.fresh(self.hints[s] // k), eq, "divisible")
                 return True
             return False
-        lin = _linear(e)
+        lin = linear_form(e)
         if lin is None:
             return False
         coeffs, const = lin

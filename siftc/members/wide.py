@@ -28,6 +28,7 @@ import sympy
 import torch
 from torch import nn
 
+from ..symdims import linear_form
 from .base import mark_sparse
 
 
@@ -58,13 +59,13 @@ def choose_widths(coupling, policy) -> dict:
         if g.fixed:
             g.new_width = g.width
     if free:
-        _widen_free(free, policy)
-        _grow_derived(coupling, policy)
+        _grow_derived(coupling, policy, _widen_free(free, policy))
     # width = unit x symbol's value, for kept groups too (new_width = width)
     return {g.symbol: g.new_width // g.unit for g in coupling.groups}
 
 
-def _widen_free(free: list, policy) -> None:
+def _widen_free(free: list, policy) -> float:
+    """Widen the main group, then every other free group by its realised factor (returned)."""
     main = max(free, key=lambda g: (len(g.members), g.width))
     f = wide_factor(policy)
     target = math.floor(main.width * f) if policy.width == "reference" else main.width * f
@@ -73,6 +74,7 @@ def _widen_free(free: list, policy) -> None:
     for g in free:
         if g is not main:
             g.new_width = _widened(g.width, g.width * factor, _multiple(g, policy))
+    return factor
 
 
 def _multiple(g, policy) -> int:
@@ -84,43 +86,40 @@ def _multiple(g, policy) -> int:
     return base * block // math.gcd(base, block)
 
 
-def _grow_derived(coupling, policy) -> None:
-    """Widen the groups a derived dim is taken from until that dim is >= floor(orig x F).
+def _grow_derived(coupling, policy, factor: float) -> None:
+    """Widen the groups a derived dim is taken from until that dim is >= floor(orig x ``factor``).
 
     The solver keeps one symbol per concat branch but one of them, e.g. the last branch, can come
-    out as (concat total) - (other branches). The groups are rounded independently, so that
-    difference can shrink or vanish: a 4-wide branch of a 12-wide concat next to an 8-wide one
-    becomes 16 - 16 = 0 when 12 -> 16 and 8 -> 16. The fix adds whole multiples to a free group
-    with a positive coefficient (the total) until every derived dim has its share; repeated,
-    because growing one total can shrink a dim that subtracts it."""
-    groups = {g.symbol: g for g in coupling.groups}            # kept groups count at their own width
-    free = {s: g for s, g in groups.items() if not g.fixed}
-    main = max(free.values(), key=lambda g: (len(g.members), g.width))
-    factor = main.new_width / main.width
-    derived = []
-    for key in coupling.dims:
-        e = coupling.expr(key)
-        if len(e.free_symbols) > 1 and e.free_symbols <= set(groups) and e.free_symbols & set(free) \
-                and e.is_polynomial() and sympy.Poly(e, *e.free_symbols).total_degree() == 1:
-            derived.append((key, e))
+    out as (concat total) - (other branches): a dim couple lists in its groups' ``shared``. The
+    groups are rounded independently, so that difference can shrink or vanish: a 4-wide branch of
+    a 12-wide concat next to an 8-wide one becomes 16 - 16 = 0 when 12 -> 16 and 8 -> 16. The fix
+    adds whole multiples to a free group with a positive coefficient (the total) until every
+    derived dim has its share; repeated, because growing one total can shrink a dim that subtracts
+    it. Kept groups count at their own width."""
+    groups = {g.symbol: g for g in coupling.groups}
+    derived = []                                    # (dim key, {symbol: coeff}, const), linear ones
+    for key in dict.fromkeys(k for g in coupling.groups if not g.fixed for k in g.shared):
+        lin = linear_form(coupling.expr(key))
+        if lin is not None and len(lin[0]) > 1:
+            derived.append((key, *lin))
     hints = coupling.solution.hints
     for _ in range(4 * len(derived) + 1):
         short = []
-        for key, e in derived:
-            orig = int(e.xreplace({s: hints[s] for s in e.free_symbols}))
-            now = int(e.xreplace({s: groups[s].new_width // groups[s].unit for s in e.free_symbols}))
+        for key, coeffs, const in derived:
+            orig = const + sum(c * hints[s] for s, c in coeffs.items())
+            now = const + sum(c * (groups[s].new_width // groups[s].unit) for s, c in coeffs.items())
             need = max(1, math.floor(orig * factor))
             if now < need:
-                short.append((key, e, need - now))
+                short.append((key, coeffs, need - now))
         if not short:
             return
-        key, e, deficit = short[0]
-        ups = [(e.coeff(s), free[s]) for s in e.free_symbols if s in free and e.coeff(s) > 0]
+        key, coeffs, deficit = short[0]
+        ups = [(c, groups[s]) for s, c in coeffs.items() if c > 0 and not groups[s].fixed]
         if not ups:
             break
         coeff, g = max(ups, key=lambda cg: cg[1].new_width)
         step = _multiple(g, policy) // g.unit        # symbol values per multiple of the group's width
-        g.new_width += g.unit * step * math.ceil(deficit / (int(coeff) * step))
+        g.new_width += g.unit * step * math.ceil(deficit / (coeff * step))
     raise ValueError(f"wide: the dims {', '.join(k for k, _, _ in short)} (sums of channel groups, e.g. concat "
                      f"branches) cannot all keep a positive widened size; exclude the concat's layers "
                      f"(exclude=...) or use another member")
