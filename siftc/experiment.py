@@ -25,6 +25,12 @@ Spec (YAML)::
         options: {wide: "stem=sparse"}           # extra policy options per member
         bn_recalibrate: 0                        # >0: re-estimate BatchNorm statistics on this many
                                                  # training batches before evaluating (siftc.train)
+        lr: 0.05                                 # optional: the recipe's own when absent
+        batch_size: 64                           # optional: the recipe's own when absent
+
+Each entry's cells carry its own steps, lr, batch size and recalibration, so one recipe may appear
+several times. The summary keeps apart runs of one recipe that differ in any of these: their tables
+and plots are named for what differs (``cifar_resnet18_1000steps``, ``mnist_mlp_lr0.01``).
 """
 from __future__ import annotations
 
@@ -48,11 +54,16 @@ class Cell:
     dense_steps: int
     policy: str
     bn_recalibrate: int = 0
+    batch_size: int | None = None      # None: the recipe's own
+    lr: float | None = None
 
     @property
     def key(self) -> str:
         key = f"{self.recipe}|{self.policy}|seed={self.seed}|dense_steps={self.dense_steps}"
-        return key + (f"|bn_recalibrate={self.bn_recalibrate}" if self.bn_recalibrate else "")
+        for name in ("batch_size", "lr", "bn_recalibrate"):     # only when set: older keys stay valid
+            if getattr(self, name):
+                key += f"|{name}={getattr(self, name)}"
+        return key
 
 
 _RECIPE_KEYS = {"recipe", "steps", "members", "sparsities", "dst", "seeds", "options", "batch_size", "lr",
@@ -81,9 +92,10 @@ def cells(spec: dict) -> list[Cell]:
     out = []
     for r in spec["recipes"]:
         seeds, steps, bn = r.get("seeds", [0]), int(r["steps"]), int(r.get("bn_recalibrate", 0))
+        hyper = {"batch_size": r.get("batch_size"), "lr": r.get("lr")}
         options = r.get("options", {}) or {}
         for seed in seeds:
-            out.append(Cell(r["recipe"], "dense", 0.0, "static", seed, steps, "dense", bn))
+            out.append(Cell(r["recipe"], "dense", 0.0, "static", seed, steps, "dense", bn, **hyper))
             for member in r.get("members", []):
                 for s in r.get("sparsities", []):
                     for method in r.get("dst", ["static"]):
@@ -91,7 +103,7 @@ def cells(spec: dict) -> list[Cell]:
                         if options.get(member):
                             policy += "," + options[member]
                         out.append(Cell(r["recipe"], member, float(s), method, seed, steps,
-                                        str(Policy.parse(policy)), bn))     # canonical: one key per cell
+                                        str(Policy.parse(policy)), bn, **hyper))     # canonical: one key per cell
     unique: dict = {}
     for c in out:            # two recipe entries share their dense runs
         unique.setdefault(c.key, c)
@@ -139,7 +151,6 @@ def run(spec_path, data_dir=None, progress: bool = True, dry_run: bool = False,
     i, n = shard
     done = _done(results)
     todo = [c for k, c in enumerate(cells(spec)) if k % n == i and c.key not in done]
-    by_recipe = {r["recipe"]: r for r in spec["recipes"]}
     if dry_run:
         for c in todo:
             print(c.key)
@@ -148,9 +159,8 @@ def run(spec_path, data_dir=None, progress: bool = True, dry_run: bool = False,
     for c in tqdm(todo, desc=f"experiment {spec.get('name', '')}", disable=not progress, unit="cell"):
         if c.key in _done(results):     # another runner on the same results file finished it meanwhile
             continue
-        r = by_recipe[c.recipe]
         line = train(c.recipe, c.policy, c.dense_steps, data_dir=data_dir, seed=c.seed,
-                     batch_size=r.get("batch_size"), lr=r.get("lr"), out=None, progress=False, equal_flops=True,
+                     batch_size=c.batch_size, lr=c.lr, out=None, progress=False, equal_flops=True,
                      bn_recalibrate=c.bn_recalibrate)
         line.update({"cell": c.key, "experiment": spec.get("name", ""), "member": c.member, "sparsity": c.sparsity,
                      "dst": c.dst, "dense_steps": c.dense_steps, "threads": torch.get_num_threads()})
@@ -164,19 +174,48 @@ def read_results(path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
+_SETTING_FIELDS = ("dense_steps", "bn_recalibrate", "lr", "batch_size")
+
+
+def _setting(ln: dict) -> tuple:
+    """What a cell's number depends on besides member, s, DST and seed (recipe, dense steps,
+    recalibration, lr, batch size): runs that differ in one are other experiments, never averaged
+    together. Lines written before the lr was recorded trained at the recipe's own lr."""
+    lr = ln.get("lr")
+    if lr is None:
+        from models_zoo import recipes
+        lr = recipes.RECIPES[ln["recipe"]].lr if ln["recipe"] in recipes.RECIPES else None
+    return ln["recipe"], ln.get("dense_steps", ln["steps"]), ln.get("bn_recalibrate", 0), lr, ln.get("batch_size")
+
+
+def setting_labels(lines: list[dict]) -> dict:
+    """setting -> the name tables and plot files use: the recipe alone when the results hold one
+    setting of it, else the recipe with the fields that differ appended (``cifar_resnet18_1000steps``)."""
+    settings = sorted({_setting(ln) for ln in lines}, key=str)
+    suffix = {"dense_steps": "{}steps", "bn_recalibrate": "bn{}", "lr": "lr{}", "batch_size": "batch{}"}
+    labels = {}
+    for st in settings:
+        same_recipe = [o for o in settings if o[0] == st[0]]
+        parts = [suffix[f].format(st[i + 1]) for i, f in enumerate(_SETTING_FIELDS)
+                 if len({o[i + 1] for o in same_recipe}) > 1]
+        labels[st] = "_".join([st[0], *parts])
+    return labels
+
+
 def summary_rows(lines: list[dict]) -> list[dict]:
+    labels = setting_labels(lines)
     groups: dict = {}
     for ln in lines:
-        groups.setdefault((ln["recipe"], ln["member"], ln["sparsity"], ln["dst"]), []).append(ln)
+        groups.setdefault((labels[_setting(ln)], ln["member"], ln["sparsity"], ln["dst"]), []).append(ln)
     rows = []
     for (recipe, member, s, method), g in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "dense", kv[0])):
         values = [x["value"] for x in g]
-        dense = [x for x in lines if x["recipe"] == recipe and x["member"] == "dense"]
+        dense = [x for x in lines if labels[_setting(x)] == recipe and x["member"] == "dense"]
         dense_flops = statistics.mean(x["train_flops"] for x in dense) if dense else None
         rows.append({"recipe": recipe, "member": member, "sparsity": s, "dst": method, "metric": g[0]["metric"],
                      "n": len(values), "mean": statistics.mean(values),
                      "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                     "steps": statistics.mean(x["steps"] for x in g),
+                     "steps": statistics.mean(x["steps"] for x in g), "dense_steps": _setting(g[0])[1],
                      "flops_vs_dense": (statistics.mean(x["train_flops"] for x in g) / dense_flops) if dense_flops else None})
     return rows
 
@@ -206,10 +245,11 @@ def headline_markdown(rows: list[dict]) -> str:
         metric = rr[0]["metric"]
         sparsities = sorted({r["sparsity"] for r in rr if r["member"] != "dense"})
 
-        def cell(r):
+        def cell(r, metric=metric):
             std = 100 * r["std"] if metric == "test_accuracy" else r["std"]
             return f"{_fmt_value(metric, r['mean'])} +- {std:.2f} ({r['n']})"
-        out += [f"**{recipe}**: {metric}, mean +- std (seeds), equal training FLOPs", "",
+        out += [(f"**{recipe}**: {metric}, mean +- std (seeds), equal training FLOPs "
+                 f"(the dense run's {rr[0]['dense_steps']} steps)"), "",
                 "| member | DST | " + " | ".join(f"s={s}" for s in sparsities) + " |",
                 "|---|---|" + "---:|" * len(sparsities)]
         dense = next((r for r in rr if r["member"] == "dense"), None)
@@ -233,12 +273,12 @@ def plot(lines: list[dict], out_dir) -> list[Path]:
     import matplotlib.pyplot as plt
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = summary_rows(lines)
+    rows, labels = summary_rows(lines), setting_labels(lines)
     files = []
     for recipe in sorted({r["recipe"] for r in rows}):
         rr = [r for r in rows if r["recipe"] == recipe]
         metric = rr[0]["metric"]
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = plt.subplots(figsize=(7.5, 4))
         dense = [r for r in rr if r["member"] == "dense"]
         if dense:
             d = dense[0]
@@ -252,9 +292,10 @@ def plot(lines: list[dict], out_dir) -> list[Path]:
                         color=f"C{members.index(member)}", linestyle=style.get(method, "-"), label=f"{member} {method}")
         files.append(_save(plt, fig, ax, "sparsity s", metric, f"{recipe}: {metric} at equal training FLOPs",
                            out_dir / f"{recipe}_vs_sparsity.png"))
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for member in sorted({x["member"] for x in lines if x["recipe"] == recipe}):
-            pts = [x for x in lines if x["recipe"] == recipe and x["member"] == member]
+        fig, ax = plt.subplots(figsize=(7.5, 4))
+        runs = [x for x in lines if labels[_setting(x)] == recipe]
+        for member in sorted({x["member"] for x in runs}):
+            pts = [x for x in runs if x["member"] == member]
             ax.scatter([x["train_flops"] for x in pts], [x["value"] for x in pts], label=member, s=14)
         files.append(_save(plt, fig, ax, "training FLOPs (DST ledger)", metric, f"{recipe}: every run",
                            out_dir / f"{recipe}_vs_flops.png"))
@@ -265,7 +306,7 @@ def _save(plt, fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> Pat
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))   # beside the axes: never over a curve
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -93,6 +93,27 @@ def evaluate(recipe, model, test, eval_batches=50, batch_size=256):
         model.train()
 
 
+def machine() -> dict:
+    """What a result's last digits depend on besides the code and seed: on CPU a run is bit-identical
+    on the same kind of machine, but MKL and oneDNN pick kernels (and so float summation orders) by
+    CPU and instruction set, and JPEG decoding follows Pillow's libjpeg; another CPU drifts in the
+    last digits (models_zoo/RESULTS.md, "Reproducing a cell")."""
+    import platform
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        import PIL
+        pillow = PIL.__version__
+    except ImportError:
+        pillow = None
+    return {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
+            "pillow": pillow}
+
+
 def train(recipe_name: str, policy: str, steps: int, data_dir=None, seed: int = 0, batch_size=None, lr=None,
           out="results.jsonl", progress: bool = True, equal_flops: bool = False, bn_recalibrate: int = 0) -> dict:
     """Train ``recipe_name`` under ``policy`` for ``steps`` steps. ``equal_flops``: ``steps`` are
@@ -152,7 +173,7 @@ def train(recipe_name: str, policy: str, steps: int, data_dir=None, seed: int = 
     line = {"recipe": recipe_name, "policy": policy, "seed": seed, "steps": steps, "batch_size": batch_size,
             "lr": opt.param_groups[0]["lr"], "world_size": world, "train_flops": ledger["train_flops"],
             "dense_train_flops": ledger["dense_train_flops"], "iso_flop_ratio": rep.iso_flop_ratio,
-            "train_loss": loss_avg, **result, "seconds": round(seconds, 2)}
+            "train_loss": loss_avg, **result, "seconds": round(seconds, 2), **machine()}
     if bn_recalibrate:
         line["bn_recalibrate"] = bn_recalibrate
     if rank == 0 and out:

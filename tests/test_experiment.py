@@ -42,7 +42,14 @@ def test_study_specs_expand_to_the_issue_grids():
     cifar = ex.cells(ex.load_spec(SPECS / "cifar.yaml"))
     assert len(cifar) == 3 * (1 + 2 * 3 + 2)                 # shared dense runs counted once
     gpt = ex.cells(ex.load_spec(SPECS / "shakespeare.yaml"))
-    assert len(gpt) == 2 * (1 + 2 * 2)
+    assert len(gpt) == 2 * (1 + 2 * 2 + 2)                   # + wide static at .5/.75
+    longer = ex.cells(ex.load_spec(SPECS / "longer_training.yaml"))
+    assert {(c.recipe, c.dense_steps) for c in longer} == {("cifar_resnet18", 1000), ("shakespeare_gpt", 1500)}
+    assert len(longer) == 3 * 3 + 2 * 3 + 2                  # dense counted once per recipe and seed
+    cnn_bn = ex.cells(ex.load_spec(SPECS / "mnist_cnn_bn.yaml"))
+    assert len(cnn_bn) == 3 * (1 + 4 * 3 * 3)               # the CNN half of mnist.yaml ...
+    assert {c.bn_recalibrate for c in cnn_bn} == {10}           # ... every cell BatchNorm-recalibrated
+    assert {c.key.removesuffix("|bn_recalibrate=10") for c in cnn_bn} == {c.key for c in mnist if c.recipe == "mnist_cnn"}
 
 
 def test_shards_split_the_grid_without_overlap(tmp_path, capsys):
@@ -77,3 +84,65 @@ def test_summary_mean_and_std_over_seeds():
     rows = ex.summary_rows(lines)
     assert rows[0]["member"] == "dense" and rows[0]["mean"] == pytest.approx(0.6) and rows[0]["n"] == 2
     assert rows[0]["std"] == pytest.approx(0.1414, abs=1e-4) and rows[1]["flops_vs_dense"] == 1.0
+
+
+def test_other_step_budgets_of_a_recipe_are_kept_apart(tmp_path):
+    """A results file holding one recipe at two dense step budgets: two tables, two sets of plots,
+    each dense row compared with its own budget's runs, nothing averaged across them."""
+    lines = [{"recipe": "r", "member": m, "sparsity": s, "dst": d, "metric": "test_accuracy", "value": v,
+              "steps": n, "dense_steps": n, "train_flops": 3 * n} for m, s, d, v, n in
+             [("dense", 0.0, "static", 0.4, 200), ("wide", 0.75, "rigl", 0.3, 200),
+              ("dense", 0.0, "static", 0.6, 1000), ("wide", 0.75, "rigl", 0.7, 1000)]]
+    rows = {(r["recipe"], r["member"]): r for r in ex.summary_rows(lines)}
+    assert set(rows) == {("r_200steps", "dense"), ("r_200steps", "wide"), ("r_1000steps", "dense"), ("r_1000steps", "wide")}
+    assert rows[("r_1000steps", "wide")]["mean"] == 0.7 and rows[("r_1000steps", "wide")]["n"] == 1
+    assert rows[("r_200steps", "dense")]["mean"] == 0.4 and rows[("r_1000steps", "wide")]["flops_vs_dense"] == 1.0
+    table = ex.headline_markdown(ex.summary_rows(lines))
+    assert "**r_1000steps**: test_accuracy, mean +- std (seeds), equal training FLOPs (the dense run's 1000 steps)" in table
+    files = {p.name for p in ex.plot(lines, tmp_path)}
+    assert files == {f"r_{n}steps_vs_{x}.png" for n in (200, 1000) for x in ("sparsity", "flops")}
+    # one setting per recipe keeps the plain recipe name (the committed file layout)
+    assert {r["recipe"] for r in ex.summary_rows(lines[:2])} == {"r"}
+
+
+def test_each_recipe_entry_keeps_its_own_learning_rate(tmp_path):
+    """Two entries of one recipe at other learning rates are other cells, each trained at its own lr."""
+    spec = tmp_path / "lr.yaml"
+    spec.write_text("name: lr\nrecipes:\n"
+                    "  - {recipe: mnist_mlp, steps: 10, seeds: [0], lr: 0.01}\n"
+                    "  - {recipe: mnist_mlp, steps: 10, seeds: [0], lr: 0.2, batch_size: 32}\n"
+                    "  - {recipe: mnist_mlp, steps: 10, seeds: [0]}\n")
+    got = {c.key: (c.lr, c.batch_size) for c in ex.cells(ex.load_spec(spec))}
+    assert got == {"mnist_mlp|dense|seed=0|dense_steps=10|lr=0.01": (0.01, None),
+                   "mnist_mlp|dense|seed=0|dense_steps=10|batch_size=32|lr=0.2": (0.2, 32),
+                   "mnist_mlp|dense|seed=0|dense_steps=10": (None, None)}
+
+
+def test_other_learning_rates_are_kept_apart_and_old_lines_take_the_recipe_lr():
+    base = {"recipe": "mnist_mlp", "member": "dense", "sparsity": 0.0, "dst": "static", "metric": "test_accuracy",
+            "steps": 10, "dense_steps": 10, "batch_size": 64, "train_flops": 1}
+    lines = [{**base, "value": 0.5},                      # written before the lr was recorded: the recipe's 0.05
+             {**base, "value": 0.7, "lr": 0.05}, {**base, "value": 0.2, "lr": 0.01}]
+    rows = {r["recipe"]: r for r in ex.summary_rows(lines)}
+    assert set(rows) == {"mnist_mlp_lr0.05", "mnist_mlp_lr0.01"}
+    assert rows["mnist_mlp_lr0.05"]["n"] == 2 and rows["mnist_mlp_lr0.01"]["mean"] == 0.2
+
+
+def test_a_cell_reproduces_with_siftc_train_equal_flops(tmp_path, capsys):
+    """The command RESULTS.md gives for re-running a cell: `siftc train ... --equal-flops` with the
+    spec's dense steps trains the same steps as the grid cell and gets the same numbers, bit for bit
+    (same machine); the line records the machine its last digits depend on."""
+    spec = tmp_path / "one.yaml"
+    spec.write_text("name: one\nresults: one.jsonl\nrecipes:\n"
+                    "  - {recipe: mnist_cnn, steps: 20, batch_size: 8, members: [doped], sparsities: [0.5], seeds: [0]}\n")
+    assert main(["experiment", str(spec), "--no-progress"]) == 0
+    grid = [json.loads(x) for x in (tmp_path / "one.jsonl").read_text().splitlines()]
+    cell = next(x for x in grid if x["member"] == "doped")
+    assert cell["iso_flop_ratio"] > 1 and cell["steps"] == 19          # floor(20 / ratio): one step fewer
+    capsys.readouterr()
+    assert main(["train", "mnist_cnn", "--policy", "doped:0.5", "--steps", "20", "--batch-size", "8", "--seed", "0",
+                 "--equal-flops", "--no-progress", "--out", str(tmp_path / "again.jsonl")]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for k in ("steps", "value", "train_loss", "train_flops", "cpu", "cpu_capability", "torch"):
+        assert again[k] == cell[k], k
+    assert again["cpu_capability"] and again["torch"].startswith("2.")
