@@ -117,7 +117,7 @@ def cmd_train(args) -> int:
     from .train import train
     line = train(args.recipe, args.policy, args.steps, data_dir=args.data_dir, seed=args.seed,
                  batch_size=args.batch_size, lr=args.lr, out=args.out, progress=not args.no_progress,
-                 bn_recalibrate=args.bn_recalibrate, equal_flops=args.equal_flops)
+                 bn_recalibrate=args.bn_recalibrate, equal_flops=args.equal_flops, schedule=args.schedule)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(line))
     return 0
@@ -161,6 +161,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="results.jsonl", help="JSON lines file to append to")
     p.add_argument("--bn-recalibrate", type=int, default=0, metavar="N",
                    help="before evaluating, re-estimate BatchNorm statistics on N training batches (default 0: off)")
+    p.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
+                   help="learning rate: constant (default) or cosine-annealed to 0 over the steps")
     p.add_argument("--equal-flops", action="store_true",
                    help="--steps are the dense run's: train floor(steps / iso_flop_ratio) steps, as siftc experiment does")
     p.add_argument("--no-progress", action="store_true")

@@ -27,8 +27,9 @@ Spec (YAML)::
                                                  # training batches before evaluating (siftc.train)
         lr: 0.05                                 # optional: the recipe's own when absent
         batch_size: 64                           # optional: the recipe's own when absent
+        schedule: constant                       # or cosine: lr annealed to 0 over the cell's steps
 
-Each entry's cells carry its own steps, lr, batch size and recalibration, so one recipe may appear
+Each entry's cells carry its own steps, lr, batch size, schedule and recalibration, so one recipe may appear
 several times. The summary keeps apart runs of one recipe that differ in any of these: their tables
 and plots are named for what differs (``cifar_resnet18_1000steps``, ``mnist_mlp_lr0.01``).
 """
@@ -42,6 +43,7 @@ from pathlib import Path
 import torch
 
 from .errors import SiftcError
+from .train import SCHEDULES
 
 
 @dataclass(frozen=True)
@@ -56,18 +58,19 @@ class Cell:
     bn_recalibrate: int = 0
     batch_size: int | None = None      # None: the recipe's own
     lr: float | None = None
+    schedule: str = "constant"
 
     @property
     def key(self) -> str:
         key = f"{self.recipe}|{self.policy}|seed={self.seed}|dense_steps={self.dense_steps}"
-        for name in ("batch_size", "lr", "bn_recalibrate"):     # only when set: older keys stay valid
-            if getattr(self, name):
+        for name in ("batch_size", "lr", "bn_recalibrate", "schedule"):   # only when set: older keys stay valid
+            if getattr(self, name) and getattr(self, name) != "constant":
                 key += f"|{name}={getattr(self, name)}"
         return key
 
 
 _RECIPE_KEYS = {"recipe", "steps", "members", "sparsities", "dst", "seeds", "options", "batch_size", "lr",
-                "bn_recalibrate"}
+                "bn_recalibrate", "schedule"}
 
 
 def load_spec(path) -> dict:
@@ -83,6 +86,8 @@ def load_spec(path) -> dict:
         if unknown or "recipe" not in r or "steps" not in r:
             raise SiftcError(f"{path}: recipes[{i}] needs 'recipe' and 'steps'; unknown keys {sorted(unknown)}; "
                              f"allowed: {', '.join(sorted(_RECIPE_KEYS))}")
+        if r.get("schedule", "constant") not in SCHEDULES:
+            raise SiftcError(f"{path}: recipes[{i}] schedule {r['schedule']!r}: use one of {', '.join(SCHEDULES)}")
     spec["_dir"] = path.parent
     return spec
 
@@ -92,7 +97,7 @@ def cells(spec: dict) -> list[Cell]:
     out = []
     for r in spec["recipes"]:
         seeds, steps, bn = r.get("seeds", [0]), int(r["steps"]), int(r.get("bn_recalibrate", 0))
-        hyper = {"batch_size": r.get("batch_size"), "lr": r.get("lr")}
+        hyper = {"batch_size": r.get("batch_size"), "lr": r.get("lr"), "schedule": r.get("schedule", "constant")}
         options = r.get("options", {}) or {}
         for seed in seeds:
             out.append(Cell(r["recipe"], "dense", 0.0, "static", seed, steps, "dense", bn, **hyper))
@@ -161,7 +166,7 @@ def run(spec_path, data_dir=None, progress: bool = True, dry_run: bool = False,
             continue
         line = train(c.recipe, c.policy, c.dense_steps, data_dir=data_dir, seed=c.seed,
                      batch_size=c.batch_size, lr=c.lr, out=None, progress=False, equal_flops=True,
-                     bn_recalibrate=c.bn_recalibrate)
+                     bn_recalibrate=c.bn_recalibrate, schedule=c.schedule)
         line.update({"cell": c.key, "experiment": spec.get("name", ""), "member": c.member, "sparsity": c.sparsity,
                      "dst": c.dst, "dense_steps": c.dense_steps, "threads": torch.get_num_threads()})
         with open(results, "a") as f:          # one line per finished cell: a crash loses one cell at most
@@ -174,25 +179,27 @@ def read_results(path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-_SETTING_FIELDS = ("dense_steps", "bn_recalibrate", "lr", "batch_size")
+_SETTING_FIELDS = ("dense_steps", "bn_recalibrate", "lr", "batch_size", "schedule")
 
 
 def _setting(ln: dict) -> tuple:
     """What a cell's number depends on besides member, s, DST and seed (recipe, dense steps,
-    recalibration, lr, batch size): runs that differ in one are other experiments, never averaged
+    recalibration, lr, batch size, lr schedule): runs that differ in one are other experiments, never averaged
     together. Lines written before the lr was recorded trained at the recipe's own lr."""
     lr = ln.get("lr")
     if lr is None:
         from models_zoo import recipes
         lr = recipes.RECIPES[ln["recipe"]].lr if ln["recipe"] in recipes.RECIPES else None
-    return ln["recipe"], ln.get("dense_steps", ln["steps"]), ln.get("bn_recalibrate", 0), lr, ln.get("batch_size")
+    return (ln["recipe"], ln.get("dense_steps", ln["steps"]), ln.get("bn_recalibrate", 0), lr, ln.get("batch_size"),
+            ln.get("schedule", "constant"))
 
 
 def setting_labels(lines: list[dict]) -> dict:
     """setting -> the name tables and plot files use: the recipe alone when the results hold one
     setting of it, else the recipe with the fields that differ appended (``cifar_resnet18_1000steps``)."""
     settings = sorted({_setting(ln) for ln in lines}, key=str)
-    suffix = {"dense_steps": "{}steps", "bn_recalibrate": "bn{}", "lr": "lr{}", "batch_size": "batch{}"}
+    suffix = {"dense_steps": "{}steps", "bn_recalibrate": "bn{}", "lr": "lr{}", "batch_size": "batch{}",
+              "schedule": "{}"}
     labels = {}
     for st in settings:
         same_recipe = [o for o in settings if o[0] == st[0]]

@@ -93,6 +93,9 @@ def evaluate(recipe, model, test, eval_batches=50, batch_size=256):
         model.train()
 
 
+SCHEDULES = ("constant", "cosine")
+
+
 def machine() -> dict:
     """What a result's last digits depend on besides the code and seed: on CPU a run is bit-identical
     on the same kind of machine, but MKL and oneDNN pick kernels (and so float summation orders) by
@@ -115,13 +118,19 @@ def machine() -> dict:
 
 
 def train(recipe_name: str, policy: str, steps: int, data_dir=None, seed: int = 0, batch_size=None, lr=None,
-          out="results.jsonl", progress: bool = True, equal_flops: bool = False, bn_recalibrate: int = 0) -> dict:
+          out="results.jsonl", progress: bool = True, equal_flops: bool = False, bn_recalibrate: int = 0,
+          schedule: str = "constant") -> dict:
     """Train ``recipe_name`` under ``policy`` for ``steps`` steps. ``equal_flops``: ``steps`` are
     the dense run's; train floor(steps / iso_flop_ratio) so this run gets the dense FLOPs.
+    ``schedule``: ``constant`` (the recipe's lr throughout) or ``cosine`` (annealed from it to 0
+    over the steps this run trains, as long schedules do; the final weights are then not a noisy
+    constant-lr iterate).
     ``bn_recalibrate``: before evaluating, re-estimate BatchNorm statistics on this many training
     batches (forward only: not in the training FLOPs; 0 = off, the statistics as trained)."""
     from models_zoo import recipes
     recipe = recipes.get(recipe_name)
+    if schedule not in SCHEDULES:
+        raise SiftcError(f"schedule {schedule!r}: use one of {', '.join(SCHEDULES)}")
     rank, world = _setup_distributed()
     batch_size = batch_size or recipe.batch_size
     if batch_size % world:
@@ -136,6 +145,8 @@ def train(recipe_name: str, policy: str, steps: int, data_dir=None, seed: int = 
     rep = gm.siftc.report(refresh=False)
     if equal_flops:
         steps = max(1, math.floor(steps / rep.iso_flop_ratio + 1e-9))
+    base_lr = opt.param_groups[0]["lr"]
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps) if schedule == "cosine" else None
     has_masks = bool(gm.siftc.densities)
     dst = DST(gm, opt, total_steps=steps, samples_per_step=batch_size) if has_masks else None
     net = torch.nn.parallel.DistributedDataParallel(gm) if world > 1 else gm
@@ -150,6 +161,8 @@ def train(recipe_name: str, policy: str, steps: int, data_dir=None, seed: int = 
         loss = _loss(recipe, logits, y)
         loss.backward()
         opt.step()
+        if sched is not None:
+            sched.step()
         if dst is not None:
             dst.step()
         opt.zero_grad(set_to_none=True)
@@ -171,11 +184,13 @@ def train(recipe_name: str, policy: str, steps: int, data_dir=None, seed: int = 
     ledger = dst.flops() if dst else {"train_flops": 3 * rep.budget_flops * steps,
                                       "dense_train_flops": 3 * rep.budget_flops * steps}
     line = {"recipe": recipe_name, "policy": policy, "seed": seed, "steps": steps, "batch_size": batch_size,
-            "lr": opt.param_groups[0]["lr"], "world_size": world, "train_flops": ledger["train_flops"],
+            "lr": base_lr, "world_size": world, "train_flops": ledger["train_flops"],
             "dense_train_flops": ledger["dense_train_flops"], "iso_flop_ratio": rep.iso_flop_ratio,
             "train_loss": loss_avg, **result, "seconds": round(seconds, 2), **machine()}
     if bn_recalibrate:
         line["bn_recalibrate"] = bn_recalibrate
+    if schedule != "constant":
+        line["schedule"], line["lr_end"] = schedule, opt.param_groups[0]["lr"]
     if rank == 0 and out:
         with open(out, "a") as f:
             f.write(json.dumps(line) + "\n")

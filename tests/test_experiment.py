@@ -44,8 +44,10 @@ def test_study_specs_expand_to_the_issue_grids():
     gpt = ex.cells(ex.load_spec(SPECS / "shakespeare.yaml"))
     assert len(gpt) == 2 * (1 + 2 * 2 + 2)                   # + wide static at .5/.75
     longer = ex.cells(ex.load_spec(SPECS / "longer_training.yaml"))
-    assert {(c.recipe, c.dense_steps) for c in longer} == {("cifar_resnet18", 1000), ("shakespeare_gpt", 1500)}
-    assert len(longer) == 3 * 3 + 2 * 3 + 2                  # dense counted once per recipe and seed
+    assert {(c.recipe, c.dense_steps) for c in longer} == {("cifar_resnet18", 1000), ("cifar_resnet18", 200),
+                                                          ("shakespeare_gpt", 1500), ("shakespeare_gpt", 300)}
+    assert {c.schedule for c in longer} == {"cosine"}
+    assert len(longer) == 2 * 3 * 3 + 2 * 2 * 3 + 2           # dense counted once per entry's steps and seed
     cnn_bn = ex.cells(ex.load_spec(SPECS / "mnist_cnn_bn.yaml"))
     assert len(cnn_bn) == 3 * (1 + 4 * 3 * 3)               # the CNN half of mnist.yaml ...
     assert {c.bn_recalibrate for c in cnn_bn} == {10}           # ... every cell BatchNorm-recalibrated

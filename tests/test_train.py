@@ -10,7 +10,6 @@ import pytest
 from siftc.train import train
 
 
-
 def test_mnist_mlp_rigl_learns_and_logs_ledger(tmp_path):
     out = tmp_path / "r.jsonl"
     # Sparse Wide + RigL (issue 4's acceptance). stem=sparse: the 784-input MLP's widened dense
@@ -78,3 +77,22 @@ def test_bn_recalibrate_is_logged_and_keys_its_experiment_cells(tmp_path):
     spec.write_text("name: s\nrecipes:\n  - recipe: mnist_cnn\n    steps: 3\n    bn_recalibrate: 4\n")
     (cell,) = ex.cells(ex.load_spec(spec))
     assert cell.bn_recalibrate == 4 and cell.key.endswith("|bn_recalibrate=4")
+
+
+def test_cosine_schedule_anneals_to_zero_and_is_logged(tmp_path):
+    import siftc.experiment as ex
+    from siftc.errors import SiftcError
+    const = train("mnist_mlp", "dense", steps=6, batch_size=8, out=None, progress=False)
+    cos = train("mnist_mlp", "dense", steps=6, batch_size=8, out=None, progress=False, schedule="cosine")
+    assert "schedule" not in const and cos["schedule"] == "cosine"
+    assert cos["lr"] == 0.05 and cos["lr_end"] == pytest.approx(0.0, abs=1e-12)   # base lr logged, annealed to 0
+    assert cos["train_loss"] != const["train_loss"]            # the same batches at smaller steps
+    with pytest.raises(SiftcError, match="schedule 'linear'"):
+        train("mnist_mlp", "dense", steps=1, out=None, progress=False, schedule="linear")
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nrecipes:\n  - {recipe: mnist_mlp, steps: 3, schedule: cosine}\n")
+    (cell,) = ex.cells(ex.load_spec(spec))
+    assert cell.schedule == "cosine" and cell.key.endswith("|schedule=cosine")
+    spec.write_text("name: s\nrecipes:\n  - {recipe: mnist_mlp, steps: 3, schedule: step}\n")
+    with pytest.raises(SiftcError, match="recipes\\[0\\] schedule 'step'"):
+        ex.load_spec(spec)
