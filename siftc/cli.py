@@ -18,6 +18,8 @@ import warnings
 
 import torch
 
+from .train import SCHEDULES
+
 
 def load_model(spec: str, batch_size: int, size, input_shape=None):
     """(model, example_inputs) for a MODEL argument."""
@@ -161,7 +163,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="results.jsonl", help="JSON lines file to append to")
     p.add_argument("--bn-recalibrate", type=int, default=0, metavar="N",
                    help="before evaluating, re-estimate BatchNorm statistics on N training batches (default 0: off)")
-    p.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
+    p.add_argument("--schedule", default="constant", choices=SCHEDULES,
                    help="learning rate: constant (default) or cosine-annealed to 0 over the steps")
     p.add_argument("--equal-flops", action="store_true",
                    help="--steps are the dense run's: train floor(steps / iso_flop_ratio) steps, as siftc experiment does")

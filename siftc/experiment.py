@@ -63,8 +63,9 @@ class Cell:
     @property
     def key(self) -> str:
         key = f"{self.recipe}|{self.policy}|seed={self.seed}|dense_steps={self.dense_steps}"
-        for name in ("batch_size", "lr", "bn_recalibrate", "schedule"):   # only when set: older keys stay valid
-            if getattr(self, name) and getattr(self, name) != "constant":
+        defaults = {"batch_size": None, "lr": None, "bn_recalibrate": 0, "schedule": "constant"}
+        for name, default in defaults.items():      # only what differs from the default: older keys stay valid
+            if getattr(self, name) != default:
                 key += f"|{name}={getattr(self, name)}"
         return key
 
@@ -217,7 +218,7 @@ def summary_rows(lines: list[dict]) -> list[dict]:
     rows = []
     for (recipe, member, s, method), g in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "dense", kv[0])):
         values = [x["value"] for x in g]
-        dense = [x for x in lines if labels[_setting(x)] == recipe and x["member"] == "dense"]
+        dense = groups.get((recipe, "dense", 0.0, "static"), [])
         dense_flops = statistics.mean(x["train_flops"] for x in dense) if dense else None
         rows.append({"recipe": recipe, "member": member, "sparsity": s, "dst": method, "metric": g[0]["metric"],
                      "n": len(values), "mean": statistics.mean(values),

@@ -47,7 +47,10 @@ def test_study_specs_expand_to_the_issue_grids():
     assert {(c.recipe, c.dense_steps) for c in longer} == {("cifar_resnet18", 1000), ("cifar_resnet18", 200),
                                                           ("shakespeare_gpt", 1500), ("shakespeare_gpt", 300)}
     assert {c.schedule for c in longer} == {"cosine"}
-    assert len(longer) == 2 * 3 * 3 + 2 * 2 * 3 + 2           # dense counted once per entry's steps and seed
+    assert len(longer) == 2 * 3 * 3 + 2 * 2 * 3 + 2 + 3 * 5 + 2  # dense and repeated cells counted once
+    updates = ex.cells(ex.load_spec(SPECS / "rigl_updates.yaml"))
+    assert len(updates) == 3 * (1 + 3 * 2) + 3 * (1 + 2)
+    assert {c.policy.split("dT=")[1] for c in updates if c.member == "wide"} == {"25", "20"}
     cnn_bn = ex.cells(ex.load_spec(SPECS / "mnist_cnn_bn.yaml"))
     assert len(cnn_bn) == 3 * (1 + 4 * 3 * 3)               # the CNN half of mnist.yaml ...
     assert {c.bn_recalibrate for c in cnn_bn} == {10}           # ... every cell BatchNorm-recalibrated
