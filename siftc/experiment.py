@@ -223,7 +223,7 @@ def summary_rows(lines: list[dict]) -> list[dict]:
         rows.append({"recipe": recipe, "member": member, "sparsity": s, "dst": method, "metric": g[0]["metric"],
                      "n": len(values), "mean": statistics.mean(values),
                      "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                     "steps": statistics.mean(x["steps"] for x in g), "dense_steps": _setting(g[0])[1],
+                     "steps": statistics.mean(x["steps"] for x in g), "setting": _setting(g[0]),
                      "flops_vs_dense": (statistics.mean(x["train_flops"] for x in g) / dense_flops) if dense_flops else None})
     return rows
 
@@ -244,6 +244,14 @@ def summary_markdown(rows: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _describe(setting: tuple) -> str:
+    _, steps, bn, lr, batch, schedule = setting
+    text = f"the dense run's {steps} steps"
+    text += (f", lr {lr}" if lr is not None else "") + (" cosine-annealed" if schedule == "cosine" else "")
+    text += f", batch {batch}" if batch else ""
+    return text + (f", BatchNorm recalibrated on {bn} batches" if bn else "")
+
+
 def headline_markdown(rows: list[dict]) -> str:
     """Per recipe: one row per member x DST method, one column per sparsity, the dense run on top
     (mean +- std (seeds)); the table the README reports."""
@@ -256,8 +264,7 @@ def headline_markdown(rows: list[dict]) -> str:
         def cell(r, metric=metric):
             std = 100 * r["std"] if metric == "test_accuracy" else r["std"]
             return f"{_fmt_value(metric, r['mean'])} +- {std:.2f} ({r['n']})"
-        out += [(f"**{recipe}**: {metric}, mean +- std (seeds), equal training FLOPs "
-                 f"(the dense run's {rr[0]['dense_steps']} steps)"), "",
+        out += [f"**{recipe}**: {metric}, mean +- std (seeds), equal training FLOPs ({_describe(rr[0]['setting'])})", "",
                 "| member | DST | " + " | ".join(f"s={s}" for s in sparsities) + " |",
                 "|---|---|" + "---:|" * len(sparsities)]
         dense = next((r for r in rr if r["member"] == "dense"), None)
