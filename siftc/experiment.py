@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -63,9 +63,9 @@ class Cell:
     @property
     def key(self) -> str:
         key = f"{self.recipe}|{self.policy}|seed={self.seed}|dense_steps={self.dense_steps}"
-        defaults = {"batch_size": None, "lr": None, "bn_recalibrate": 0, "schedule": "constant"}
-        for name, default in defaults.items():      # only what differs from the default: older keys stay valid
-            if getattr(self, name) != default:
+        defaults = {f.name: f.default for f in fields(self)}
+        for name in ("batch_size", "lr", "bn_recalibrate", "schedule"):   # only what differs from the default:
+            if getattr(self, name) != defaults[name]:                     # older keys stay valid
                 key += f"|{name}={getattr(self, name)}"
         return key
 
@@ -289,6 +289,9 @@ def plot(lines: list[dict], out_dir) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, labels = summary_rows(lines), setting_labels(lines)
+    runs_of: dict = {}                     # label -> its lines, each line's setting computed once
+    for x in lines:
+        runs_of.setdefault(labels[_setting(x)], []).append(x)
     files = []
     for recipe in sorted({r["recipe"] for r in rows}):
         rr = [r for r in rows if r["recipe"] == recipe]
@@ -308,7 +311,7 @@ def plot(lines: list[dict], out_dir) -> list[Path]:
         files.append(_save(plt, fig, ax, "sparsity s", metric, f"{recipe}: {metric} at equal training FLOPs",
                            out_dir / f"{recipe}_vs_sparsity.png"))
         fig, ax = plt.subplots(figsize=(7.5, 4))
-        runs = [x for x in lines if labels[_setting(x)] == recipe]
+        runs = runs_of[recipe]
         for member in sorted({x["member"] for x in runs}):
             pts = [x for x in runs if x["member"] == member]
             ax.scatter([x["train_flops"] for x in pts], [x["value"] for x in pts], label=member, s=14)
