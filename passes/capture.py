@@ -22,6 +22,7 @@ from torch import nn
 from siftc.errors import CaptureError
 from .capture_export import capture_with_export
 from .lift_modules import lift_modules
+from .mode_ops import follow_training_flag
 from .registry import PassResult, register
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
@@ -79,6 +80,26 @@ def trace(model: nn.Module, leaf_modules=(), concrete_args=None) -> torch.fx.Gra
     return torch.fx.GraphModule(tracer.root, graph, name)
 
 
+def defaults_for_missing(model: nn.Module, n_inputs: int, concrete_args) -> dict:
+    """Forward parameters past the example inputs that have defaults, with those defaults.
+
+    ``forward(x, attn_mask=None, is_causal=False)`` called with one example input runs with the
+    defaults, so the trace fixes them (as torch.fx's ``concrete_args``) instead of turning them
+    into graph inputs the example inputs do not cover (timm's VisionTransformer does this)."""
+    import inspect
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return {}
+    out = {}
+    for p in params[n_inputs:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            break
+        if p.default is not p.empty and p.name not in (concrete_args or {}):
+            out[p.name] = p.default
+    return out
+
+
 @register("capture", "trace the model into a torch.fx GraphModule (deep copy; user model untouched); "
                     "torch.export when fx cannot (policy capture=auto|fx|export)")
 def capture(gm, ctx) -> PassResult:
@@ -91,8 +112,9 @@ def capture(gm, ctx) -> PassResult:
     how = ctx.policy.capture
     if how in ("auto", "fx"):
         copied = copy.deepcopy(model)
+        fixed = {**defaults_for_missing(model, len(ctx.example_inputs), ctx.concrete_args), **(ctx.concrete_args or {})}
         try:
-            out = trace(copied, ctx.leaf_modules, ctx.concrete_args)
+            out = trace(copied, ctx.leaf_modules, fixed or None)
         except CaptureError as e:
             if how == "fx" or ctx.leaf_modules or ctx.concrete_args:   # the user chose fx's own fixes
                 raise
@@ -102,9 +124,10 @@ def capture(gm, ctx) -> PassResult:
             lifted, notes = lift_modules(out, copied)      # Conv1D-style linears -> nn.Linear
             for note in notes:
                 ctx.warn(note)
-            if lifted:
+            mode_ops = follow_training_flag(out.graph, copied)   # F.dropout(training=True) etc. read .training
+            if lifted or mode_ops:
                 out = torch.fx.GraphModule(copied, out.graph, type(model).__name__)
-            return PassResult(out, True, {"retraced": 1, "via": "fx", "lifted_modules": lifted})
+            return PassResult(out, True, {"retraced": 1, "via": "fx", "lifted_modules": lifted, "mode_ops": mode_ops})
     if ctx.leaf_modules or ctx.concrete_args:
         raise CaptureError("leaf_modules= and concrete_args= are torch.fx options; with capture=export "
                            "(or when fx fails) leave them out")

@@ -26,6 +26,7 @@ from torch import nn
 from siftc.errors import CaptureError
 
 from .lift_modules import lift_modules, normalise_aten
+from .mode_ops import follow_training_flag
 
 # runtime guards export inserts: they pin shapes / data-dependent values seen at capture
 _GUARD_TARGETS = ("_assert_scalar", "_assert_tensor_metadata", "sym_constrain_range_for_size",
@@ -81,10 +82,13 @@ def export_graph(model: nn.Module, example_inputs: tuple) -> tuple[torch.fx.Grap
             with _quiet():
                 ep = torch.export.draft_export(model, example_inputs)
         except Exception as second:
+            hint = ("make the failing code traceable, or compile with leaf_modules=[...] and capture=fx")
+            if "Cache" in f"{first} {second}":     # transformers' DynamicCache in the outputs
+                hint = ("a Hugging Face model returns its KV cache, which torch.export cannot carry: set "
+                        "model.config.use_cache = False before compiling (training does not use the cache)")
             raise CaptureError(
                 f"torch.export cannot capture {type(model).__name__}: {_first_line(first)}; draft_export "
-                f"also failed: {_first_line(second)}.\n  How to fix: make the failing code traceable, or "
-                f"compile with leaf_modules=[...] and capture=fx") from None
+                f"also failed: {_first_line(second)}.\n  How to fix: {hint}") from None
         warnings += _draft_warnings(ep)
     return ep.module(), warnings
 
@@ -144,6 +148,7 @@ def _capture_once(model, example_inputs):
     lifted, notes = lift_modules(graph, model)
     stats["lifted_modules"] = lifted
     stats["aten_normalised"] = normalise_aten(graph)
+    stats["mode_ops"] = follow_training_flag(graph, model)
     # root the graph at the user's (deep-copied) model: get_attr / call_module targets are its
     # own parameter and module paths, so ties stay one Parameter object
     gm = torch.fx.GraphModule(model, graph, type(model).__name__)

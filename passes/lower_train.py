@@ -1,10 +1,12 @@
 """lower-train: the training form of a compiled graph (targets cpu and cuda).
 
 Weights are already zero where masked (masks pass), so the forward has no mask multiply and
-reads the weight directly. Every masked module gets a forward pre-hook that, on each forward
-with autograd on, makes sure its weight carries a gradient hook returning ``grad * mask``.
-Installing the tensor hook from a module hook (rather than once) keeps it alive through
-``copy.deepcopy``, pickling and ``load_state_dict``, which drop or replace tensor hooks.
+reads the weight directly. Every masked weight gets a gradient hook returning ``grad * mask``
+at once (so code that never runs the eager module forward, such as ``torch.compile(gm)`` before
+any eager step, still sees masked gradients), and every masked module a forward pre-hook that,
+on each eager forward with autograd on, re-installs it on the module's current weight tensor:
+``copy.deepcopy``, pickling and ``load_state_dict`` drop or replace tensor hooks. A deepcopy of
+the GraphModule re-installs them at once too (``install`` runs as its deepcopy hook).
 The gradient *arriving* at the hook is the dense gradient (SPEC.md, "Sparse training"), which
 is what RigL reads. Training graphs stay dense-with-zeros on CUDA too: DST needs that dense
 gradient, which a sparse kernel would not produce.
@@ -46,26 +48,40 @@ class InstallGradMask:
     def __init__(self):
         self.hooked = None
 
+    def __getstate__(self):        # torch.save of the model: the weak reference does not pickle,
+        return {"hooked": None}    # and a loaded model re-hooks its own weights anyway
+
     def __call__(self, module, args):
-        w = module.weight
-        if not (torch.is_grad_enabled() and w.requires_grad):
+        if not torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.jit.is_tracing():
             return None
-        if self.hooked is not None and self.hooked() is w:
-            return None
-        if torch.compiler.is_compiling() or torch.jit.is_tracing():
-            return None
-        w.register_hook(GradMask(module))
-        self.hooked = weakref.ref(w)
+        self.ensure(module)
         return None
+
+    def ensure(self, module) -> None:
+        """Hook the module's current weight unless it already is."""
+        w = module.weight
+        if not w.requires_grad or (self.hooked is not None and self.hooked() is w):
+            return
+        # torch.save pickles a parameter's hooks: a loaded weight may carry its GradMask already
+        if not any(isinstance(h, GradMask) and h.module is module for h in (w._backward_hooks or {}).values()):
+            w.register_hook(GradMask(module))
+        self.hooked = weakref.ref(w)
 
 
 def install(gm) -> int:
+    """Hook every masked weight now and keep it hooked (module pre-hooks, deepcopy hook)."""
     count = 0
     for _, mod in gm.named_modules():
         if isinstance(getattr(mod, "weight_mask", None), torch.Tensor):
-            if not any(isinstance(h, InstallGradMask) for h in mod._forward_pre_hooks.values()):
-                mod.register_forward_pre_hook(InstallGradMask())
+            hook = next((h for h in mod._forward_pre_hooks.values() if isinstance(h, InstallGradMask)), None)
+            if hook is None:
+                hook = InstallGradMask()
+                mod.register_forward_pre_hook(hook)
+            hook.ensure(mod)
             count += 1
+    if isinstance(gm, torch.fx.GraphModule) and hasattr(gm, "_deepcopy_hooks"):
+        if install not in gm._deepcopy_hooks:
+            gm._deepcopy_hooks.append(install)
     return count
 
 
@@ -77,6 +93,8 @@ def strip(model) -> None:
             if isinstance(h, InstallGradMask):
                 del mod._forward_pre_hooks[k]
         mod._buffers.pop("weight_mask", None)
+    if install in getattr(model, "_deepcopy_hooks", ()):
+        model._deepcopy_hooks.remove(install)
 
 
 @register("lower-train", "zero-filled weights + gradient-mask hooks (no mask multiply in forward); move to target")

@@ -50,8 +50,9 @@ def exact_mask(shape, density: float, generator: torch.Generator) -> torch.Tenso
     return mask.view(shape)
 
 
-def _layer_flops(gm) -> tuple[dict, int]:
-    """Dense FLOPs of each masked module (summed over its calls) and FLOPs of everything else."""
+def _layer_flops(gm, count: str = "all") -> tuple[dict, int]:
+    """Dense FLOPs of each masked module (summed over its calls) and FLOPs of everything else
+    (with ``count="matmul"``, only the matmul-class rest: policy key count=)."""
     per_module: dict = {}
     rest = 0
     for n in gm.graph.nodes:
@@ -60,9 +61,16 @@ def _layer_flops(gm) -> tuple[dict, int]:
             continue
         if n.op == "call_module" and hasattr(gm.get_submodule(n.target), "weight_mask"):
             per_module[n.target] = per_module.get(n.target, 0) + info.dense_flops
-        else:
+        elif count == "all" or info.category in flops_pass.MATMUL_CATEGORIES:
             rest += info.flops
     return per_module, rest
+
+
+def budget_for(ctx) -> int:
+    """The budget iso=exact solves for: all FLOPs of the original, or their matmul-class part."""
+    if ctx.policy.count == "matmul":
+        return flops_pass.matmul_total(ctx.budget_by_category)
+    return ctx.budget_flops
 
 
 def _largest_dense(gm, budget: int, top: int = 4) -> str:
@@ -103,7 +111,8 @@ def masks(gm, ctx) -> PassResult:
         return PassResult(gm, False, {"masked": 0})
     policy = ctx.policy
     flops_pass.annotate(gm)
-    per_module, rest = _layer_flops(gm)
+    per_module, rest = _layer_flops(gm, policy.count)
+    budget = budget_for(ctx)
     # masked modules of an earlier compile keep their masks: count them with the dense rest
     old = [q for q in per_module if q not in new]
     for q in old:
@@ -112,12 +121,13 @@ def masks(gm, ctx) -> PassResult:
     shapes = {q: tuple(gm.get_submodule(q).weight.shape) for q in new}
     if policy.iso == "exact" and policy.member != "sparse":
         try:
-            dens = densities.iso_exact(shapes, {q: per_module[q] for q in new}, rest, ctx.budget_flops,
+            dens = densities.iso_exact(shapes, {q: per_module[q] for q in new}, rest, budget,
                                        policy.dist, policy.sparsity)
         except IsoFlopError as e:
             e.args = (f"{e.args[0]} Largest dense parts: {_largest_dense(gm, ctx.budget_flops)}.",)
             raise
-        ctx.iso_note = f"iso=exact: densities solved ({policy.dist}) so FLOPs match the dense budget"
+        what = "FLOPs" if policy.count == "all" else "matmul-class FLOPs (count=matmul)"
+        ctx.iso_note = f"iso=exact: densities solved ({policy.dist}) so {what} match the dense budget"
     else:
         dens = densities.nominal(shapes, policy.sparsity, policy.dist)
         why = "member 'sparse' is the non-iso baseline" if policy.member == "sparse" else "iso=nominal"

@@ -10,7 +10,10 @@
   the member is built per group: siftc.members keeps ``groups`` on every conv it makes).
 - ``excluded``: a module path that the policy's ``include=`` globs miss or ``exclude=`` globs hit.
 - ``functional`` / ``unsupported``: weight ops substitute cannot rewrite (F.linear with a
-  parameter, Conv1d/Conv3d, ...), left dense.
+  parameter, a layer kind the policy's member has no builder for: passes/ops.py), left dense.
+- ``opaque``: a module with weights that has no entry in the op registry (passes/ops.py), e.g.
+  nn.GRU or nn.MultiheadAttention: costed with FlopCounterMode, its weights left dense at their
+  size (Sparse Wide keeps every channel group they touch).
 - ``substituted``: modules inside a layer that siftc already rewrote, or already masked (a widened
   layer); compiling twice is a no-op.
 Writes ``node.meta["siftc.role"]`` on weight/norm nodes and ``ctx.left_dense`` (module -> reason).
@@ -20,6 +23,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
+from . import ops
 from .registry import PassResult, register
 
 LEFT_DENSE_REASONS = {
@@ -30,8 +34,9 @@ LEFT_DENSE_REASONS = {
     "excluded": "excluded by the policy's include=/exclude= module globs",
     "norm": "norm: normalisation layers stay dense (SPEC.md); their FLOPs count in the budget",
     "functional": "functional weight op (not an nn.Module call): substitute rewrites nn.Linear/nn.Conv2d modules",
-    "unsupported": "unsupported weight op: substitute rewrites nn.Linear and nn.Conv2d",
+    "unsupported": "unsupported weight op: the policy's member has no builder for this layer kind (passes/ops.py)",
     "multi-input": "called with extra arguments: substitute rewrites single-input calls only",
+    "opaque": "opaque module: no siftc rule",
 }
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
@@ -56,15 +61,14 @@ def inside_member(gm, qualname: str) -> bool:
 
 
 def _weight_kind(gm, node):
-    """'conv' / 'linear' / 'embedding' / 'other-weight' for weight ops, else None."""
+    """'conv' / 'linear' / 'embedding' / 'functional' / 'opaque' for weight ops, else None."""
     if node.op == "call_module":
         m = gm.get_submodule(node.target)
-        if isinstance(m, (nn.Embedding, nn.EmbeddingBag)):
-            return "embedding"
-        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)):
-            return "conv"
-        if isinstance(m, nn.Linear):
-            return "linear"
+        rule = ops.rule_for(m)
+        if rule is not None and (rule.weight or rule.widen):
+            return rule.weight
+        if any(True for _ in m.parameters()):      # no rule, or one that only costs it
+            return "opaque"
         return None
     if node.op == "call_function":
         if node.target in (F.linear, F.conv1d, F.conv2d, F.conv3d):
@@ -76,18 +80,16 @@ def _weight_kind(gm, node):
 
 def _classify(gm, node, first: bool, last: bool, policy) -> str:
     kind = _weight_kind(gm, node)
-    if kind == "embedding":
-        return "embedding"
-    if kind == "functional":
-        return "functional"
+    if kind in ("embedding", "functional", "opaque"):
+        return kind
     m = gm.get_submodule(node.target)
     if inside_member(gm, node.target) or hasattr(m, "weight_mask"):
         return "substituted"
-    if not (type(m) in (nn.Linear, nn.Conv2d)):
+    if policy.member not in ops.members_for(m) and policy.member != "dense":
         return "unsupported"
     if not policy.selects(node.target):
         return "excluded"
-    if isinstance(m, nn.Conv2d) and m.groups != 1 and policy.grouped == "dense":
+    if isinstance(m, nn.modules.conv._ConvNd) and m.groups != 1 and policy.grouped == "dense":
         return "grouped"
     if len(node.args) != 1 or node.kwargs:
         return "multi-input"
@@ -96,6 +98,37 @@ def _classify(gm, node, first: bool, last: bool, policy) -> str:
     if last and policy.head == "dense":
         return "head"
     return "sparsifiable"
+
+
+def _reason(gm, key: str, role: str, policy) -> str:
+    if role == "excluded":
+        return (f"excluded by policy (include={policy.include}"
+                + (f", exclude={policy.exclude}" if policy.exclude else "") + ")")
+    if role == "opaque":
+        mod = gm.get_submodule(key)
+        rule = ops.rule_for(mod)
+        if rule is not None:
+            return (f"{type(mod).__name__}: its rule '{rule.name}' costs it but no member rewrites it; "
+                    f"its weights stay dense at their size")
+        return (f"opaque module {type(mod).__name__}: siftc has no rule for it (passes/ops.py); costed "
+                f"with FlopCounterMode, its weights stay dense at their size")
+    if role == "unsupported":
+        return (f"{type(gm.get_submodule(key)).__name__} has no '{policy.member}' builder "
+                f"(supported: {', '.join(ops.members_for(gm.get_submodule(key))) or 'none'}; passes/ops.py)")
+    return LEFT_DENSE_REASONS[role]
+
+
+def _direct_parameters(gm) -> dict:
+    """{parameter path: reason} of parameters the graph reads directly (get_attr), not through a
+    module call: no member rewrites them, so the report lists them (e.g. a weight used by einsum)."""
+    out = {}
+    params = dict(gm.named_parameters())
+    for n in gm.graph.nodes:
+        if n.op == "get_attr" and n.target in params and params[n.target].dim() >= 2:
+            users = ", ".join(f"'{u.name}'" for u in n.users)
+            out[n.target] = (f"parameter read directly by node {users}, not through an nn.Module layer: "
+                             f"no member rewrites it; left dense")
+    return out
 
 
 @register("roles", "stem / head / embedding / norm / sparsifiable, by graph position", analysis=True)
@@ -133,9 +166,8 @@ def roles(gm, ctx) -> PassResult:
         if weight[n] and n.op == "call_module":
             n.meta["siftc.role"] = by_module[n.target]
     for key, role in {**by_module, **norms}.items():
-        if role == "excluded":
-            ctx.left_dense[key] = (f"excluded by policy (include={ctx.policy.include}"
-                                   + (f", exclude={ctx.policy.exclude}" if ctx.policy.exclude else "") + ")")
-        elif role in LEFT_DENSE_REASONS:
-            ctx.left_dense[key] = LEFT_DENSE_REASONS[role]
+        if role in LEFT_DENSE_REASONS or role == "opaque":
+            ctx.left_dense[key] = _reason(gm, key, role, ctx.policy)
+    for key, reason in _direct_parameters(gm).items():
+        ctx.left_dense.setdefault(key, reason)
     return PassResult(gm, False, counts)

@@ -64,6 +64,12 @@ def propagate_shapes(gm: torch.fx.GraphModule, inputs) -> object:
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     fake_inputs = [mode.from_tensor(x) if isinstance(x, torch.Tensor) else x for x in inputs]
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    # inputs fixed at capture (forward arguments left at their defaults) keep a placeholder with
+    # that default: the graph runs with it, as the model did
+    for p in placeholders[len(fake_inputs):]:
+        if not p.args:
+            break
+        fake_inputs.append(p.args[0])
     if len(placeholders) != len(fake_inputs):
         names = ", ".join(p.target for p in placeholders)
         raise ShapeError(f"the model takes {len(placeholders)} inputs ({names}) but "

@@ -17,6 +17,7 @@ from siftc.context import LayerRecord
 from siftc.errors import SiftcError
 from siftc.members import BUILDERS, sparse_children
 from siftc.members.wide import check_nonlinear, choose_widths, new_sizes, widen
+from .flops import MATMUL_CATEGORIES
 from .registry import PassResult, register
 
 
@@ -75,7 +76,7 @@ def substitute(gm, ctx) -> PassResult:
     calls = _sparsifiable_calls(gm)
     for qualname, nodes in calls.items():
         original = gm.get_submodule(qualname)
-        layer = build(original, ctx.policy)
+        layer = build(original, ctx.policy, out_shape=nodes[0].meta.get("siftc.shape"))
         gm.set_submodule(qualname, layer)
         sub = torch.fx.symbolic_trace(layer)
         for call in nodes:
@@ -84,7 +85,7 @@ def substitute(gm, ctx) -> PassResult:
             name=qualname, kind=type(original).__name__, member=member,
             orig_shape=tuple(original.weight.shape), flops_before=_flops_before(nodes),
             new_modules=[f"{qualname}.{n}" for n, m in layer.named_modules()
-                         if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))],
+                         if isinstance(m, (torch.nn.Linear, torch.nn.modules.conv._ConvNd))],
             sparse_modules=[f"{qualname}.{n}" for n, _ in sparse_children(layer)],
             detail=layer.detail)
     gm.delete_all_unused_submodules()
@@ -101,12 +102,16 @@ def _substitute_wide(gm, ctx) -> PassResult:
     if coupling is None:
         raise SiftcError("member 'wide' needs the channel groups of the 'couple' pass: put 'couple' "
                          "before 'substitute' in the pipeline")
+    calls = _sparsifiable_calls(gm)
+    if not calls:                           # widening dense layers only would just add FLOPs
+        _warn_nothing_sparsifiable(ctx, "wide")
+        return PassResult(gm, False, {"rewritten": 0, "groups_widened": 0})
+    keep_opaque_groups(gm, coupling)
     for _ in range(len(coupling.groups) + 1):      # a broken non-linear relation fixes groups; retry
         values = choose_widths(coupling, ctx.policy)
         if not check_nonlinear(coupling, values):
             break
     sizes = new_sizes(coupling, values)
-    calls = _sparsifiable_calls(gm)
     old_shapes = widen(gm, coupling, sizes, set(calls))
     for qualname, nodes in calls.items():
         mod = gm.get_submodule(qualname)
@@ -118,9 +123,47 @@ def _substitute_wide(gm, ctx) -> PassResult:
     ctx.groups = _group_rows(coupling)
     gm._siftc_shapes_key = None     # same graph code, new weight shapes: shapes must be re-propagated
     widened = sum(1 for g in coupling.groups if g.new_width != g.width)
-    if not calls:
-        _warn_nothing_sparsifiable(ctx, "wide")
     return PassResult(gm, bool(old_shapes), {"rewritten": len(calls), "groups_widened": widened})
+
+
+# roles of call_module nodes whose weights Sparse Wide must not resize: siftc would widen them
+# dense (or into code it does not understand) without a mask to pay for it
+_NOT_WIDENED = {"opaque": "opaque module", "unsupported": "layer without a 'wide' rule",
+                "functional": "functional weight op", "multi-input": "layer called with extra arguments"}
+
+
+def keep_opaque_groups(gm, coupling) -> None:
+    """Fix (keep at their width) the channel groups that touch a weight siftc cannot sparsify:
+    weights of opaque modules (and their children), and parameters read directly by a
+    matmul-class op (einsum, matmul, F.linear). Every kept group says which weight kept it."""
+    blocked: dict = {}
+    for n in gm.graph.nodes:
+        role = n.meta.get("siftc.role")
+        if n.op == "call_module" and role in _NOT_WIDENED:
+            blocked[n.target] = (f"touches {_NOT_WIDENED[role]} '{n.target}' "
+                                 f"({type(gm.get_submodule(n.target)).__name__}), which siftc cannot sparsify")
+        elif n.op == "get_attr":
+            users = [u for u in n.users if u.meta.get("siftc.flops") is not None
+                     and u.meta["siftc.flops"].category in (*MATMUL_CATEGORIES, "uncounted")]
+            if users:
+                blocked[n.target] = (f"touches parameter '{n.target}', read directly by '{users[0].name}' "
+                                     f"({users[0].target if isinstance(users[0].target, str) else getattr(users[0].target, '__name__', users[0].target)}), "
+                                     f"which siftc cannot sparsify")
+
+    def hit(ref) -> str:
+        full = f"{ref.owner}.{ref.name}" if ref.owner else ref.name
+        for key, why in blocked.items():
+            if full == key or ref.owner == key or ref.owner.startswith(key + "."):
+                return why
+        return ""
+    for g in coupling.groups:
+        if g.fixed:
+            continue
+        for key in [k for k, _ in g.members] + list(g.shared):
+            why = hit(coupling.dims[key])
+            if why:
+                g.fixed = why
+                break
 
 
 def _group_rows(coupling) -> list:

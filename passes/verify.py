@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from siftc.errors import VerifyError
+from siftc.errors import IsoFlopError, VerifyError
 from . import flops as flops_pass
 from .registry import PassResult, register
 from .shape_prop import ensure_shapes, output_shapes
@@ -35,7 +35,12 @@ def check_graph(gm, ctx) -> None:
 
 
 def iso_flop_ratio(gm, ctx) -> float:
-    return flops_pass.totals(gm)["total"] / ctx.budget_flops if ctx.budget_flops else 1.0
+    """The ratio the policy's ``count=`` makes exact: all FLOPs, or the matmul-class ones."""
+    t = flops_pass.totals(gm)
+    if ctx.policy.count == "matmul":
+        budget = flops_pass.matmul_total(ctx.budget_by_category)
+        return flops_pass.matmul_total(t) / budget if budget else 1.0
+    return t["total"] / ctx.budget_flops if ctx.budget_flops else 1.0
 
 
 def iso_applies(ctx) -> bool:
@@ -58,5 +63,14 @@ def verify(gm, ctx) -> PassResult:
     if iso_applies(ctx) and abs(ratio - 1.0) > ctx.policy.tol:
         raise VerifyError(f"iso-FLOP broken: compiled FLOPs are {ratio:.4f}x the dense budget "
                           f"(tolerance {ctx.policy.tol}); densities: {ctx.iso_note}")
+    missing = flops_pass.uncounted(gm)
+    if missing:
+        listed = "; ".join(f"node '{u['node']}' ({u['target']}): {u['reason']}" for u in missing[:5])
+        if iso_applies(ctx):
+            raise IsoFlopError(f"verify: iso=exact cannot be guaranteed: {len(missing)} node(s) have a cost siftc "
+                               f"could not establish: {listed}. Give the module kind a FLOP rule "
+                               f"(siftc.register_module_rule, passes/ops.py), or compile with iso=nominal to "
+                               f"accept a ratio that leaves them out (the report lists them as uncounted)")
+        ctx.warn(f"verify: {len(missing)} node(s) are not in any FLOP figure (uncounted): {listed}")
     return PassResult(gm, False, {"iso_flop_ratio": round(ratio, 6)})
 

@@ -13,8 +13,9 @@ from .pass_manager import PassManager
 from .dst import DST
 from .onnx_export import export_onnx, onnx_check
 from .viewer import render_html
+from passes.ops import ModuleRule, register_module as register_module_rule
 
 __all__ = ["compile", "report", "DST", "Policy", "MEMBERS", "TARGETS", "PassManager", "SiftcError", "PolicyError",
            "CaptureError", "ShapeError", "IsoFlopError", "VerifyError", "PassError", "ExportError", "export_onnx",
-           "onnx_check", "render_html"]
+           "onnx_check", "render_html", "ModuleRule", "register_module_rule"]
 __version__ = "0.1.0"

@@ -13,7 +13,7 @@ from .context import CompileContext
 from .dumps import DumpWriter, dump_dir_from_env
 from .pass_record import PassRecorder
 from .errors import SiftcError
-from .handle import SiftcHandle, handle_of
+from .handle import SiftcHandle, attach, handle_of
 from .pass_manager import PassManager
 from .policy import Policy
 
@@ -101,7 +101,7 @@ def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None"
                          kernels=ctx.kernels, mode=mode,
                          iso_note=ctx.iso_note, warnings=ctx.warnings, pipeline=pm.pipeline, timings=pm.timings,
                          passes=recorder.records)
-    gm.siftc = handle
+    attach(gm, handle)
     if writer:
         writer.finish(pm.pipeline, handle)
     if target == "onnx":

@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 
 from passes import flops as flops_pass
+from passes.lower_train import GradMask, install as install_grad_masks
 from passes.shape_prop import ensure_shapes
 
 from . import patterns
@@ -118,6 +119,10 @@ class DST:
         self._check_optimizer()
         self._apply_masks()
         self._arm_capture()
+        # Before every optimizer step: a masked weight whose gradient hook is missing (a model
+        # loaded with torch.load and run only through torch.compile) gets its gradient masked
+        # here and its hook back, so masks hold whatever ran the forward.
+        self._guard = optimizer.register_step_pre_hook(self._mask_unhooked_grads)
 
     # ------------------------------------------------------------------ schedule
     def is_update_step(self, t: int) -> bool:
@@ -208,6 +213,22 @@ class DST:
         if not params & in_opt:
             raise SiftcError("siftc.DST: the optimizer holds none of the compiled model's masked weights; "
                              "build it from gm.parameters()")
+        missing = [q for q, m in self.modules.items() if id(m.weight) not in in_opt]
+        if missing:   # RigL/SET would grow weights that nothing trains
+            shown = ", ".join(f"{q}.weight" for q in missing[:5]) + (f", ... ({len(missing)} in all)" if len(missing) > 5 else "")
+            raise SiftcError(f"siftc.DST: the optimizer lacks {len(missing)} of the {len(self.modules)} masked "
+                             f"weights ({shown}); mask updates would grow weights nothing trains. Build the "
+                             f"optimizer from gm.parameters() (or param groups covering every masked weight)")
+
+    def _mask_unhooked_grads(self, optimizer, args, kwargs) -> None:
+        for m in self.modules.values():
+            w = m.weight
+            if w.grad is None or any(isinstance(h, GradMask) and h.module is m
+                                     for h in (w._backward_hooks or {}).values()):
+                continue
+            with torch.no_grad():
+                w.grad.masked_fill_(~m.weight_mask, 0.0)
+            install_grad_masks(m)
 
     def _zero_state(self, weight, positions: torch.Tensor) -> None:
         state = self.optimizer.state.get(weight)

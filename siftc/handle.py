@@ -50,6 +50,17 @@ class SiftcHandle:
         return f"SiftcHandle(policy={self.policy}, target={self.target}, layers={len(self.layers)})"
 
 
+# GraphModule.__deepcopy__ re-sets the attributes named under this meta key on the copy (and
+# deep-copies the handle with the copy as its .gm), so copy.deepcopy(gm).siftc exists
+_PRESERVED = getattr(torch.fx.graph_module, "_USER_PRESERVED_ATTRIBUTES_KEY", "_user_preserved_attributes")
+
+
+def attach(gm, handle: SiftcHandle) -> None:
+    """Set ``gm.siftc`` so that it survives copy.deepcopy and torch.save/torch.load."""
+    gm.siftc = handle
+    gm.meta.setdefault(_PRESERVED, {})["siftc"] = handle
+
+
 def handle_of(model):
     h = getattr(model, "siftc", None) if isinstance(model, torch.fx.GraphModule) else None
     return h if isinstance(h, SiftcHandle) else None

@@ -32,6 +32,7 @@ _CHOICES = {
     "capture": ("auto", "fx", "export"),  # auto: torch.fx, falling back to torch.export when fx fails
     "grouped": ("dense", "apply"),        # grouped/depthwise convs: left dense, or the member per group
     "combine": ("sum", "mean"),           # Sparse Parallel: branch outputs summed (SPEC.md) or averaged
+    "count": ("all", "matmul"),           # which FLOPs iso=exact equalises: every op, or matmul-class only
 }
 
 
@@ -59,6 +60,7 @@ class Policy:
     combine: str = "sum"        # parallel: sum (SPEC.md) | mean (1/k x sum: keeps the layer's output scale)
     include: str = "*"          # module-path globs ('|'-separated) a member may rewrite
     exclude: str = ""           # module-path globs ('|'-separated) left dense, e.g. *.attn.*
+    count: str = "all"          # iso=exact equalises all FLOPs (norms, activations too) or matmul-class only
 
     def __post_init__(self):
         if self.member not in MEMBERS:

@@ -28,6 +28,12 @@ class Report:
     dense_params: int
     nonzero_params: int
     iso_note: str
+    matmul_budget_flops: int = 0     # matmul-class part of the budget (what FlopCounterMode counts)
+    matmul_flops: int = 0            # matmul-class part of the compiled FLOPs (mask non-zeros counted)
+    matmul_ratio: float = 1.0        # matmul_flops / matmul_budget_flops
+    count: str = "all"               # which ratio the iso solve made exact (policy key count=)
+    uncounted: list = field(default_factory=list)   # {node, target, reason}: costs siftc could not see
+    measured: list = field(default_factory=list)    # {node, target, flops, reason}: costed by FlopCounterMode
     layers: list = field(default_factory=list)
     left_dense: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
@@ -41,7 +47,11 @@ class Report:
         lines = [f"siftc report: {self.model}  policy={self.policy}  target={self.target}",
                  f"  dense budget FLOPs   {self.budget_flops:>18,}",
                  f"  compiled FLOPs       {self.sparse_flops:>18,}   (mask non-zeros counted)",
-                 f"  iso-FLOP ratio       {self.iso_flop_ratio:>18.4f}   {self.iso_note}",
+                 f"  iso-FLOP ratio       {self.iso_flop_ratio:>18.4f}   "
+                 f"(all FLOPs{', solved' if self.count == 'all' else ''}) {self.iso_note}",
+                 f"  matmul-class ratio   {self.matmul_ratio:>18.4f}   (conv/linear/matmul/attention/opaque only, "
+                 f"as FlopCounterMode counts{', solved' if self.count == 'matmul' else ''}: "
+                 f"{self.matmul_flops:,} / {self.matmul_budget_flops:,})",
                  f"  params original      {self.original_params:>18,}",
                  f"  params compiled      {self.dense_params:>18,}   (dense-equivalent)",
                  f"  params non-zero      {self.nonzero_params:>18,}"]
@@ -63,6 +73,12 @@ class Report:
                                  f"{k['sparse_ms']:.3f} | {k['speedup']:.2f}x")
                 else:    # CUDA 2:4: no timing, a reason
                     lines.append(f"  {k['kernel']} | {name} | {k.get('reason', '')}")
+        if self.measured:
+            lines += ["", "  costed by FlopCounterMode (no siftc rule) | FLOPs"]
+            lines += [f"  {m['node']} ({m['target']}) | {m['flops']:,}" for m in self.measured]
+        if self.uncounted:
+            lines += ["", "  UNCOUNTED (not in any ratio above) | reason"]
+            lines += [f"  {u['node']} ({u['target']}) | {u['reason']}" for u in self.uncounted]
         if self.left_dense:
             lines += ["", "  left dense | reason | FLOPs"]
             for d in self.left_dense:
@@ -79,7 +95,12 @@ class Report:
         for c in cats:
             out.append(f"| {c} | {self.budget_by_category.get(c, 0):,} | {self.flops_by_category.get(c, 0):,} |")
         out.append(f"| **total** | **{self.budget_flops:,}** | **{self.sparse_flops:,}** |")
-        out += ["", f"iso-FLOP ratio: {self.iso_flop_ratio:.6f} ({self.iso_note})", ""]
+        out += ["", f"iso-FLOP ratio: {self.iso_flop_ratio:.6f} ({self.iso_note})",
+                f"matmul-class ratio: {self.matmul_ratio:.6f} ({self.matmul_flops:,} / {self.matmul_budget_flops:,})", ""]
+        if self.uncounted:
+            out += ["| uncounted node | target | reason |", "|---|---|---|"]
+            out += [f"| {u['node']} | {u['target']} | {u['reason']} |" for u in self.uncounted]
+            out.append("")
         if self.layers:
             out += ["| layer | member | FLOPs before | FLOPs after | sparsity |", "|---|---|---:|---:|---:|"]
             for L in self.layers:
@@ -155,9 +176,13 @@ def build_report(gm, state, refresh: bool = True) -> Report:
                        "flops_before": rec.flops_before, "flops_after": by_module.get(rec.name, 0)})
     left = [{"name": k, "reason": v, "flops": by_module.get(k, 0)} for k, v in state.left_dense.items()]
     budget = state.budget_flops or t["total"]
+    mm_budget = flops_pass.matmul_total(state.budget_by_category) if state.budget_by_category else flops_pass.matmul_total(t)
+    mm = flops_pass.matmul_total(t)
     return Report(model=state.model_name, policy=str(state.policy), target=state.target,
                   budget_flops=budget, sparse_flops=t["total"],
                   iso_flop_ratio=t["total"] / budget if budget else 1.0,
+                  matmul_budget_flops=mm_budget, matmul_flops=mm, matmul_ratio=mm / mm_budget if mm_budget else 1.0,
+                  count=state.policy.count, uncounted=flops_pass.uncounted(gm), measured=flops_pass.measured(gm),
                   flops_by_category={k: v for k, v in t.items() if k not in ("total", "dense_total")},
                   budget_by_category=dict(state.budget_by_category),
                   original_params=state.original_params or dense_params, dense_params=dense_params,

@@ -42,9 +42,10 @@ def kaiming_(layer: nn.Module) -> nn.Module:
 
 
 def new_like(layer: nn.Module, in_features=None, out_features=None, *, kernel=True, bias=None):
-    """A fresh nn.Linear / nn.Conv2d like ``layer`` with other in/out sizes.
+    """A fresh nn.Linear / nn.ConvNd / nn.ConvTransposeNd like ``layer`` with other in/out sizes.
 
-    For a conv, ``kernel=False`` makes a 1x1, stride-1, unpadded conv (factorized/doped V).
+    For a conv, ``kernel=False`` makes a 1x1, stride-1, unpadded (non-transposed) conv of the same
+    dimensionality (factorized/doped V).
     """
     w = layer.weight
     kw = dict(device=w.device, dtype=w.dtype)
@@ -54,17 +55,24 @@ def new_like(layer: nn.Module, in_features=None, out_features=None, *, kernel=Tr
     if isinstance(layer, nn.Linear):
         new = skip_init(nn.Linear, in_features or layer.in_features, out_features or layer.out_features,
                         bias=has_bias, **kw)
-    elif isinstance(layer, nn.Conv2d):
+    elif isinstance(layer, nn.modules.conv._ConvNd):
         cin, cout = in_features or layer.in_channels, out_features or layer.out_channels
         # a grouped conv's member keeps its groups: every conv it makes is per group (grouped=apply)
         if kernel:
-            new = skip_init(nn.Conv2d, cin, cout, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
-                            groups=layer.groups, bias=has_bias, padding_mode=layer.padding_mode, **kw)
+            extra = dict(output_padding=layer.output_padding) if layer.transposed else {}
+            new = skip_init(type(layer), cin, cout, layer.kernel_size, layer.stride, layer.padding,
+                            dilation=layer.dilation, groups=layer.groups, bias=has_bias,
+                            padding_mode=layer.padding_mode, **extra, **kw)
         else:
-            new = skip_init(nn.Conv2d, cin, cout, 1, groups=layer.groups, bias=has_bias, **kw)
+            new = skip_init(_CONV_BY_DIMS[len(layer.kernel_size)], cin, cout, 1, groups=layer.groups,
+                            bias=has_bias, **kw)
     else:
-        raise TypeError(f"members rewrite nn.Linear and nn.Conv2d, not {type(layer).__name__}")
+        raise TypeError(f"members rewrite nn.Linear and convolutions, not {type(layer).__name__}")
     return kaiming_(new)
+
+
+_CONV_BY_DIMS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_BATCHNORM_BY_DIMS = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 
 
 def fan(layer: nn.Module) -> tuple[int, int]:
@@ -77,16 +85,29 @@ def fan(layer: nn.Module) -> tuple[int, int]:
 
 
 def groups_of(layer: nn.Module) -> int:
-    return getattr(layer, "groups", 1) if isinstance(layer, nn.Conv2d) else 1
+    return getattr(layer, "groups", 1) if isinstance(layer, nn.modules.conv._ConvNd) else 1
 
 
 def in_size(layer: nn.Module) -> int:
     return layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels
 
 
-def norm_for(layer: nn.Module, channels: int) -> nn.Module:
-    """The norm a member inserts: BatchNorm2d after a conv, LayerNorm after a linear."""
+NO_NORM_NOTE = "no inserted norms (1x1 spatial output: BatchNorm cannot train at batch 1)"
+
+
+def one_by_one(layer: nn.Module, out_shape) -> bool:
+    """A conv whose output is 1x1 spatial (squeeze-excite): a BatchNorm after it sees one value
+    per channel at batch 1 and cannot train there, while the original layer can."""
+    return (isinstance(layer, nn.modules.conv._ConvNd) and isinstance(out_shape, tuple) and len(out_shape) > 2
+            and all(isinstance(d, int) for d in out_shape) and math.prod(out_shape[2:]) == 1)
+
+
+def norm_for(layer: nn.Module, channels: int, out_shape=None) -> nn.Module:
+    """The norm a member inserts: BatchNorm1d/2d/3d after a conv, LayerNorm after a linear;
+    nothing (Identity) after a conv with a 1x1 spatial output (``one_by_one``)."""
+    if one_by_one(layer, out_shape):
+        return nn.Identity()
     w = layer.weight
-    if isinstance(layer, nn.Conv2d):
-        return nn.BatchNorm2d(channels, device=w.device, dtype=w.dtype)
+    if isinstance(layer, nn.modules.conv._ConvNd):
+        return _BATCHNORM_BY_DIMS[len(layer.kernel_size)](channels, device=w.device, dtype=w.dtype)
     return nn.LayerNorm(channels, device=w.device, dtype=w.dtype)

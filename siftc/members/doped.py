@@ -35,6 +35,6 @@ class DopedLayer(MemberLayer):
         return self.S(x) + self.V(self.U(x))
 
     @classmethod
-    def build(cls, original, policy):
+    def build(cls, original, policy, out_shape=None):
         d_in, d_out = fan(original)     # per group for a grouped conv (grouped=apply)
         return cls(original, doped_rank(d_in, d_out, policy.sparsity) * groups_of(original))

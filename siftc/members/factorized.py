@@ -10,7 +10,7 @@ import math
 import torch.nn.functional as F
 from torch import nn
 
-from .base import MemberLayer, fan, groups_of, in_size, mark_sparse, new_like, norm_for
+from .base import NO_NORM_NOTE, MemberLayer, fan, groups_of, in_size, mark_sparse, new_like, norm_for, one_by_one
 
 
 def factorized_inner_dim(d_in: int, d_out: int, sparsity: float) -> int:
@@ -22,17 +22,18 @@ def factorized_inner_dim(d_in: int, d_out: int, sparsity: float) -> int:
 class FactorizedLayer(MemberLayer):
     member = "factorized"
 
-    def __init__(self, original: nn.Module, d: int):
+    def __init__(self, original: nn.Module, d: int, out_shape=None):
         g = groups_of(original)
-        super().__init__(original, f"inner d={d}" + (f" ({d // g} per group, {g} groups)" if g > 1 else ""))
+        super().__init__(original, f"inner d={d}" + (f" ({d // g} per group, {g} groups)" if g > 1 else "")
+                         + (f", {NO_NORM_NOTE}" if one_by_one(original, out_shape) else ""))
         self.U = mark_sparse(new_like(original, in_size(original), d, bias=False))
-        self.norm = norm_for(original, d)
+        self.norm = norm_for(original, d, out_shape)
         self.V = mark_sparse(new_like(original, d, None, kernel=False))
 
     def forward(self, x):
         return self.V(F.relu(self.norm(self.U(x))))
 
     @classmethod
-    def build(cls, original, policy):
+    def build(cls, original, policy, out_shape=None):
         d_in, d_out = fan(original)     # per group for a grouped conv (grouped=apply)
-        return cls(original, factorized_inner_dim(d_in, d_out, policy.sparsity) * groups_of(original))
+        return cls(original, factorized_inner_dim(d_in, d_out, policy.sparsity) * groups_of(original), out_shape)

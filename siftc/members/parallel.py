@@ -17,7 +17,7 @@ import math
 import torch.nn.functional as F
 from torch import nn
 
-from .base import MemberLayer, mark_sparse, new_like, norm_for
+from .base import NO_NORM_NOTE, MemberLayer, mark_sparse, new_like, norm_for, one_by_one
 
 
 def parallel_branches(sparsity: float) -> int:
@@ -27,12 +27,13 @@ def parallel_branches(sparsity: float) -> int:
 class ParallelLayer(MemberLayer):
     member = "parallel"
 
-    def __init__(self, original: nn.Module, k: int, combine: str = "sum"):
-        super().__init__(original, f"k={k} branches" + (", mean" if combine == "mean" else ""))
+    def __init__(self, original: nn.Module, k: int, combine: str = "sum", out_shape=None):
+        super().__init__(original, f"k={k} branches" + (", mean" if combine == "mean" else "")
+                         + (f", {NO_NORM_NOTE}" if one_by_one(original, out_shape) else ""))
         self.scale = 1.0 / k if combine == "mean" else 1.0
-        out = original.weight.shape[0]
+        out = original.out_features if isinstance(original, nn.Linear) else original.out_channels
         self.branches = nn.ModuleList(mark_sparse(new_like(original)) for _ in range(k))
-        self.norms = nn.ModuleList(norm_for(original, out) for _ in range(k))
+        self.norms = nn.ModuleList(norm_for(original, out, out_shape) for _ in range(k))
 
     def forward(self, x):
         out = F.relu(self.norms[0](self.branches[0](x)))
@@ -41,5 +42,5 @@ class ParallelLayer(MemberLayer):
         return out * self.scale if self.scale != 1.0 else out
 
     @classmethod
-    def build(cls, original, policy):
-        return cls(original, parallel_branches(policy.sparsity), policy.combine)
+    def build(cls, original, policy, out_shape=None):
+        return cls(original, parallel_branches(policy.sparsity), policy.combine, out_shape)

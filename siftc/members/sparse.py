@@ -21,5 +21,5 @@ class SparseLayer(MemberLayer):
         return self.W(x)
 
     @classmethod
-    def build(cls, original, policy):
+    def build(cls, original, policy, out_shape=None):
         return cls(original)

@@ -1,0 +1,154 @@
+"""The op registry: what siftc knows about each kind of module, in one entry per kind.
+
+One ``ModuleRule`` says, for a torch.nn module kind (in the style of Torch-Pruning's handler
+registry):
+- ``category`` and ``cost``: its forward FLOPs at the node's shapes (convention in
+  passes/README.md, "FLOP convention");
+- ``weight``: what roles calls its weight op (``conv``, ``linear``, ``embedding``) or None;
+- ``members``: the Sparse-IFT members substitute can build for it (an empty tuple: it is never
+  rewritten, only costed);
+- ``widen``: whether Sparse Wide may give its weights new sizes.
+
+A module kind without an entry is **opaque**: ``flops`` costs it by running it under
+``torch.utils.flop_counter.FlopCounterMode`` on meta tensors (its matmul-class FLOPs), ``roles``
+lists its weights as left dense with the reason, and Sparse Wide keeps every channel group its
+weights touch at its width (it never widens what it cannot sparsify). Supporting a new kind is
+one ``register_module`` call here.
+
+Rules are found by the module's class and then its bases (``nn.Linear`` subclasses are costed as
+linears), but members and widening need an entry for the *exact* class: a subclass may change
+``forward``, so it is costed and left dense unless it is registered itself.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from torch import nn
+
+# Members that rebuild a layer (substitute) and those that only mask it at its (possibly
+# widened) shape: the latter work on any weight layout.
+ALL_MEMBERS = ("sparse", "wide", "parallel", "factorized", "doped")
+MASK_ONLY = ("sparse", "wide")
+
+
+@dataclass(frozen=True)
+class ModuleRule:
+    name: str
+    category: str                 # FLOP category (flops.FlopInfo.category)
+    cost: Callable                # (out_shape, in_shape, module, nnz) -> (dense_flops, flops)
+    weight: Optional[str] = None  # conv | linear | embedding | None
+    members: tuple = ()           # members substitute can build for this exact class
+    widen: bool = False           # Sparse Wide may resize its weights (a kind it has no rule for: never)
+    exact_only: bool = True       # members/widening only for the exact class (not subclasses)
+
+
+_RULES: dict = {}
+
+
+def register_module(types, rule: ModuleRule) -> None:
+    for t in (types if isinstance(types, tuple) else (types,)):
+        _RULES[t] = rule
+
+
+def rule_for(module) -> Optional[ModuleRule]:
+    """The rule of ``module``'s class, else of its nearest registered base class; None: opaque."""
+    for klass in type(module).__mro__:
+        r = _RULES.get(klass)
+        if r is not None:
+            return r
+    return None
+
+
+def exact_rule(module) -> Optional[ModuleRule]:
+    """The rule registered for exactly ``type(module)`` (members and widening need this)."""
+    r = _RULES.get(type(module))
+    if r is None:
+        r = rule_for(module)
+        if r is not None and r.exact_only:
+            return None
+    return r
+
+
+def members_for(module) -> tuple:
+    r = exact_rule(module)
+    return r.members if r is not None else ()
+
+
+def _numel(shape) -> int:
+    return math.prod(shape) if isinstance(shape, tuple) and all(isinstance(d, int) for d in shape) else 0
+
+
+# --- cost functions: (out_shape, in_shape, module, nnz) -> (dense FLOPs, FLOPs with nnz) ------------
+
+def linear_cost(out, _in, mod, nnz):
+    out_f, in_f = mod.weight.shape
+    rows = _numel(out) // out_f
+    return 2 * rows * in_f * out_f, 2 * rows * nnz
+
+
+def conv_cost(out, _in, mod, nnz):
+    """2 x output positions x weight entries (flop_counter's conv_flop)."""
+    positions = _numel(out) // mod.weight.shape[0]
+    return 2 * positions * mod.weight.numel(), 2 * positions * nnz
+
+
+def conv_transpose_cost(_out, inp, mod, nnz):
+    """A transposed conv multiplies every *input* position by every weight entry (flop_counter's
+    conv_flop with transposed=True: the input's spatial size, weight stored in x out/g x k)."""
+    positions = _numel(inp) // mod.weight.shape[0] if inp else 0
+    return 2 * positions * mod.weight.numel(), 2 * positions * nnz
+
+
+def per_output(k: int):
+    def cost(out, _in, _mod, _nnz):
+        n = k * _numel(out)
+        return n, n
+    return cost
+
+
+def pool_window_cost(out, _in, mod, _nnz):
+    k = mod.kernel_size
+    dims = 3 if "3d" in type(mod).__name__ else 2 if "2d" in type(mod).__name__ else 1
+    window = math.prod(k) if isinstance(k, tuple) else k ** dims
+    return window * _numel(out), window * _numel(out)
+
+
+def per_input(_out, inp, _mod, _nnz):
+    n = _numel(inp) if inp else 0
+    return n, n
+
+
+def free(_out, _in, _mod, _nnz):
+    return 0, 0
+
+
+# --- the entries -------------------------------------------------------------------------------------
+
+register_module(nn.Linear, ModuleRule("linear", "linear", linear_cost, weight="linear", members=ALL_MEMBERS,
+                                      widen=True))
+register_module((nn.Conv1d, nn.Conv2d, nn.Conv3d),
+                ModuleRule("conv", "conv", conv_cost, weight="conv", members=ALL_MEMBERS, widen=True))
+# Transposed convs: masking works on any layout and Sparse Parallel copies the layer; factorized
+# and doped would need a transposed U with a 1x1 V at another resolution (not built yet).
+register_module((nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d),
+                ModuleRule("conv-transpose", "conv", conv_transpose_cost, weight="conv",
+                           members=("sparse", "wide", "parallel"), widen=True))
+register_module((nn.Embedding, nn.EmbeddingBag),
+                ModuleRule("embedding", "embedding", free, weight="embedding", members=("wide",), widen=True))
+register_module((nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm),
+                ModuleRule("norm", "norm", per_output(4), widen=True, exact_only=False))
+register_module((nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Hardswish, nn.Hardsigmoid,
+                 nn.LeakyReLU, nn.ELU, nn.Mish, nn.PReLU),
+                ModuleRule("activation", "act", per_output(1), widen=True, exact_only=False))
+register_module((nn.Softmax, nn.LogSoftmax), ModuleRule("softmax", "softmax", per_output(5), exact_only=False))
+register_module((nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d),
+                ModuleRule("pool", "pool", pool_window_cost, exact_only=False))
+register_module((nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
+                 nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d),
+                ModuleRule("adaptive-pool", "pool", per_input, exact_only=False))
+register_module((nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity,
+                 nn.Flatten, nn.Unflatten, nn.Upsample, nn.ZeroPad2d, nn.ConstantPad1d, nn.ConstantPad2d,
+                 nn.ReflectionPad2d, nn.ChannelShuffle, nn.PixelShuffle, nn.PixelUnshuffle),
+                ModuleRule("free", "none", free, exact_only=False))
