@@ -21,6 +21,7 @@ from torch import nn
 
 from siftc.errors import CaptureError
 from .capture_export import capture_with_export
+from .decompose import TRACE_THROUGH, decompose_attention
 from .lift_modules import lift_modules
 from .mode_ops import follow_training_flag
 from .registry import PassResult, register
@@ -39,6 +40,8 @@ class _Tracer(torch.fx.Tracer):
             return True
         if qualname in self.leaf_names:
             return True
+        if type(m) in TRACE_THROUGH:        # their attention is decomposed: trace to reach the linears
+            return False
         return super().is_leaf_module(m, qualname)
 
 
@@ -112,6 +115,9 @@ def capture(gm, ctx) -> PassResult:
     how = ctx.policy.capture
     if how in ("auto", "fx"):
         copied = copy.deepcopy(model)
+        decomposed, notes = decompose_attention(copied, ctx.leaf_modules)       # nn.MultiheadAttention -> 4 linears + SDPA
+        for note in notes:
+            ctx.warn(note)
         fixed = {**defaults_for_missing(model, len(ctx.example_inputs), ctx.concrete_args), **(ctx.concrete_args or {})}
         try:
             out = trace(copied, ctx.leaf_modules, fixed or None)
@@ -127,11 +133,17 @@ def capture(gm, ctx) -> PassResult:
             mode_ops = follow_training_flag(out.graph, copied)   # F.dropout(training=True) etc. read .training
             if lifted or mode_ops:
                 out = torch.fx.GraphModule(copied, out.graph, type(model).__name__)
-            return PassResult(out, True, {"retraced": 1, "via": "fx", "lifted_modules": lifted, "mode_ops": mode_ops})
+            return PassResult(out, True, {"retraced": 1, "via": "fx", "lifted_modules": lifted, "mode_ops": mode_ops,
+                                          "decomposed_attention": decomposed})
     if ctx.leaf_modules or ctx.concrete_args:
         raise CaptureError("leaf_modules= and concrete_args= are torch.fx options; with capture=export "
                            "(or when fx fails) leave them out")
-    out, warnings, stats = capture_with_export(model, ctx.example_inputs)   # it works on deep copies
+    source = copy.deepcopy(model)
+    decomposed, notes = decompose_attention(source)
+    for note in notes:
+        ctx.warn(note)
+    out, warnings, stats = capture_with_export(source, ctx.example_inputs)   # it works on deep copies
+    stats["decomposed_attention"] = decomposed
     for w in warnings:
         ctx.warn(w)
     return PassResult(out, True, {"retraced": 1, "via": "export", **stats})

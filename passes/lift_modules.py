@@ -27,14 +27,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .decompose import TRACE_THROUGH
+
 aten = torch.ops.aten
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
 def _is_torch_leaf(m: nn.Module) -> bool:
-    # torch.fx's default leaf rule (Tracer.is_leaf_module)
-    return type(m).__module__.startswith("torch.nn") and not isinstance(m, _CONTAINERS)
+    # torch.fx's default leaf rule (Tracer.is_leaf_module), less the layers capture traces through
+    return (type(m).__module__.startswith("torch.nn") and not isinstance(m, _CONTAINERS)
+            and type(m) not in TRACE_THROUGH)
 
 
 def _conv1d_like(m: nn.Module) -> bool:

@@ -131,6 +131,19 @@ def _direct_parameters(gm) -> dict:
     return out
 
 
+def _list_the_rest(gm, by_module: dict, left_dense: dict) -> None:
+    """Every weight (a parameter with 2+ dims) that no member will rewrite and no entry lists yet
+    gets one, so the report accounts for all of them (e.g. a parameter forward never reads)."""
+    covered = [k for k, role in by_module.items() if role in ("sparsifiable", "substituted")] + list(left_dense)
+    for name, p in gm.named_parameters():
+        if p.dim() < 2 or any(name == c or name.startswith(c + ".") for c in covered):
+            continue
+        owner = name.rpartition(".")[0]
+        if inside_member(gm, name) or any(owner == c or owner.startswith(c + ".") for c in covered):
+            continue
+        left_dense[name] = "not read by the captured graph at these inputs (unused in forward): left as it is"
+
+
 @register("roles", "stem / head / embedding / norm / sparsifiable, by graph position", analysis=True)
 def roles(gm, ctx) -> PassResult:
     nodes = list(gm.graph.nodes)
@@ -170,4 +183,5 @@ def roles(gm, ctx) -> PassResult:
             ctx.left_dense[key] = _reason(gm, key, role, ctx.policy)
     for key, reason in _direct_parameters(gm).items():
         ctx.left_dense.setdefault(key, reason)
+    _list_the_rest(gm, by_module, ctx.left_dense)
     return PassResult(gm, False, counts)

@@ -125,6 +125,11 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_conformance(args) -> int:
+    from models_zoo import conformance
+    return conformance.main(args)
+
+
 def cmd_bench(args) -> int:
     from . import bench
     return bench.main(args)
@@ -181,6 +186,18 @@ def main(argv=None) -> int:
                    help="run cells I, I+N, I+2N, ... of the grid (N runners side by side, one per core)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(fn=cmd_experiment)
+    p = sub.add_parser("conformance", help="compile real torchvision / Hugging Face models x members and check "
+                                           "each cell end to end (needs torchvision and transformers)")
+    p.add_argument("--models", default=None, help="comma-separated (default: every torchvision classification "
+                                                  "model, hf_gpt2, hf_bert, hf_llama)")
+    p.add_argument("--members", default=None, help="comma-separated (default: wide,parallel,factorized,doped,sparse)")
+    p.add_argument("--out", default="models_zoo/results/conformance.jsonl", help="JSON lines (resumed)")
+    p.add_argument("--table", default=None, metavar="PATH", help="also write the markdown matrix here")
+    p.add_argument("--table-only", action="store_true", help="run nothing: print the matrix of --out")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export + onnxruntime check")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(fn=cmd_conformance)
     p = sub.add_parser("bench", help="benchmarks that print ratios measured side by side")
     p.add_argument("what", choices=["compile", "dst", "onnx", "lower"])
     p.add_argument("--sparsity", type=float, default=0.9, help="bench lower: Sparse Wide sparsity")

@@ -108,7 +108,8 @@ def test_matmul_flops_equal_flop_counter_on_modules_without_rules(name):
     gm = _compile(model, "sparse:0.5", x)
     rep = gm.siftc.report()
     assert rep.matmul_budget_flops == flop_counter(model, (x,))
-    assert rep.measured, "a module or function without a rule must be listed as measured"
+    if name in ("gru", "einsum"):     # attention and encoder layers are decomposed (tested below)
+        assert rep.measured, "a module or function without a rule must be listed as measured"
     assert not rep.uncounted
     # the compiled graph's dense matmul-class count agrees too (masks ignored by FlopCounterMode)
     dense_compiled = sum(n.meta["siftc.flops"].dense_flops for n in gm.graph.nodes
@@ -128,6 +129,16 @@ def test_lstm_is_costed_by_its_decomposition():
     assert rep.matmul_budget_flops == linears + lstm
 
 
+def test_matmul_flops_of_opaque_modules_kept_opaque():
+    """With capture kept from decomposing them (leaf_modules), attention and encoder layers are
+    opaque: costed by FlopCounterMode, weights listed dense."""
+    for name in ("encoder", "attention"):
+        model, x = SEQ_MODELS[name]().eval(), torch.randn(2, 8, 16)
+        leaf = nn.TransformerEncoderLayer if name == "encoder" else nn.MultiheadAttention
+        rep = _compile(model, "sparse:0.5", x, leaf_modules=[leaf]).siftc.report()
+        assert rep.measured and rep.matmul_budget_flops == flop_counter(model, (x,))
+
+
 def test_gru_sparse_ratio_covers_the_gru():
     """sparse:0.9 on the GRU net reported 0.736 (the GRU, ~92% of the FLOPs, was counted as 0):
     the ratio must include the dense GRU, so it stays close to 1."""
@@ -138,6 +149,19 @@ def test_gru_sparse_ratio_covers_the_gru():
     assert any(d["name"] == "rnn" and "opaque" in d["reason"] for d in rep.left_dense)
 
 
+@pytest.mark.parametrize("name", sorted(SEQ_MODELS))
+def test_every_weight_is_transformed_or_listed(name):
+    """No weight goes unmentioned: each parameter with 2+ dims of the compiled model belongs to a
+    rewritten layer or to a 'left dense' entry with its reason."""
+    model = SEQ_MODELS[name]()
+    gm = _compile(model.eval(), "parallel:0.75", torch.randn(2, 8, 16))
+    rep = gm.siftc.report()
+    owners = [L["name"] for L in rep.layers] + [d["name"] for d in rep.left_dense]
+    for pname, p in gm.named_parameters():
+        if p.dim() >= 2:
+            assert any(pname == o or pname.startswith(o + ".") for o in owners), f"{pname} is not accounted for"
+
+
 def test_report_prints_both_ratios_and_the_measured_ops():
     rep = _compile(GRUNet(), "sparse:0.9", torch.randn(2, 8, 16)).siftc.report()
     text = str(rep)
@@ -145,12 +169,11 @@ def test_report_prints_both_ratios_and_the_measured_ops():
     assert abs(rep.matmul_ratio - rep.matmul_flops / rep.matmul_budget_flops) < 1e-12
 
 
-@pytest.mark.parametrize("name", ["encoder", "einsum", "gru"])
+@pytest.mark.parametrize("name", ["einsum", "gru"])
 def test_wide_never_widens_what_it_cannot_sparsify(name):
-    """Sparse Wide widened the FFN inside a TransformerEncoderLayer (x1.5 real FLOPs), the einsum
-    weight (x2.9) and the GRU input, all dense, with a report of 1.0000. Now every group that
-    touches such a weight keeps its width, and FlopCounterMode on the compiled model (masks
-    ignored) shows no dense growth beyond the layers siftc masked."""
+    """Sparse Wide widened the einsum weight (x2.9 real FLOPs) and the GRU input, dense, with a
+    report of 1.0000 (and the FFN inside a TransformerEncoderLayer: now decomposed and transformed,
+    see below). Every group that touches such a weight now keeps its width."""
     torch.manual_seed(0)
     model, x = SEQ_MODELS[name]().eval(), torch.randn(2, 8, 16)
     gm = _compile(model, "wide:0.75", x)
@@ -162,6 +185,86 @@ def test_wide_never_widens_what_it_cannot_sparsify(name):
                 and not pname.startswith(("inp.", "out.")):          # stem/head widen by design (SPEC)
             assert p.shape == orig[pname].shape, f"{pname} was widened but is not sparse"
     assert abs(rep.iso_flop_ratio - 1.0) < 0.005
+
+
+@pytest.mark.parametrize("member", ["wide", "parallel", "factorized", "doped"])
+@pytest.mark.parametrize("name", ["encoder", "attention"])
+def test_attention_and_encoder_layers_are_transformed(name, member):
+    """nn.MultiheadAttention and nn.TransformerEncoderLayer were opaque (their FLOPs uncounted, and
+    wide widened the FFN dense). Capture now decomposes the attention into q/k/v/out linears and
+    traces the encoder layer, so every member rewrites the projections and the FFN."""
+    torch.manual_seed(0)
+    model, x = SEQ_MODELS[name]().eval(), torch.randn(2, 8, 16)
+    gm = _compile(model, f"{member}:0.75", x)
+    rep = gm.siftc.report()
+    prefix = "enc.self_attn" if name == "encoder" else "attn"
+    names = {L["name"] for L in rep.layers}
+    assert {f"{prefix}.{p}_proj" for p in "qkv"} | {f"{prefix}.out_proj"} <= names
+    if name == "encoder":
+        assert {"enc.linear1", "enc.linear2"} <= names
+    assert not rep.measured and abs(rep.iso_flop_ratio - 1) < 0.005
+    assert rep.matmul_budget_flops == flop_counter(model, (x,))
+    gm.train()
+    gm(x).sum().backward()
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("need_weights", [True, False])
+@pytest.mark.parametrize("masks", ["none", "bool", "float+padding", "causal"])
+def test_decomposed_attention_equals_multihead_attention(batch_first, need_weights, masks):
+    from passes.decompose import DecomposedMHA
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(16, 4, batch_first=batch_first, kdim=12, vdim=10).eval()
+    dec = DecomposedMHA(mha).eval()
+    L, S, B = 5, 7, 3
+    q = torch.randn(B, L, 16) if batch_first else torch.randn(L, B, 16)
+    k = torch.randn(B, S, 12) if batch_first else torch.randn(S, B, 12)
+    v = torch.randn(B, S, 10) if batch_first else torch.randn(S, B, 10)
+    kw = {}
+    if masks == "bool":
+        kw["attn_mask"] = torch.rand(L, S) > 0.7
+    elif masks == "float+padding":
+        kw["attn_mask"] = torch.randn(B * 4, L, S)
+        kw["key_padding_mask"] = torch.tensor([[False] * (S - 2) + [True] * 2] * B)
+    elif masks == "causal":
+        kw["attn_mask"] = nn.Transformer.generate_square_subsequent_mask(L)[:, :S] if S == L else \
+            torch.full((L, S), float("-inf")).triu(1)
+        kw["is_causal"] = True
+    want = mha(q, k, v, need_weights=need_weights, **kw)
+    got = dec(q, k, v, need_weights=need_weights, **kw)
+    torch.testing.assert_close(got[0], want[0], atol=1e-5, rtol=1e-4)
+    if need_weights:
+        torch.testing.assert_close(got[1], want[1], atol=1e-5, rtol=1e-4)
+    else:
+        assert got[1] is None and want[1] is None
+
+
+def test_transformer_encoder_and_decoder_compile_and_match_eager():
+    """nn.TransformerEncoder (with its nested-tensor fast path) and nn.TransformerDecoderLayer:
+    compiled with the dense policy they compute what eager PyTorch does; with parallel every
+    projection and FFN linear is rewritten."""
+    class Seq2Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp = nn.Linear(8, 16)
+            self.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True,
+                                                                        norm_first=True), 2)
+            self.dec = nn.TransformerDecoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+            self.out = nn.Linear(16, 4)
+
+        def forward(self, x):
+            h = self.inp(x)
+            return self.out(self.dec(h, self.enc(h)))
+
+    torch.manual_seed(0)
+    model, x = Seq2Seq().eval(), torch.randn(2, 6, 8)
+    dense = _compile(model, "dense", x)
+    torch.testing.assert_close(dense(x), model(x), atol=1e-5, rtol=1e-4)
+    rep = _compile(model, "parallel:0.75", x).siftc.report()
+    names = {L["name"] for L in rep.layers}
+    assert {"enc.layers.0.self_attn.q_proj", "enc.layers.1.linear2", "dec.multihead_attn.v_proj",
+            "dec.linear1"} <= names
+    assert not rep.measured and abs(rep.iso_flop_ratio - 1) < 0.005
 
 
 class Conv1dNet(nn.Module):

@@ -3,7 +3,7 @@
 # policy: wide:0.5   target: cpu   pass options: none
 # nodes: 0 -> 70 (+70)
 # FLOPs: before n/a / after 111,722,496
-# stats: {"lifted_modules": 0, "retraced": 1, "via": "fx"}
+# stats: {"decomposed_attention": 0, "lifted_modules": 0, "mode_ops": 0, "retraced": 1, "via": "fx"}
 
 def forward(self, idx):
     size = idx.size(1)

@@ -3,7 +3,7 @@
 # policy: parallel:0.75   target: cpu   pass options: none
 # nodes: 0 -> 8 (+8)
 # FLOPs: before n/a / after 1,076,224
-# stats: {"lifted_modules": 0, "retraced": 1, "via": "fx"}
+# stats: {"decomposed_attention": 0, "lifted_modules": 0, "mode_ops": 0, "retraced": 1, "via": "fx"}
 
 def forward(self, x):
     net_0 = getattr(self.net, "0")(x);  x = None

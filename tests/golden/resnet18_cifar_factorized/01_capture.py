@@ -3,7 +3,7 @@
 # policy: factorized:0.5   target: cpu   pass options: none
 # nodes: 0 -> 71 (+71)
 # FLOPs: before n/a / after 2,228,228,096
-# stats: {"lifted_modules": 0, "retraced": 1, "via": "fx"}
+# stats: {"decomposed_attention": 0, "lifted_modules": 0, "mode_ops": 0, "retraced": 1, "via": "fx"}
 
 def forward(self, x):
     conv1 = self.conv1(x);  x = None
