@@ -50,3 +50,28 @@ def test_cifar_resnet18_budget_close_to_reference():
 def test_zoo_param_counts_match_torchvision():
     assert sum(p.numel() for p in models_zoo.create("resnet18").parameters()) == 11_689_512
     assert sum(p.numel() for p in models_zoo.create("mobilenet_v2").parameters()) == 3_504_872
+
+
+@pytest.mark.parametrize("name", models_zoo.list_models())
+def test_matmul_flops_equal_flop_counter_dense_and_density_scaled(name):
+    """The report's matmul-class FLOPs against FlopCounterMode (math SDPA, so attention counts):
+    the budget equals its count on the original model, and the compiled count equals its count on
+    the compiled model with each masked module's FLOPs scaled by that module's mask density."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    model, inputs = small_model(name)
+    gm = siftc.compile(model, policy="sparse:0.75", example_inputs=inputs)
+    rep = siftc.report(gm)
+
+    def count(m):
+        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter, torch.no_grad():
+            m(*inputs)
+        return counter
+
+    assert rep.matmul_budget_flops == pytest.approx(count(model).get_total_flops(), rel=0.005)
+    counter = count(gm.eval())
+    per_module = counter.get_flop_counts()
+    scaled = counter.get_total_flops()
+    for q, mask in gm.siftc.masks().items():
+        dense_q = sum(per_module.get(f"{type(gm).__name__}.{q}", {}).values())     # keys: root class + path
+        scaled -= dense_q * (1 - int(mask.sum()) / mask.numel())
+    assert rep.matmul_flops == pytest.approx(scaled, rel=0.005)
