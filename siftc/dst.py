@@ -23,6 +23,8 @@ identical on every rank by construction.
 from __future__ import annotations
 
 import math
+import warnings
+import weakref
 
 import torch
 import torch.distributed as dist
@@ -81,6 +83,14 @@ class DST:
         if handle is None:
             raise SiftcError("siftc.DST expects a GraphModule returned by siftc.compile")
         p = handle.policy
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+            raise SiftcError(f"siftc.DST: total_steps={total_steps!r} must be an integer >= 1 (the optimizer "
+                             f"steps of the whole run: it places the end of mask updates)")
+        other = getattr(gm, "_siftc_dst", None)
+        if other is not None and other() is not None and not other().closed:
+            raise SiftcError("siftc.DST: this model already has a DST object; two would both move its masks. "
+                             "Call .close() on the old one (or keep using it)")
+        self.closed = False
         self.gm, self.optimizer, self.total_steps = gm, optimizer, int(total_steps)
         self.method = method or p.dst
         if self.method not in ("static", "set", "rigl"):
@@ -123,6 +133,16 @@ class DST:
         # loaded with torch.load and run only through torch.compile) gets its gradient masked
         # here and its hook back, so masks hold whatever ran the forward.
         self._guard = optimizer.register_step_pre_hook(self._mask_unhooked_grads)
+        gm._siftc_dst = weakref.ref(self)
+        self._warned_past_end = False
+
+    def close(self) -> None:
+        """Detach from the model and optimizer (hooks and gradient sinks removed); a new DST may
+        then be made on the same model."""
+        self._guard.remove()
+        for m in self.modules.values():
+            m._siftc_dense_grad_sink = None
+        self.closed = True
 
     # ------------------------------------------------------------------ schedule
     def is_update_step(self, t: int) -> bool:
@@ -148,7 +168,14 @@ class DST:
     # ------------------------------------------------------------------ the step
     def step(self, samples: int | None = None) -> bool:
         """Call after optimizer.step(). Returns True when masks were updated at this step."""
+        if self.closed:
+            raise SiftcError("siftc.DST.step: this DST object was closed")
         self.step_count += 1
+        if self.step_count > self.total_steps and not self._warned_past_end:
+            warnings.warn(f"siftc.DST: step {self.step_count} is past total_steps={self.total_steps} (masks stopped "
+                          f"moving at step {self.end_step}); if the run is longer, pass its real step count "
+                          f"(optimizer steps, not micro-batches)", stacklevel=2)
+            self._warned_past_end = True
         t = self.step_count
         updated = False
         n = samples or self.samples_per_step
@@ -264,9 +291,37 @@ class DST:
         """Plain ints/floats/strings/tensors: readable by torch.load(..., weights_only=True)."""
         return {"step_count": self.step_count, "updates": self.updates, "generator": self.generator.get_state(),
                 "ledger": dict(self.ledger), "method": self.method, "dT": self.dT, "drop": self.drop,
-                "end_step": self.end_step, "begin": self.begin, "schedule": self.schedule, "accum": self.accum}
+                "end_step": self.end_step, "begin": self.begin, "schedule": self.schedule, "accum": self.accum,
+                "total_steps": self.total_steps,
+                "layers": {q: list(m.weight_mask.shape) for q, m in self.modules.items()}}
+
+    _STATE_KEYS = ("step_count", "updates", "generator", "ledger", "method", "dT", "drop", "end_step", "begin",
+                   "schedule", "accum")
 
     def load_state_dict(self, state: dict) -> None:
+        """Resume from ``state_dict()``; refuses (SiftcError naming the mismatch) the state of
+        another model, method or schedule instead of silently adopting it."""
+        if not isinstance(state, dict):
+            raise SiftcError(f"siftc.DST.load_state_dict expects the dict DST.state_dict() returned, got "
+                             f"{type(state).__name__}")
+        missing = [k for k in self._STATE_KEYS if k not in state]
+        if missing:
+            raise SiftcError(f"siftc.DST.load_state_dict: not a DST state (missing {', '.join(missing)}); pass "
+                             f"what DST.state_dict() returned (was the model's or optimizer's state passed?)")
+        for key in ("method", "dT", "drop", "schedule", "accum", "begin", "end_step", "total_steps"):
+            if key in state and state[key] != getattr(self, key):
+                raise SiftcError(f"siftc.DST.load_state_dict: the checkpoint has {key}={state[key]!r}, this DST "
+                                 f"{key}={getattr(self, key)!r}; make the DST with the run's own settings "
+                                 f"(same policy and total_steps) to resume it")
+        if "layers" in state:
+            mine = {q: list(m.weight_mask.shape) for q, m in self.modules.items()}
+            if state["layers"] != mine:
+                diff = sorted(set(state["layers"]) ^ set(mine)) or \
+                    [q for q in mine if state["layers"][q] != mine[q]]
+                raise SiftcError(f"siftc.DST.load_state_dict: the checkpoint's masked layers differ from this "
+                                 f"model's (e.g. {', '.join(diff[:3])}): it is the state of another model or policy")
+        if not isinstance(state["step_count"], int) or state["step_count"] < 0:
+            raise SiftcError(f"siftc.DST.load_state_dict: step_count={state['step_count']!r} is not a step count")
         for key in ("step_count", "updates", "method", "dT", "drop", "end_step", "begin", "schedule", "accum"):
             setattr(self, key, state[key])
         self.ledger = dict(state["ledger"])

@@ -59,12 +59,37 @@ def _run_exporter(model, inputs: tuple, exporter: str):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if exporter == "dynamo":
-                return torch.onnx.export(model, inputs, dynamo=True, external_data=False, verbose=False).model_proto
+                try:       # batch (and sequence) axes left to torch.export to keep dynamic where it can
+                    return torch.onnx.export(model, inputs, dynamo=True, external_data=False, verbose=False,
+                                             dynamic_shapes=_dynamic_shapes(inputs)).model_proto
+                except Exception:   # noqa: BLE001 - a model that pins its sizes: export it at them
+                    return torch.onnx.export(model, inputs, dynamo=True, external_data=False,
+                                             verbose=False).model_proto
             buf = io.BytesIO()
-            torch.onnx.export(model, inputs, buf, dynamo=False, do_constant_folding=False)
+            names = [f"input_{i}" for i in range(len(inputs))]
+            axes = {n: ({0: "batch", 1: "sequence"} if _is_tokens(x) else {0: "batch"})
+                    for n, x in zip(names, inputs) if isinstance(x, torch.Tensor) and x.dim() > 0}
+            try:
+                torch.onnx.export(model, inputs, buf, dynamo=False, do_constant_folding=False,
+                                  input_names=names, dynamic_axes=axes)
+            except Exception:   # noqa: BLE001 - the legacy exporter cannot make these axes dynamic
+                buf = io.BytesIO()
+                torch.onnx.export(model, inputs, buf, dynamo=False, do_constant_folding=False)
             return onnx.load_from_string(buf.getvalue())
     except Exception as e:    # name the op and the node the exporter could not translate
         raise ExportError(_explain(model, e, exporter)) from e
+
+
+def _is_tokens(x) -> bool:
+    return isinstance(x, torch.Tensor) and x.dim() >= 2 and not x.is_floating_point()
+
+
+def _dynamic_shapes(inputs: tuple):
+    """Dim.AUTO on the batch axis of every tensor input (and the sequence axis of token ids):
+    torch.export keeps them symbolic unless the model pins them."""
+    from torch.export import Dim
+    return tuple(({0: Dim.AUTO, 1: Dim.AUTO} if _is_tokens(x) else {0: Dim.AUTO})
+                 if isinstance(x, torch.Tensor) and x.dim() > 0 else None for x in inputs)
 
 
 def _explain(model, e: Exception, exporter: str) -> str:
@@ -183,6 +208,7 @@ def save_onnx(proto, path) -> str:
                             location=location, size_threshold=1024)
         else:
             onnx.save_model(proto, tmp)
+        os.chmod(tmp, 0o666 & ~_umask())     # mkstemp makes it 0600: a served model must be readable
         os.replace(tmp, path)
         tmp = None
     except OSError as e:
@@ -192,6 +218,12 @@ def save_onnx(proto, path) -> str:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def export_onnx(model: nn.Module, example_inputs: tuple, path=None, exporter: str = "dynamo",

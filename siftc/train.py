@@ -117,6 +117,19 @@ def machine() -> dict:
             "pillow": pillow}
 
 
+def check_appendable(path) -> None:
+    """Raise SiftcError unless a line can be appended to ``path`` (its folder exists and is
+    writable, and the file, if there, is a writable file)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise SiftcError(f"--out {path}: folder {folder} does not exist (create it first)")
+    if os.path.isdir(path):
+        raise SiftcError(f"--out {path} is a folder; give a .jsonl file path")
+    target = path if os.path.exists(path) else folder
+    if not os.access(target, os.W_OK):
+        raise SiftcError(f"--out {path}: {target} is not writable")
+
+
 def train(recipe_name: str, policy: str, steps: int, data_dir=None, seed: int = 0, batch_size=None, lr=None,
           out="results.jsonl", progress: bool = True, equal_flops: bool = False, bn_recalibrate: int = 0,
           schedule: str = "constant") -> dict:
@@ -128,6 +141,10 @@ def train(recipe_name: str, policy: str, steps: int, data_dir=None, seed: int = 
     ``bn_recalibrate``: before evaluating, re-estimate BatchNorm statistics on this many training
     batches (forward only: not in the training FLOPs; 0 = off, the statistics as trained)."""
     from models_zoo import recipes
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise SiftcError(f"steps={steps!r}: train at least 1 step")
+    if out:
+        check_appendable(out)        # before any training: a result that cannot be written is lost
     recipe = recipes.get(recipe_name)
     if schedule not in SCHEDULES:
         raise SiftcError(f"schedule {schedule!r}: use one of {', '.join(SCHEDULES)}")

@@ -1,0 +1,156 @@
+"""Bad input and faults get one clear SiftcError before any work, and nothing is lost.
+
+Each test is a finding of the issue "Reliability" reproduced on a small model (before: a raw
+KeyError, a state silently adopted, a run that stepped past its end without a word).
+"""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import siftc
+from siftc.errors import SiftcError
+
+
+def _compiled(policy="wide:0.75,dst=rigl,dT=2", width=32):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+                          nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return siftc.compile(model, policy=policy, example_inputs=(torch.randn(4, 8),))
+
+
+@pytest.mark.parametrize("total", [0, -5, 2.5, True, "10"])
+def test_dst_total_steps_must_be_a_positive_integer(total):
+    gm = _compiled()
+    with pytest.raises(SiftcError, match="total_steps"):
+        siftc.DST(gm, torch.optim.SGD(gm.parameters(), lr=0.1), total_steps=total)
+
+
+def test_two_dst_objects_on_one_model_are_refused_until_the_first_is_closed():
+    gm = _compiled()
+    opt = torch.optim.SGD(gm.parameters(), lr=0.1)
+    first = siftc.DST(gm, opt, total_steps=10)
+    with pytest.raises(SiftcError, match="already has a DST object"):
+        siftc.DST(gm, opt, total_steps=10)
+    first.close()
+    siftc.DST(gm, opt, total_steps=10)
+    with pytest.raises(SiftcError, match="closed"):
+        first.step()
+
+
+def test_stepping_past_total_steps_warns_once():
+    gm = _compiled()
+    opt = torch.optim.SGD(gm.parameters(), lr=0.1)
+    dst = siftc.DST(gm, opt, total_steps=2)
+    x = torch.randn(4, 8)
+    with pytest.warns(UserWarning, match="past total_steps=2") as caught:
+        for _ in range(4):
+            gm(x).sum().backward()
+            opt.step()
+            dst.step()
+            opt.zero_grad()
+    assert sum("past total_steps" in str(w.message) for w in caught) == 1
+
+
+def _state(policy="wide:0.75,dst=rigl,dT=2", total=10, width=32):
+    gm = _compiled(policy, width)
+    return siftc.DST(gm, torch.optim.SGD(gm.parameters(), lr=0.1), total_steps=total).state_dict()
+
+
+@pytest.mark.parametrize("other,match", [
+    (dict(policy="wide:0.75,dst=set,dT=2"), "method='set'"),
+    (dict(total=20), "end_step=15"),
+    (dict(width=48), "masked layers differ"),
+])
+def test_dst_load_state_dict_refuses_another_runs_state(other, match):
+    """The state of another method, length or model was adopted silently (the method switched
+    from rigl to set; end_step landed beyond total_steps)."""
+    state = _state(**other)
+    gm = _compiled()
+    dst = siftc.DST(gm, torch.optim.SGD(gm.parameters(), lr=0.1), total_steps=10)
+    with pytest.raises(SiftcError, match=match):
+        dst.load_state_dict(state)
+
+
+def test_dst_load_state_dict_of_the_wrong_dict_says_what_it_is():
+    """A model state_dict passed by mistake gave a raw KeyError: 'step_count'."""
+    gm = _compiled()
+    dst = siftc.DST(gm, torch.optim.SGD(gm.parameters(), lr=0.1), total_steps=10)
+    with pytest.raises(SiftcError, match="not a DST state .*missing step_count"):
+        dst.load_state_dict(gm.state_dict())
+    dst.load_state_dict(_state())          # its own run's state loads
+
+
+@pytest.mark.parametrize("out", ["missing_dir/r.jsonl", "."])
+def test_train_checks_its_output_path_before_training(tmp_path, monkeypatch, out):
+    """siftc train --out UNWRITABLE trained the whole run (97 s) and then lost the result."""
+    from siftc import train as train_mod
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SiftcError, match="--out"):
+        train_mod.train("mnist_mlp", "dense", 5, data_dir="/nonexistent", out=out, progress=False)
+
+
+@pytest.mark.parametrize("steps", [0, -5])
+def test_train_refuses_a_non_positive_step_count(steps):
+    from siftc import train as train_mod
+    with pytest.raises(SiftcError, match="at least 1 step"):
+        train_mod.train("mnist_mlp", "dense", steps, data_dir="/nonexistent", progress=False)
+
+
+def test_onnx_file_respects_the_umask_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    """ONNX files were written 0600 (mkstemp): a serving container or another user could not
+    read them. A failed write leaves no hidden .siftc-*.onnx temp file."""
+    import os
+    import stat
+
+    import onnx
+
+    from siftc import onnx_export
+    gm = _compiled("sparse:0.5")
+    path = tmp_path / "m.onnx"
+    old = os.umask(0o022)
+    try:
+        siftc.compile(gm, target="onnx", path=path, exporter="torchscript")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    proto = onnx.load(path)
+
+    def fail(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(onnx, "save_model", fail)
+    with pytest.raises(SiftcError, match="cannot write ONNX model"):
+        onnx_export.save_onnx(proto, tmp_path / "n.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+@pytest.mark.parametrize("name", ["resnet18_cifar", "gpt_tiny"])
+def test_onnx_export_has_dynamic_batch_and_sequence_axes(name):
+    """Exported at batch 2, onnxruntime refused batch 3 (InvalidArgument). The dynamo export now
+    keeps the batch axis (and a token model's sequence axis) dynamic; checked at two other sizes."""
+    import numpy as np
+    import onnxruntime as ort
+
+    import models_zoo
+    torch.manual_seed(0)
+    x = models_zoo.example_inputs(name, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm = siftc.compile(models_zoo.create(name), policy="sparse:0.75", example_inputs=x)
+        proto = siftc.compile(gm, target="onnx", example_inputs=x)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    gm.eval()
+    for batch, seq in ((1, 9), (3, 17)):
+        (y,) = models_zoo.example_inputs(name, batch)
+        if name == "gpt_tiny":
+            y = y[:, :seq]
+        got = sess.run(None, {sess.get_inputs()[0].name: y.numpy()})[0]
+        with torch.no_grad():
+            want = gm(y).numpy()
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() <= 1e-3 * max(1.0, np.abs(want).max())
