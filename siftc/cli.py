@@ -18,36 +18,76 @@ import warnings
 
 import torch
 
+from .errors import PolicyError, SiftcError, UsageError
 from .train import SCHEDULES
 
 
-def load_model(spec: str, batch_size: int, size, input_shape=None):
-    """(model, example_inputs) for a MODEL argument."""
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int64": torch.int64}
+
+
+def _shape(text: str) -> tuple:
+    try:
+        shape = tuple(int(d) for d in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(d < 1 for d in shape):
+        raise UsageError(f"--input-shape {text!r}: give positive sizes separated by commas, e.g. 2,3,32,32")
+    return shape
+
+
+def example_input(shape: tuple, dtype: str) -> torch.Tensor:
+    """A random input of ``shape``; int64 inputs are token ids 0/1 (valid for any vocabulary)."""
+    if dtype == "int64":
+        return torch.randint(0, 2, shape)
+    return torch.randn(*shape).to(DTYPES[dtype])
+
+
+def load_model(spec: str, batch_size: int, size, input_shape=None, input_dtype: str = "float32"):
+    """(model, example_inputs) for a MODEL argument; ``input_shape`` overrides a zoo model's inputs."""
     import models_zoo
     module_name, _, attr = spec.rpartition(":")
     if not module_name or module_name == "models_zoo":
         name = attr or spec
-        return models_zoo.create(name), models_zoo.example_inputs(name, batch_size, size)
+        try:
+            model = models_zoo.create(name)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if input_shape:
+            return model, (example_input(_shape(input_shape), input_dtype),)
+        return model, models_zoo.example_inputs(name, batch_size, size)
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as e:
-        raise SystemExit(f"siftc: cannot load model {spec!r}: {e}")
+        raise UsageError(f"cannot load model {spec!r}: {e}") from None
     if not input_shape:
-        raise SystemExit(f"siftc: model {spec!r} is not in models_zoo: give --input-shape, e.g. 2,3,32,32")
-    shape = tuple(int(d) for d in input_shape.split(","))
-    return factory(), (torch.randn(*shape),)
+        raise UsageError(f"model {spec!r} is not in models_zoo: give --input-shape, e.g. 2,3,32,32 "
+                         f"(and --input-dtype int64 for token ids)")
+    return factory(), (example_input(_shape(input_shape), input_dtype),)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
 
 
 def _add_model_args(p):
     p.add_argument("model", help="models_zoo name, models_zoo:NAME or package.module:factory")
-    p.add_argument("--batch-size", type=int, default=2, help="batch of the example inputs (default 2)")
-    p.add_argument("--size", type=int, default=None, help="image side or sequence length (zoo default)")
-    p.add_argument("--input-shape", default=None, help="input shape for a non-zoo model, e.g. 2,3,32,32")
+    p.add_argument("--batch-size", type=_positive, default=2, help="batch of the example inputs (default 2)")
+    p.add_argument("--size", type=_positive, default=None, help="image side or sequence length (zoo default)")
+    p.add_argument("--input-shape", default=None, help="input shape, e.g. 2,3,32,32 (needed for a non-zoo model; "
+                                                      "overrides a zoo model's inputs)")
+    p.add_argument("--input-dtype", default="float32", choices=list(DTYPES),
+                   help="dtype of the --input-shape input (int64: token ids)")
 
 
 def cmd_flops(args) -> int:
     import siftc
-    model, inputs = load_model(args.model, args.batch_size, args.size, args.input_shape)
+    model, inputs = load_model(args.model, args.batch_size, args.size, args.input_shape, args.input_dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gm = siftc.compile(model, policy="dense", example_inputs=inputs)
@@ -69,10 +109,10 @@ def cmd_flops(args) -> int:
 
 def cmd_compile(args) -> int:
     import siftc
-    model, inputs = load_model(args.model, args.batch_size, args.size, args.input_shape)
+    model, inputs = load_model(args.model, args.batch_size, args.size, args.input_shape, args.input_dtype)
     onnx_path = args.onnx
     if args.target == "onnx" and not onnx_path:
-        raise SystemExit("siftc: --target onnx needs --onnx PATH (where to write the model)")
+        raise UsageError("--target onnx needs --onnx PATH (where to write the model)")
     target = "cpu" if args.target == "onnx" else args.target
     gm = siftc.compile(model, target=target, policy=args.policy, example_inputs=inputs, dump_dir=args.dump_dir)
     rep = siftc.report(gm)
@@ -136,7 +176,9 @@ def cmd_bench(args) -> int:
 
 
 def main(argv=None) -> int:
+    from . import __version__
     parser = argparse.ArgumentParser(prog="siftc", description="Sparse Iso-FLOP Transformation compiler")
+    parser.add_argument("--version", action="version", version=f"siftc {__version__} (torch {torch.__version__})")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("flops", help="print the FLOP table of a model")
     _add_model_args(p)
@@ -160,10 +202,10 @@ def main(argv=None) -> int:
     p = sub.add_parser("train", help="train a models_zoo recipe under a policy (DST), append a JSON line")
     p.add_argument("recipe", help="mnist_mlp | mnist_cnn | cifar_resnet18 | shakespeare_gpt")
     p.add_argument("--policy", default="dense", help="e.g. parallel:0.75,dst=rigl")
-    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--steps", type=_positive, default=500)
     p.add_argument("--data-dir", default=None, help="folder with image/ and text/ (default $SIFTC_DATA or ../shared/data)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=None, help="global batch (recipe default)")
+    p.add_argument("--batch-size", type=_positive, default=None, help="global batch (recipe default)")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--out", default="results.jsonl", help="JSON lines file to append to")
     p.add_argument("--bn-recalibrate", type=int, default=0, metavar="N",
@@ -212,12 +254,16 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=200, help="bench dst: timed steps of each model")
     p.set_defaults(fn=cmd_bench)
     args = parser.parse_args(argv)
-    from .errors import SiftcError
+    # exit codes as argparse tools have them: 2 for a bad argument, 1 when siftc refuses the model
+    # or a file is missing; one line either way (no traceback)
     try:
         return args.fn(args)
-    except SiftcError as e:
+    except (PolicyError, UsageError) as e:
         print(f"siftc: error: {e}", file=sys.stderr)
         return 2
+    except (SiftcError, OSError) as e:
+        print(f"siftc: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

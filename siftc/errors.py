@@ -10,6 +10,10 @@ class PolicyError(SiftcError, ValueError):
     """A policy string or field is malformed; the message lists what is allowed."""
 
 
+class UsageError(SiftcError, ValueError):
+    """An argument names something that does not exist (a zoo model, a recipe) or is out of range."""
+
+
 class CaptureError(SiftcError):
     """The model could not be captured as a graph (torch.fx tracing failed)."""
 

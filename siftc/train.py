@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from .compiler import compile as siftc_compile
 from .dst import DST
-from .errors import SiftcError
+from .errors import SiftcError, UsageError
 
 
 def _setup_distributed():
@@ -145,7 +145,10 @@ def train(recipe_name: str, policy: str, steps: int, data_dir=None, seed: int = 
         raise SiftcError(f"steps={steps!r}: train at least 1 step")
     if out:
         check_appendable(out)        # before any training: a result that cannot be written is lost
-    recipe = recipes.get(recipe_name)
+    try:
+        recipe = recipes.get(recipe_name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     if schedule not in SCHEDULES:
         raise SiftcError(f"schedule {schedule!r}: use one of {', '.join(SCHEDULES)}")
     rank, world = _setup_distributed()

@@ -48,5 +48,5 @@ def test_cli_html_from_compile_and_from_dumps(tmp_path, capsys):
     assert main(["html", str(tmp_path / "d"), "-o", str(again)]) == 0
     for text in (page.read_text(), again.read_text()):
         assert text.startswith("<!DOCTYPE html>") and 'id="pass-6"' in text and "substitute" in text
-    assert main(["html", str(tmp_path / "nothing"), "-o", str(again)]) == 2      # a one-line error
+    assert main(["html", str(tmp_path / "nothing"), "-o", str(again)]) == 1      # a one-line error
     assert "not found" in capsys.readouterr().err

@@ -154,3 +154,46 @@ def test_onnx_export_has_dynamic_batch_and_sequence_axes(name):
             want = gm(y).numpy()
         assert got.shape == want.shape
         assert np.abs(got - want).max() <= 1e-3 * max(1.0, np.abs(want).max())
+
+
+# --- the command line: one line per error, exit 2 for a bad argument, 1 for a refusal ------------
+
+@pytest.mark.parametrize("argv,code,says", [
+    (["compile", "no_such_model", "--policy", "wide:0.5"], 2, "unknown zoo model 'no_such_model'"),
+    (["compile", "mlp", "--policy", "wide:0.5", "--batch-size", "-3"], 2, "not a positive integer"),
+    (["compile", "mlp", "--policy", "wide:0.5", "--input-shape", "2,x"], 2, "--input-shape '2,x'"),
+    (["train", "no_such_recipe", "--steps", "3"], 2, "unknown recipe 'no_such_recipe'"),
+    (["train", "mnist_mlp", "--steps", "0"], 2, "not a positive integer"),
+    (["train", "mnist_mlp", "--steps", "2", "--data-dir", "/nonexistent/data", "--no-progress"], 1,
+     "data directory"),
+    (["compile", "mlp", "--policy", "wide:0.9"], 1, "iso-FLOP is unreachable"),
+])
+def test_cli_errors_are_one_line_with_the_right_exit_code(argv, code, says, capsys, tmp_path, monkeypatch):
+    """An unknown zoo model or recipe, a missing data folder or a negative batch printed a 15-22
+    line traceback; exit 2 meant both 'usage error' and 'siftc refused the model'."""
+    from siftc.cli import main
+    monkeypatch.chdir(tmp_path)
+    try:
+        got = main(argv)
+    except SystemExit as e:          # argparse's own usage errors
+        got = e.code
+    err = capsys.readouterr().err
+    assert got == code, err
+    assert says in err and "Traceback" not in err
+
+
+def test_cli_version(capsys):
+    from siftc.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith(f"siftc {siftc.__version__}")
+
+
+def test_cli_input_shape_and_dtype_apply_to_zoo_models(capsys):
+    """--input-shape was ignored for zoo models and always made float inputs (token models could
+    not be compiled from the command line)."""
+    from siftc.cli import main
+    assert main(["flops", "gpt_tiny", "--input-shape", "1,24", "--input-dtype", "int64"]) == 0
+    assert "[(1, 24)]" in capsys.readouterr().out
+    assert main(["flops", "mlp", "--input-shape", "3,784"]) == 0
+    assert "[(3, 784)]" in capsys.readouterr().out
