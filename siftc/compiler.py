@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from typing import Optional, Sequence
 
 import torch
@@ -12,7 +13,7 @@ from passes.pipeline import INFERENCE_PIPELINE, ONNX_PIPELINE, TRAIN_PIPELINE
 from .context import CompileContext
 from .dumps import DumpWriter, dump_dir_from_env
 from .pass_record import PassRecorder
-from .errors import SiftcError
+from .errors import CaptureError, SiftcError, UsageError
 from .handle import SiftcHandle, attach, handle_of
 from .pass_manager import PassManager
 from .policy import Policy
@@ -26,7 +27,7 @@ def _inputs_tuple(example_inputs, model) -> tuple:
         prev = handle_of(model)
         if prev is not None:
             return prev.example_inputs
-        raise ValueError("siftc.compile needs example_inputs: a tuple of tensors the model accepts, "
+        raise UsageError("siftc.compile needs example_inputs: a tuple of tensors the model accepts, "
                          "e.g. example_inputs=(torch.randn(2, 3, 32, 32),); only their shapes and "
                          "dtypes are used (no real forward pass is run)")
     if isinstance(example_inputs, torch.Tensor):
@@ -34,8 +35,29 @@ def _inputs_tuple(example_inputs, model) -> tuple:
     if isinstance(example_inputs, list):
         return tuple(example_inputs)
     if not isinstance(example_inputs, tuple):
-        raise ValueError(f"example_inputs must be a tensor or a tuple of tensors, got {type(example_inputs).__name__}")
+        raise UsageError(f"example_inputs must be a tensor or a tuple of tensors, got {type(example_inputs).__name__}")
     return example_inputs
+
+
+def _check_arguments(model, inputs: tuple, target: str, mode: str, exporter: str) -> None:
+    """Everything compile can refuse up front, before any pass runs or any file is written."""
+    from .onnx_export import EXPORTERS
+    if mode not in MODES:
+        raise UsageError(f"unknown mode {mode!r}; allowed modes: {', '.join(MODES)}")
+    if target == "onnx" and exporter not in EXPORTERS:
+        raise UsageError(f"unknown ONNX exporter {exporter!r}; allowed: {', '.join(EXPORTERS)}")
+    if not isinstance(model, nn.Module):
+        raise CaptureError(f"siftc.compile expects a torch.nn.Module, got {type(model).__name__}")
+    meta = [n for n, p in [*model.named_parameters(), *model.named_buffers()] if p.is_meta]
+    if meta:
+        raise UsageError(f"the model's tensors are on the meta device (not materialised: {', '.join(meta[:3])}"
+                         f"{', ...' if len(meta) > 3 else ''}): load or initialise its weights first, e.g. "
+                         f"model.to_empty(device='cpu') and a state_dict or init")
+    devices = {p.device.type for p in model.parameters()}
+    inputs_on = {x.device.type for x in inputs if isinstance(x, torch.Tensor)}
+    if len(devices) == 1 and inputs_on and inputs_on != devices:
+        raise UsageError(f"the model's weights are on {devices.pop()} but example_inputs on {', '.join(sorted(inputs_on))}: "
+                         f"put both on one device")
 
 
 def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None" = None,
@@ -55,15 +77,16 @@ def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None"
     import passes  # noqa: F401  (registers every pass; imported here to keep imports acyclic)
 
     if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}; allowed targets: {', '.join(TARGETS)}")
+        raise UsageError(f"unknown target {target!r}; allowed targets: {', '.join(TARGETS)}")
     prev = handle_of(model)
     if policy is None:
         policy = prev.policy if prev is not None else Policy()
     policy = Policy.parse(policy)
     if prev is not None and policy != prev.policy:
-        raise ValueError(f"this GraphModule was compiled with policy '{prev.policy}'; compile the original "
+        raise UsageError(f"this GraphModule was compiled with policy '{prev.policy}'; compile the original "
                          f"model to apply '{policy}' (layers cannot be transformed twice)")
     inputs = _inputs_tuple(example_inputs, model)
+    _check_arguments(model, inputs, target, mode, exporter)
     ctx = CompileContext(model=model, policy=policy, target=target, example_inputs=inputs,
                          leaf_modules=tuple(leaf_modules), concrete_args=concrete_args, previous=prev)
     if prev is not None:   # the budget and the layer records are those of the first compile
@@ -73,22 +96,24 @@ def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None"
         ctx.densities, ctx.iso_note = dict(prev.densities), prev.iso_note
         ctx.groups = list(prev.groups)
         ctx.kernels = dict(prev.kernels)
-    directory = dump_dir_from_env(dump_dir)
-    writer = DumpWriter(directory, policy, target) if directory else None
-    if writer:
-        writer.write_input(model, inputs)
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; allowed modes: {', '.join(MODES)}")
     if mode == "inference" and not (target == "cpu" or (target == "cuda" and policy.pattern == "2:4")):
-        raise ValueError(f"mode='inference' lowers to CPU sparse kernels (target='cpu'), or on CUDA to 2:4 "
+        raise UsageError(f"mode='inference' lowers to CPU sparse kernels (target='cpu'), or on CUDA to 2:4 "
                          f"semi-structured kernels (target='cuda' with pattern=2:4); got target={target!r} and "
                          f"pattern={policy.pattern}. CUDA training graphs stay dense-with-zeros: DST needs the "
                          f"dense gradient")
     if target == "onnx":
         ctx.onnx_options = {"path": path, "exporter": exporter}
     elif path is not None:
-        raise ValueError(f"path= is for target='onnx' (got target={target!r})")
+        raise UsageError(f"path= is for target='onnx' (got target={target!r})")
     default = ONNX_PIPELINE if target == "onnx" else INFERENCE_PIPELINE if mode == "inference" else TRAIN_PIPELINE
+    if path is not None:       # an ONNX path that cannot be written fails before any work
+        from .onnx_export import _check_target
+        _check_target(os.fspath(path))
+    # the dump folder is cleared of old pass files only now, once every argument is known good
+    directory = dump_dir_from_env(dump_dir)
+    writer = DumpWriter(directory, policy, target) if directory else None
+    if writer:
+        writer.write_input(model, inputs)
     recorder = PassRecorder()
     pm = PassManager(pipeline or default, instruments=[recorder] + ([writer] if writer else []))
     gm = pm.run(None, ctx)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import SiftcError
+
 from passes import flops as flops_pass
 from passes.registry import get_pass
 
@@ -63,6 +65,7 @@ class DumpWriter:
 
     def __init__(self, directory, policy, target):
         self.dir = Path(directory)
+        check_dump_dir(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         for old in self.dir.glob("[0-9][0-9]_*.py"):      # a rerun must not leave stale passes
             old.unlink()
@@ -116,6 +119,18 @@ class DumpWriter:
         (self.dir / VIEWER_JSON).write_text(json.dumps(viewer_data(handle), default=str) + "\n")
         (self.dir / "flops.md").write_text(report.flops_markdown())
         (self.dir / "stats.json").write_text(json.dumps({"pipeline": pipeline, "passes": self.timings}, indent=2) + "\n")
+
+
+def check_dump_dir(directory) -> None:
+    """SiftcError unless ``directory`` is (or can be made) a writable folder; nothing is written."""
+    d = Path(directory)
+    if d.exists() and not d.is_dir():
+        raise SiftcError(f"dump_dir {str(d)!r} is a file, not a folder: give a folder path")
+    parent = next((p for p in [d, *d.parents] if p.exists()), None)
+    if parent is None or not parent.is_dir():
+        raise SiftcError(f"dump_dir {str(d)!r}: {parent} is a file, so the folder cannot be made")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SiftcError(f"dump_dir {str(d)!r}: {parent} is not writable")
 
 
 def dump_dir_from_env(explicit):

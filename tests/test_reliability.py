@@ -197,3 +197,47 @@ def test_cli_input_shape_and_dtype_apply_to_zoo_models(capsys):
     assert "[(1, 24)]" in capsys.readouterr().out
     assert main(["flops", "mlp", "--input-shape", "3,784"]) == 0
     assert "[(3, 784)]" in capsys.readouterr().out
+
+
+# --- siftc.compile refuses bad arguments before any pass or write -------------------------------
+
+def _mlp():
+    return nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 3))
+
+
+def test_unknown_exporter_is_refused_before_any_pass(monkeypatch):
+    """exporter='dynamoo' was refused only after every pass had run."""
+    from siftc import pass_manager
+    ran = []
+    monkeypatch.setattr(pass_manager.PassManager, "run", lambda *a, **k: ran.append(1))
+    with pytest.raises(SiftcError, match="unknown ONNX exporter 'dynamoo'"):
+        siftc.compile(_mlp(), target="onnx", policy="parallel:0.5", example_inputs=(torch.randn(2, 8),),
+                      exporter="dynamoo")
+    assert not ran
+
+
+def test_meta_device_model_gets_a_device_message():
+    """A meta-device model failed deep inside with a fake-tensor device error that blamed the shapes."""
+    with torch.device("meta"):
+        model = _mlp()
+    with pytest.raises(SiftcError, match="meta device"):
+        siftc.compile(model, policy="parallel:0.5", example_inputs=(torch.randn(2, 8),))
+
+
+def test_dump_dir_that_is_a_file_is_one_error_and_old_dumps_survive_a_bad_call(tmp_path):
+    """A dump_dir that is a file gave a raw FileExistsError; a call refused for another argument
+    must not have wiped the old dumps first."""
+    f = tmp_path / "f"
+    f.write_text("x")
+    with pytest.raises(SiftcError, match="is a file"):
+        siftc.compile(_mlp(), policy="parallel:0.5", example_inputs=(torch.randn(2, 8),), dump_dir=f)
+    d = tmp_path / "dumps"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        siftc.compile(_mlp(), policy="parallel:0.5", example_inputs=(torch.randn(2, 8),), dump_dir=d)
+    before = sorted(p.name for p in d.iterdir())
+    with pytest.raises(SiftcError, match="unknown mode"):
+        siftc.compile(_mlp(), policy="parallel:0.5", example_inputs=(torch.randn(2, 8),), dump_dir=d, mode="fast")
+    with pytest.raises(SiftcError, match="path= is for target='onnx'"):
+        siftc.compile(_mlp(), policy="parallel:0.5", example_inputs=(torch.randn(2, 8),), dump_dir=d, path="m.onnx")
+    assert sorted(p.name for p in d.iterdir()) == before
