@@ -9,6 +9,8 @@ Writes ``node.meta["val"]`` (a FakeTensor or a tuple of them) and ``node.meta["s
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.fx
 from torch._subclasses.fake_tensor import (DataDependentOutputException, DynamicOutputShapeException,
@@ -50,7 +52,7 @@ class _FakeInterpreter(torch.fx.Interpreter):
             args = ", ".join(str(_shape_of(a.meta.get("val"))) for a in n.all_input_nodes)
             err = ShapeError(f"the example inputs do not fit the model at node '{n.name}' "
                              f"({n.op} {n.target}) with input shapes [{args}]: "
-                             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. "
+                             f"{type(e).__name__}: {str(e).splitlines()[0].rstrip('.') if str(e) else ''}. "
                              "Check the shapes passed as example_inputs.")
             err.node = n
             raise err from None
@@ -78,10 +80,16 @@ def propagate_shapes(gm: torch.fx.GraphModule, inputs) -> object:
     # reject a batch of 1 at 1x1 spatial size that inference compiles legitimately use
     training = {m: m.training for m in gm.modules()}
     gm.eval()
+    # fake_tensor logs a full traceback at ERROR level for every op whose meta kernel refuses
+    # its inputs; siftc's ShapeError says the same in one line (node and shapes)
+    log = logging.getLogger("torch._subclasses.fake_tensor")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
     try:
         with mode:
             return _FakeInterpreter(gm, mode).run(*fake_inputs)
     finally:
+        log.setLevel(level)
         for m, flag in training.items():
             m.training = flag
 

@@ -56,4 +56,18 @@ class CompileContext:
     def warn(self, message: str) -> None:
         import warnings
         self.warnings.append(message)
-        warnings.warn(message, stacklevel=3)
+        warnings.warn(message, stacklevel=_user_stacklevel())
+
+
+def _user_stacklevel() -> int:
+    """The stacklevel of the first frame outside siftc, passes and torch (the user's call of
+    siftc.compile), so a warning points at the user's line, not at siftc's internals."""
+    import os
+    import sys
+    import torch
+    skip = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep
+                 for m in (sys.modules["siftc"], sys.modules["passes"], torch))
+    frame, level = sys._getframe(2), 2          # 1: ctx.warn itself
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(skip):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -21,6 +21,8 @@ import math
 import statistics
 import time
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,7 +33,9 @@ _DECISIONS: dict = {}     # cache key -> (speedup, dense_ms, sparse_ms)
 
 def _compress(w2d: torch.Tensor, blocksize):
     """CSR, or BSR with BxB blocks (for block-structured masks)."""
-    return w2d.to_sparse_bsr((blocksize, blocksize)) if blocksize else w2d.to_sparse_csr()
+    with warnings.catch_warnings():       # torch's "Sparse CSR tensor support is in beta": not the user's concern
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return w2d.to_sparse_bsr((blocksize, blocksize)) if blocksize else w2d.to_sparse_csr()
 
 
 class _SparseKernel(nn.Module):

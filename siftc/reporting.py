@@ -81,8 +81,8 @@ class Report:
             lines += [f"  {u['node']} ({u['target']}) | {u['reason']}" for u in self.uncounted]
         if self.left_dense:
             lines += ["", "  left dense | reason | FLOPs"]
-            for d in self.left_dense:
-                lines.append(f"  {d['name']} | {d['reason']} | {d['flops']:,}")
+            for names, reason, flops in _grouped(self.left_dense):
+                lines.append(f"  {names} | {reason} | {flops:,}")
         if self.warnings:
             lines += ["", *[f"  warning: {w}" for w in self.warnings]]
         return "\n".join(lines)
@@ -120,6 +120,21 @@ class Report:
                 out.append(f"| {d['name']} | {d['reason']} | {d['flops']:,} |")
             out.append("")
         return "\n".join(out)
+
+
+def _grouped(left_dense: list, at_least: int = 4):
+    """(names, reason, FLOPs) rows: entries sharing a reason (20 BatchNorms) become one row once
+    there are ``at_least`` of them; to_dict() keeps every entry."""
+    by_reason: dict = {}
+    for d in left_dense:
+        by_reason.setdefault(d["reason"], []).append(d)
+    for reason, rows in by_reason.items():
+        if len(rows) >= at_least:
+            shown = ", ".join(r["name"] for r in rows[:3])
+            yield f"{len(rows)} modules ({shown}, ...)", reason, sum(r["flops"] for r in rows)
+        else:
+            for r in rows:
+                yield r["name"], reason, r["flops"]
 
 
 def _members(keys: list, limit: int = 6) -> str:

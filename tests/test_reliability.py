@@ -241,3 +241,45 @@ def test_dump_dir_that_is_a_file_is_one_error_and_old_dumps_survive_a_bad_call(t
     with pytest.raises(SiftcError, match="path= is for target='onnx'"):
         siftc.compile(_mlp(), policy="parallel:0.5", example_inputs=(torch.randn(2, 8),), dump_dir=d, path="m.onnx")
     assert sorted(p.name for p in d.iterdir()) == before
+
+
+# --- noise before good messages ------------------------------------------------------------------
+
+def test_wrong_input_shape_is_one_message_without_torch_log_noise(capfd):
+    """A wrong input shape first printed a 20-line fake_tensor traceback (torch's ERROR log)."""
+    from siftc.errors import ShapeError
+    with pytest.raises(ShapeError, match=r"do not fit the model at node '_0'.*\[\(2, 9\)\]"):
+        siftc.compile(_mlp(), policy="parallel:0.5", example_inputs=(torch.randn(2, 9),))
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "fake_tensor" not in err
+
+
+def test_warnings_point_at_the_users_line():
+    """The fx-fallback warning pointed at siftc's own pass manager, not at the user's call."""
+    import models_zoo
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        siftc.compile(models_zoo.create("gated_mlp"), policy="parallel:0.5",
+                      example_inputs=models_zoo.example_inputs("gated_mlp", 2))
+    capture = [w for w in caught if "torch.fx cannot trace" in str(w.message)]
+    assert capture and all(w.filename == __file__ for w in capture)
+
+
+def test_inference_lowering_does_not_print_torchs_csr_beta_warning():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        siftc.compile(_mlp(), policy="sparse:0.9,stem=sparse,head=sparse", example_inputs=(torch.randn(64, 8),),
+                      mode="inference")
+    assert not [w for w in caught if "Sparse CSR tensor support is in beta" in str(w.message)]
+
+
+def test_report_groups_left_dense_entries_that_share_a_reason():
+    """20 BatchNorm lines filled the report's 'left dense' list; to_dict() keeps each entry."""
+    import models_zoo
+    gm = siftc.compile(models_zoo.create("resnet18_cifar"), policy="parallel:0.5",
+                       example_inputs=models_zoo.example_inputs("resnet18_cifar", 2))
+    rep = gm.siftc.report()
+    norms = [d for d in rep.left_dense if d["reason"].startswith("norm:")]
+    assert len(norms) == 20
+    text = str(rep)
+    assert "20 modules (bn1, layer1.0.bn1, layer1.0.bn2, ...)" in text and "layer4.1.bn2 |" not in text
