@@ -22,6 +22,7 @@ import sympy
 import torch
 
 from siftc.symdims import DimRef, Solution, SymbolicRun, solve, symbolic_run
+from . import ops
 from .registry import PassResult, register
 
 
@@ -113,7 +114,7 @@ def _cache_key(gm, inputs) -> str:
 def couple_graph(gm, inputs) -> Coupling:
     key = _cache_key(gm, inputs)
     if key not in _CACHE:
-        run = symbolic_run(gm, inputs)
+        run = symbolic_run(gm, inputs, opaque=ops.opaque)
         sol = solve(run)
         groups, fixed = build_groups(run, sol)
         if len(_CACHE) >= _CACHE_SIZE:

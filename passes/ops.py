@@ -71,6 +71,20 @@ def exact_rule(module) -> Optional[ModuleRule]:
     return r
 
 
+def opaque(module) -> bool:
+    """A module kind siftc does not understand: no rule, or (with parameters) a rule that only
+    costs it. Analyses treat it as a black box with fixed input and output sizes."""
+    from .decompose import DecomposedMHA          # siftc's own modules: functions it understands
+    from .mode_ops import FollowTraining, TrainingSDPA
+    if isinstance(module, (DecomposedMHA, FollowTraining, TrainingSDPA, nn.Sequential, nn.ModuleList,
+                           nn.ModuleDict)):
+        return False
+    r = rule_for(module)
+    if r is None:
+        return True
+    return not (r.weight or r.widen) and any(True for _ in module.parameters())
+
+
 def members_for(module) -> tuple:
     r = exact_rule(module)
     return r.members if r is not None else ()

@@ -82,8 +82,13 @@ def _attr_dims(mod: nn.Module) -> dict:
 
 
 # ----------------------------------------------------------------------------- the run
-def symbolic_run(gm: torch.fx.GraphModule, example_inputs: tuple) -> SymbolicRun:
-    """Run ``gm`` on fake tensors with symbolic channel sizes; collect the size equations."""
+def symbolic_run(gm: torch.fx.GraphModule, example_inputs: tuple, opaque=None) -> SymbolicRun:
+    """Run ``gm`` on fake tensors with symbolic channel sizes; collect the size equations.
+
+    ``opaque(module) -> bool`` names modules not to run symbolically (kinds the compiler has no
+    rule for, e.g. nn.LSTM, whose kernels need concrete sizes): each such call keeps its inputs at
+    their sizes (an equation per dim) and returns outputs of the sizes shape-prop recorded, so
+    every channel group that reaches one keeps its width."""
     from torch._dynamo.source import ConstantSource
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
@@ -129,12 +134,28 @@ def symbolic_run(gm: torch.fx.GraphModule, example_inputs: tuple) -> SymbolicRun
 
     class Tracer(torch.fx.Interpreter):
         def call_module(self, target, args, kwargs):
-            fast = _shape_preserving(self.module.get_submodule(target), args, kwargs)
+            mod = self.module.get_submodule(target)
+            if opaque is not None and opaque(mod):
+                return self._black_box(target, args, kwargs)
+            fast = _shape_preserving(mod, args, kwargs)
             if fast is None:
                 return super().call_module(target, args, kwargs)
             for a, b in fast[1]:
                 equations.append(Equation(a - b, self._node.name, target))
             return fast[0]
+
+        def _black_box(self, target, args, kwargs):
+            for t in torch.utils._pytree.tree_leaves((args, kwargs)):
+                if isinstance(t, torch.Tensor):
+                    for size in t.shape:
+                        if isinstance(size, torch.SymInt):
+                            equations.append(Equation(size.node.expr - int(size.node.hint), self._node.name, target))
+            recorded = self._node.meta.get("val")
+            if recorded is None:
+                raise ShapeError(f"node '{self._node.name}': no recorded output shape (run shape-prop first)")
+            return torch.utils._pytree.tree_map(
+                lambda v: torch.empty(tuple(int(d) for d in v.shape), dtype=v.dtype, device=v.device)
+                if isinstance(v, torch.Tensor) else v, recorded)
 
         def run_node(self, n):
             self._node = n
@@ -145,8 +166,9 @@ def symbolic_run(gm: torch.fx.GraphModule, example_inputs: tuple) -> SymbolicRun
                 err = ShapeError(f"symbolic channel sizes could not be propagated through node '{n.name}' "
                                  f"({n.op} {_target_name(n)}): {type(e).__name__}: {str(e).splitlines()[0]}. "
                                  f"Sparse Wide needs every size the node uses to follow from its inputs and "
-                                 f"weights; make the node a leaf module (leaf_modules=...) or use a per-layer "
-                                 f"member (parallel, factorized, doped)")
+                                 f"weights; make its module a leaf (leaf_modules=...) without a siftc rule: it is "
+                                 f"then kept at its sizes, as the groups it touches; or use a per-layer member "
+                                 f"(parallel, factorized, doped)")
                 err.node = n
                 raise err from None
             for g in env.guards[before:]:

@@ -187,6 +187,18 @@ def test_wide_never_widens_what_it_cannot_sparsify(name):
     assert abs(rep.iso_flop_ratio - 1.0) < 0.005
 
 
+def test_wide_on_an_lstm_model_keeps_the_lstm_at_its_sizes():
+    """LSTM + wide failed in couple (the LSTM kernel needs concrete sizes), and the error suggested
+    leaf_modules, which gave the identical error. Opaque modules are black boxes to couple now."""
+    torch.manual_seed(0)
+    model, x = LSTMNet(), torch.randn(2, 8, 16)
+    gm = _compile(model, "wide:0.75", x)
+    rep = gm.siftc.report()
+    assert gm.get_submodule("rnn").weight_ih_l0.shape == model.rnn.weight_ih_l0.shape
+    assert any("opaque module 'rnn'" in g["fixed"] for g in rep.groups if g["fixed"])
+    assert abs(rep.iso_flop_ratio - 1) < 0.005 and gm(x).shape == model(x).shape
+
+
 @pytest.mark.parametrize("member", ["wide", "parallel", "factorized", "doped"])
 @pytest.mark.parametrize("name", ["encoder", "attention"])
 def test_attention_and_encoder_layers_are_transformed(name, member):

@@ -140,16 +140,32 @@ class DataDependent(nn.Module):
         return self.fc2(self.pick(self.fc1(x)))
 
 
-def test_symbolic_failure_names_the_node():
+def test_opaque_leaf_keeps_its_sizes_and_a_symbolic_failure_names_the_node():
+    """A leaf without a siftc rule (ItemSlice reads .item()) is a black box to couple: wide compiles
+    and every group reaching it keeps its width. Before, the error suggested leaf_modules, which
+    gave the identical error. A kind with a rule that cannot run symbolically still fails, naming
+    the node."""
     model = DataDependent()
+    x = torch.randn(2, 8)
+    gm = siftc.compile(model, policy="wide:0.5,stem=sparse", example_inputs=(x,), leaf_modules=[ItemSlice])
+    assert gm.get_submodule("fc1").weight.shape == model.fc1.weight.shape      # tied to 'pick': kept
+    assert gm(x).shape == model(x).shape
+
+    class RuledSlice(ItemSlice):
+        pass
+
+    class RuledModel(DataDependent):
+        def __init__(self):
+            super().__init__()
+            self.pick = RuledSlice()
+
+    siftc.register_module_rule(RuledSlice, siftc.ModuleRule("ruled-slice", "none", lambda *a: (0, 0), widen=True))
     with pytest.raises(ShapeError) as err:
-        siftc.compile(model, policy="wide:0.5,stem=sparse", example_inputs=(torch.randn(2, 8),),
-                      leaf_modules=[ItemSlice])
+        siftc.compile(RuledModel(), policy="wide:0.5,stem=sparse", example_inputs=(x,), leaf_modules=[RuledSlice])
     msg = str(err.value)
-    assert "pass 'couple'" in msg and "node 'pick'" in msg and "leaf_modules" in msg
+    assert "pass 'couple'" in msg and "node 'pick'" in msg and "without a siftc rule" in msg
     # the per-layer members do not need symbolic sizes and still compile this model
-    siftc.compile(model, policy="parallel:0.5,stem=sparse", example_inputs=(torch.randn(2, 8),),
-                  leaf_modules=[ItemSlice])
+    siftc.compile(RuledModel(), policy="parallel:0.5,stem=sparse", example_inputs=(x,), leaf_modules=[RuledSlice])
 
 
 def test_report_lists_groups_and_recompile_is_a_no_op(tmp_path):
