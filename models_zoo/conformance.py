@@ -19,7 +19,6 @@ already in the file is skipped); ``table`` renders the model x member matrix for
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 import traceback
@@ -30,6 +29,8 @@ import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
+
+from siftc import atomic
 
 MEMBERS = ("wide", "parallel", "factorized", "doped", "sparse")
 HF_MODELS = ("hf_gpt2", "hf_bert", "hf_llama")
@@ -161,10 +162,7 @@ def run_cell(name: str, member: str, sparsity: float = 0.75, onnx: bool = True) 
 
 
 def load(path) -> list[dict]:
-    p = Path(path)
-    if not p.exists():
-        return []
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    return atomic.read_json_lines(path)
 
 
 def sweep(models, members, out, onnx: bool = True, progress: bool = True) -> list[dict]:
@@ -178,8 +176,7 @@ def sweep(models, members, out, onnx: bool = True, progress: bool = True) -> lis
         bar = todo
     for name, member in bar:
         row = run_cell(name, member, onnx=onnx)
-        with open(out, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        atomic.append_json_line(out, row)
     return load(out)
 
 
@@ -216,5 +213,5 @@ def main(args) -> int:
     text = table(rows, members)
     print(text)
     if args.table:
-        Path(args.table).write_text(text + "\n")
+        atomic.write_text(args.table, text + "\n")
     return 0

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from . import atomic
 from .errors import SiftcError
 
 from passes import flops as flops_pass
@@ -83,7 +84,7 @@ class DumpWriter:
             lines.append(model.code.strip())
         else:
             lines += ["# module tree:"] + [f"#   {line}" for line in repr(model).splitlines()]
-        (self.dir / "00_input.py").write_text("\n".join(lines) + "\n")
+        atomic.write_text(self.dir / "00_input.py", "\n".join(lines) + "\n")
 
     def before(self, item, gm, ctx) -> None:
         self._before_nodes = len(gm.graph.nodes) if gm is not None else 0
@@ -109,16 +110,16 @@ class DumpWriter:
         body = [gm.code.strip(), "", "# ---- nodes (meta written so far) ----", *node_table(gm),
                 "", "# ---- weight modules called by the graph ----", *module_table(gm)]
         name = item.name.replace("-", "_")
-        (self.dir / f"{self.index:02d}_{name}.py").write_text("\n".join(header + body) + "\n")
+        atomic.write_text(self.dir / f"{self.index:02d}_{name}.py", "\n".join(header + body) + "\n")
         self.timings.append({"pass": item.name, "seconds": round(seconds, 6), "stats": result.stats})
 
     def finish(self, pipeline: str, handle) -> None:
         from .viewer import VIEWER_JSON, viewer_data
         report = handle.report(refresh=False)
-        (self.dir / "pipeline.txt").write_text(pipeline + "\n")
-        (self.dir / VIEWER_JSON).write_text(json.dumps(viewer_data(handle), default=str) + "\n")
-        (self.dir / "flops.md").write_text(report.flops_markdown())
-        (self.dir / "stats.json").write_text(json.dumps({"pipeline": pipeline, "passes": self.timings}, indent=2) + "\n")
+        atomic.write_text(self.dir / "pipeline.txt", pipeline + "\n")
+        atomic.write_text(self.dir / VIEWER_JSON, json.dumps(viewer_data(handle), default=str) + "\n")
+        atomic.write_text(self.dir / "flops.md", report.flops_markdown())
+        atomic.write_text(self.dir / "stats.json", json.dumps({"pipeline": pipeline, "passes": self.timings}, indent=2) + "\n")
 
 
 def check_dump_dir(directory) -> None:

@@ -35,13 +35,13 @@ and plots are named for what differs (``cifar_resnet18_1000steps``, ``mnist_mlp_
 """
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 
+from . import atomic
 from .errors import SiftcError
 from .train import SCHEDULES
 
@@ -119,11 +119,7 @@ def cells(spec: dict) -> list[Cell]:
 def _done(results: Path) -> set:
     if not results.exists():
         return set()
-    keys = set()
-    for line in results.read_text().splitlines():
-        if line.strip():
-            keys.add(json.loads(line).get("cell"))
-    return keys
+    return {r.get("cell") for r in atomic.read_json_lines(results)}
 
 
 def results_path(spec: dict) -> Path:
@@ -170,14 +166,13 @@ def run(spec_path, data_dir=None, progress: bool = True, dry_run: bool = False,
                      bn_recalibrate=c.bn_recalibrate, schedule=c.schedule)
         line.update({"cell": c.key, "experiment": spec.get("name", ""), "member": c.member, "sparsity": c.sparsity,
                      "dst": c.dst, "dense_steps": c.dense_steps, "threads": torch.get_num_threads()})
-        with open(results, "a") as f:          # one line per finished cell: a crash loses one cell at most
-            f.write(json.dumps(line) + "\n")
+        atomic.append_json_line(results, line)    # one line per finished cell: a crash loses one cell at most
     return results
 
 
 # ---------------------------------------------------------------------------- summary
 def read_results(path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return atomic.read_json_lines(path)
 
 
 _SETTING_FIELDS = ("dense_steps", "bn_recalibrate", "lr", "batch_size", "schedule")
@@ -340,5 +335,5 @@ def summarise(results, out_dir) -> tuple[str, list[Path]]:
     text = headline_markdown(rows) + "\n" + summary_markdown(rows)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.md").write_text(text)
+    atomic.write_text(out_dir / "summary.md", text)
     return text, plot(lines, out_dir)

@@ -6,7 +6,6 @@ identical on every rank, and rank 0 alone shows the progress bar and writes the 
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -18,6 +17,7 @@ from tqdm import tqdm
 
 from .compiler import compile as siftc_compile
 from .dst import DST
+from . import atomic
 from .errors import SiftcError, UsageError
 
 
@@ -212,6 +212,5 @@ def train(recipe_name: str, policy: str, steps: int, data_dir=None, seed: int = 
     if schedule != "constant":
         line["schedule"], line["lr_end"] = schedule, opt.param_groups[0]["lr"]
     if rank == 0 and out:
-        with open(out, "a") as f:
-            f.write(json.dumps(line) + "\n")
+        atomic.append_json_line(out, line)
     return line

@@ -283,3 +283,104 @@ def test_report_groups_left_dense_entries_that_share_a_reason():
     assert len(norms) == 20
     text = str(rep)
     assert "20 modules (bn1, layer1.0.bn1, layer1.0.bn2, ...)" in text and "layer4.1.bn2 |" not in text
+
+
+# --- the front door under generated input: success, or one SiftcError naming the bad value -------
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_KEYS = ["dist", "iso", "init", "seed", "stem", "head", "dst", "dT", "drop", "end", "schedule", "width", "round",
+         "pattern", "capture", "grouped", "combine", "include", "exclude", "count", "tol", "colour", "Dist"]
+_VALUES = ["uniform", "erk", "exact", "nominal", "1", "0", "-1", "0.5", "1.5", "abc", "", "2:4", "block:4", "*",
+           "sparse", "dense", "matmul", "all", "1e9", "nan"]
+policies = st.builds(
+    lambda member, s, pairs: ",".join([member + (f":{s}" if s is not None else "")]
+                                      + [f"{k}={v}" for k, v in pairs]),
+    st.sampled_from(["wide", "parallel", "factorized", "doped", "sparse", "dense", "wdie", ""]),
+    st.one_of(st.none(), st.sampled_from(["0.5", "0.75", "0", "1", "-0.2", "x", "0.999"])),
+    st.lists(st.tuples(st.sampled_from(_KEYS), st.sampled_from(_VALUES)), max_size=3))
+shapes = st.lists(st.integers(0, 12), min_size=1, max_size=3)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(policy=policies, shape=shapes)
+def test_front_door_succeeds_or_raises_one_siftc_error_naming_the_value(policy, shape, tmp_path):
+    dump = tmp_path / f"d{abs(hash((policy, tuple(shape))))}"
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3))
+    x = torch.randn(*shape) if all(shape) else torch.empty(*shape)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gm = siftc.compile(model, policy=policy, example_inputs=(x,), dump_dir=dump)
+    except SiftcError as e:
+        msg = str(e)
+        assert "\n" not in msg.split("  passes run before")[0].strip() or "node:" in msg
+        assert not any(dump.glob("[0-9][0-9]_*.py")) or "pass '" in msg   # refused up front: nothing written
+        return
+    assert gm(x).shape == model(x).shape
+
+
+@settings(max_examples=25, deadline=None)
+@given(argv=st.lists(st.sampled_from(["compile", "flops", "mlp", "gpt_tiny", "--policy", "wide:0.5", "parallel:2",
+                                      "--batch-size", "0", "3", "-1", "--input-shape", "2,784", "2,x",
+                                      "--input-dtype", "int64", "--size", "nope", "--json"]), min_size=1, max_size=6))
+def test_cli_never_prints_a_traceback(argv):
+    import contextlib
+    import io
+
+    from siftc.cli import main
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            code = main(argv)
+        except SystemExit as e:
+            code = e.code
+    assert code in (0, 1, 2), code
+    assert "Traceback" not in err.getvalue()
+
+
+# --- every write path: a failure mid-write leaves the previous file intact and no temp file -------
+
+def _fail_replace(monkeypatch):
+    import os as _os
+
+    def boom(src, dst):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(_os, "replace", boom)
+
+
+@pytest.mark.parametrize("what", ["dumps", "html", "summary", "onnx"])
+def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temp(what, tmp_path, monkeypatch):
+    from siftc import atomic, onnx_export
+    gm = _compiled("parallel:0.5")
+    target = {"dumps": tmp_path / "d" / "flops.md", "html": tmp_path / "p.html",
+              "summary": tmp_path / "summary.md", "onnx": tmp_path / "m.onnx"}[what]
+    target.parent.mkdir(exist_ok=True)
+    target.write_text("previous")
+
+    def write():
+        if what == "dumps":
+            siftc.compile(_mlp(), policy="parallel:0.5", example_inputs=(torch.randn(2, 8),), dump_dir=target.parent)
+        elif what == "html":
+            siftc.render_html(gm, target)
+        elif what == "summary":
+            atomic.write_text(target, "new")
+        else:
+            onnx_export.save_onnx(siftc.compile(gm, target="onnx", exporter="torchscript"), target)
+    _fail_replace(monkeypatch)
+    with pytest.raises((OSError, SiftcError)):
+        write()
+    assert target.read_text() == "previous"
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_a_result_line_cut_short_by_a_kill_is_skipped_on_resume(tmp_path):
+    from siftc import atomic
+    path = tmp_path / "r.jsonl"
+    atomic.append_json_line(path, {"cell": "a", "acc": 0.5})
+    with open(path, "a") as f:
+        f.write('{"cell": "b", "ac')                 # the run was killed mid-line
+    with pytest.warns(UserWarning, match="incomplete last line"):
+        assert atomic.read_json_lines(path) == [{"cell": "a", "acc": 0.5}]

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 
+from .. import atomic
 from ..errors import SiftcError
 from ..handle import handle_of
 from .page import render_page
@@ -47,7 +47,4 @@ def render_html(source, path, use_dot=None) -> Path:
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise SiftcError(f"render_html: folder {path.parent} does not exist")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic.write_text(path, text)
