@@ -12,6 +12,7 @@ from passes.pipeline import INFERENCE_PIPELINE, ONNX_PIPELINE, TRAIN_PIPELINE
 
 from .context import CompileContext
 from .dumps import DumpWriter, dump_dir_from_env
+from . import progress
 from .pass_record import PassRecorder
 from .errors import CaptureError, SiftcError, UsageError
 from .handle import SiftcHandle, attach, handle_of
@@ -116,6 +117,8 @@ def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None"
         writer.write_input(model, inputs)
     recorder = PassRecorder()
     pm = PassManager(pipeline or default, instruments=[recorder] + ([writer] if writer else []))
+    if progress.wanted():
+        pm.instruments.append(progress.PassProgress(len(pm.items)))
     gm = pm.run(None, ctx)
     handle = SiftcHandle(gm=gm, model_name=prev.model_name if prev else type(model).__name__, policy=policy,
                          target=target, example_inputs=tuple(x.detach().clone() if isinstance(x, torch.Tensor) else x

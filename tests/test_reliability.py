@@ -384,3 +384,16 @@ def test_a_result_line_cut_short_by_a_kill_is_skipped_on_resume(tmp_path):
         f.write('{"cell": "b", "ac')                 # the run was killed mid-line
     with pytest.warns(UserWarning, match="incomplete last line"):
         assert atomic.read_json_lines(path) == [{"cell": "a", "acc": 0.5}]
+
+
+def test_compile_shows_per_pass_progress_only_when_asked(monkeypatch, capsys):
+    """A compile of several seconds showed no progress; progress must never reach logs or CI."""
+    from siftc import progress
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.delenv("SIFTC_PROGRESS", raising=False)
+    assert not progress.wanted()
+    monkeypatch.setenv("SIFTC_PROGRESS", "1")
+    seen = []
+    monkeypatch.setattr(progress.PassProgress, "before", lambda self, item, gm, ctx: seen.append(item.name))
+    siftc.compile(_mlp(), policy="parallel:0.5", example_inputs=(torch.randn(2, 8),))
+    assert seen[:3] == ["capture", "shape-prop", "flops"] and seen[-1] == "lower-train"
