@@ -157,10 +157,7 @@ def _to_meta(v):
 
 
 def _fetch(gm, target: str):
-    obj = gm
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj
+    return operator.attrgetter(target)(gm)
 
 
 class _ForeignOps(TorchDispatchMode):

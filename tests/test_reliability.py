@@ -397,3 +397,15 @@ def test_compile_shows_per_pass_progress_only_when_asked(monkeypatch, capsys):
     monkeypatch.setattr(progress.PassProgress, "before", lambda self, item, gm, ctx: seen.append(item.name))
     siftc.compile(_mlp(), policy="parallel:0.5", example_inputs=(torch.randn(2, 8),))
     assert seen[:3] == ["capture", "shape-prop", "flops"] and seen[-1] == "lower-train"
+
+
+def test_each_bench_has_its_own_options(capsys):
+    """bench --help mixed every bench's options; a bench now refuses another bench's option."""
+    from siftc.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "dst", "--models", "mlp"])
+    assert e.value.code == 2 and "--models" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "lower", "--help"])
+    out = capsys.readouterr().out
+    assert "--sparsity" in out and "--steps" not in out
