@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -142,10 +143,11 @@ def cmd_html(args) -> int:
 def cmd_experiment(args) -> int:
     from . import experiment
     if args.summary_only:
-        results = experiment.results_path(experiment.load_spec(args.spec))
+        results = Path(args.results) if args.results else experiment.results_path(experiment.load_spec(args.spec))
     else:
         results = experiment.run(args.spec, data_dir=args.data_dir, progress=not args.no_progress,
-                                 dry_run=args.dry_run, shard=experiment.parse_shard(args.shard))
+                                 dry_run=args.dry_run, shard=experiment.parse_shard(args.shard),
+                                 results=args.results)
         if args.dry_run:
             return 0
     out_dir = args.out_dir or str(results.with_suffix(""))     # results/mnist.jsonl -> results/mnist/
@@ -222,6 +224,9 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=None, help="folder with image/ and text/ (default $SIFTC_DATA or ../shared/data)")
     p.add_argument("--out-dir", default=None, help="summary.md and plots (default: the results file's name without .jsonl, "
                                                     "e.g. models_zoo/results/mnist/)")
+    p.add_argument("--results", default=None, metavar="PATH",
+                   help="JSON lines file (default: the spec's results:, beside the spec; give a path outside the "
+                        "source tree for specs you run from an installed package)")
     p.add_argument("--dry-run", action="store_true", help="list the cells still to run and stop")
     p.add_argument("--summary-only", action="store_true", help="train nothing: table and plots of the results so far")
     p.add_argument("--shard", default="0/1", metavar="I/N",

@@ -43,7 +43,7 @@ import torch
 
 from . import atomic
 from .errors import SiftcError
-from .train import SCHEDULES
+from .train import SCHEDULES, check_appendable
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def run(spec_path, data_dir=None, progress: bool = True, dry_run: bool = False,
-        shard: tuple[int, int] = (0, 1)) -> Path:
+        shard: tuple[int, int] = (0, 1), results=None) -> Path:
     """Run every cell of the spec not yet in its results file; returns the results path.
 
     ``shard=(i, n)`` takes the grid's cells i, i+n, i+2n, ... so n runners (one per core, each with
@@ -148,8 +148,10 @@ def run(spec_path, data_dir=None, progress: bool = True, dry_run: bool = False,
 
     from .train import train
     spec = load_spec(spec_path)
-    results = results_path(spec)
-    results.parent.mkdir(parents=True, exist_ok=True)
+    results = Path(results).resolve() if results else results_path(spec)   # --results: not beside the spec
+    if not results.parent.is_dir():
+        raise SiftcError(f"results folder {results.parent} does not exist (create it, or pass --results PATH)")
+    check_appendable(results)         # before any training: a finished cell that cannot be written is lost
     i, n = shard
     done = _done(results)
     todo = [c for k, c in enumerate(cells(spec)) if k % n == i and c.key not in done]

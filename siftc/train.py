@@ -122,12 +122,12 @@ def check_appendable(path) -> None:
     writable, and the file, if there, is a writable file)."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise SiftcError(f"--out {path}: folder {folder} does not exist (create it first)")
+        raise SiftcError(f"cannot append results to {path}: folder {folder} does not exist (create it first)")
     if os.path.isdir(path):
-        raise SiftcError(f"--out {path} is a folder; give a .jsonl file path")
+        raise SiftcError(f"cannot append results to {path}: it is a folder; give a .jsonl file path")
     target = path if os.path.exists(path) else folder
     if not os.access(target, os.W_OK):
-        raise SiftcError(f"--out {path}: {target} is not writable")
+        raise SiftcError(f"cannot append results to {path}: {target} is not writable")
 
 
 def train(recipe_name: str, policy: str, steps: int, data_dir=None, seed: int = 0, batch_size=None, lr=None,

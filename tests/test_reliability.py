@@ -91,7 +91,7 @@ def test_train_checks_its_output_path_before_training(tmp_path, monkeypatch, out
     """siftc train --out UNWRITABLE trained the whole run (97 s) and then lost the result."""
     from siftc import train as train_mod
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SiftcError, match="--out"):
+    with pytest.raises(SiftcError, match="cannot append results"):
         train_mod.train("mnist_mlp", "dense", 5, data_dir="/nonexistent", out=out, progress=False)
 
 
@@ -409,3 +409,19 @@ def test_each_bench_has_its_own_options(capsys):
         main(["bench", "lower", "--help"])
     out = capsys.readouterr().out
     assert "--sparsity" in out and "--steps" not in out
+
+
+def test_experiment_results_go_where_asked_and_are_checked_before_training(tmp_path, monkeypatch):
+    """siftc experiment smoke.yaml wrote its results into the source tree; --results puts them
+    elsewhere, and a results path that cannot be written is refused before any cell trains."""
+    from pathlib import Path
+
+    from siftc import experiment
+    spec = Path(__file__).parents[1] / "models_zoo" / "experiments" / "smoke.yaml"
+    trained = []
+    monkeypatch.setattr("siftc.train.train", lambda *a, **k: trained.append(1))
+    with pytest.raises(SiftcError, match="does not exist"):
+        experiment.run(spec, results=tmp_path / "missing" / "r.jsonl", progress=False)
+    out = experiment.run(spec, results=tmp_path / "r.jsonl", progress=False, dry_run=True)
+    assert out == (tmp_path / "r.jsonl").resolve() and not trained
+    assert not (spec.parent / "smoke_results.jsonl").exists()
