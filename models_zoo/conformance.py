@@ -89,7 +89,9 @@ def build(name: str):
 
 
 def flop_counter(model, inputs) -> int:
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:
+    """FlopCounterMode's count, math SDPA. Gradients stay on: under no_grad an eval-mode
+    nn.MultiheadAttention takes its fused fast path, whose attention FlopCounterMode does not see."""
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:
         model(*inputs)
     return fc.get_total_flops()
 
