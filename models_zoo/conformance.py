@@ -19,6 +19,7 @@ already in the file is skipped); ``table`` renders the model x member matrix for
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 import traceback
@@ -167,7 +168,34 @@ def load(path) -> list[dict]:
     return atomic.read_json_lines(path)
 
 
-def sweep(models, members, out, onnx: bool = True, progress: bool = True) -> list[dict]:
+def run_cell_isolated(name: str, member: str, timeout: int = 1800, memory_gb: float = 14.0) -> dict:
+    """``run_cell`` in a child process: one cell cannot leak memory into the next, a cell over
+    ``memory_gb`` of address space fails with MemoryError (its reason) instead of taking the
+    machine down, and one over ``timeout`` seconds is stopped and says so."""
+    import resource
+    import subprocess
+    import sys
+
+    def limit():
+        cap = int(memory_gb * 2 ** 30)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    t0 = time.perf_counter()
+    row = {"model": name, "member": member, "sparsity": 0.75, "status": "fail"}
+    try:
+        done = subprocess.run([sys.executable, "-m", "models_zoo.conformance", name, member], capture_output=True,
+                              text=True, timeout=timeout, preexec_fn=limit)
+    except subprocess.TimeoutExpired:
+        return {**row, "reason": f"not finished within {timeout} s on this machine", "seconds": timeout}
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode == 0 and lines:
+        return json.loads(lines[-1])
+    tail = (done.stderr.strip().splitlines() or ["?"])[-1][:300]
+    why = f"killed by signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}: {tail}"
+    return {**row, "reason": f"cell process failed ({why}; address space capped at {memory_gb:g} GB)",
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def sweep(models, members, out, onnx: bool = True, progress: bool = True, isolate: bool = True) -> list[dict]:
     done = {(r["model"], r["member"]) for r in load(out)}
     todo = [(m, k) for m in models for k in members if (m, k) not in done]
     Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -177,7 +205,7 @@ def sweep(models, members, out, onnx: bool = True, progress: bool = True) -> lis
     except ImportError:       # pragma: no cover
         bar = todo
     for name, member in bar:
-        row = run_cell(name, member, onnx=onnx)
+        row = run_cell_isolated(name, member) if isolate and onnx else run_cell(name, member, onnx=onnx)
         atomic.append_json_line(out, row)
     return load(out)
 
@@ -217,3 +245,9 @@ def main(args) -> int:
     if args.table:
         atomic.write_text(args.table, text + "\n")
     return 0
+
+
+if __name__ == "__main__":       # one cell, as run_cell_isolated runs it: the row as a JSON line
+    import sys
+    torch.set_num_threads(1)
+    print(json.dumps(run_cell(sys.argv[1], sys.argv[2])))
