@@ -123,10 +123,15 @@ def run_cell(name: str, member: str, sparsity: float = 0.75, onnx: bool = True) 
         problems = []
         stage = "output shape"
         model.eval()
+        gm.eval()
         with torch.no_grad():
-            ref = model(*x2)
-        if gm(*x2).shape != ref.shape:
-            problems.append(f"output shape {tuple(gm(*x2).shape)} != {tuple(ref.shape)}")
+            ref, got = model(*x2), gm(*x2)
+        if not isinstance(got, torch.Tensor) or not isinstance(ref, torch.Tensor):
+            raise RuntimeError(f"in eval mode the compiled model returns {type(got).__name__}, the model "
+                               f"{type(ref).__name__}: a forward that branches on self.training in Python "
+                               f"is captured in the mode it was compiled in (here train)")
+        if got.shape != ref.shape:
+            problems.append(f"output shape {tuple(got.shape)} != {tuple(ref.shape)}")
         stage = "flops"
         fc_model = flop_counter(model, x2)
         row["fc_budget"], row["siftc_matmul_budget"] = fc_model, rep.matmul_budget_flops
@@ -146,7 +151,7 @@ def run_cell(name: str, member: str, sparsity: float = 0.75, onnx: bool = True) 
         gm.train()
         for b in (1, 2):
             gm.zero_grad()
-            out = gm(*make(b))
+            out = torch.utils._pytree.tree_leaves(gm(*make(b)))[0]
             out.float().square().mean().backward()
         if onnx:
             stage = "onnx"

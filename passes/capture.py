@@ -103,6 +103,28 @@ def defaults_for_missing(model: nn.Module, n_inputs: int, concrete_args) -> dict
     return out
 
 
+def _warn_mode_branches(ctx, model: nn.Module, traced: torch.fx.GraphModule, fixed) -> None:
+    """Warn when the forward branches on ``self.training`` in Python (torchvision GoogLeNet's and
+    Inception's auxiliary heads): tracing keeps the branch of the mode the model was compiled in,
+    for both modes of the compiled model. Found by tracing once more in the other mode."""
+    flags = {m: m.training for m in model.modules()}
+    try:
+        model.train(not model.training)
+        other = trace(model, ctx.leaf_modules, fixed or None)
+    except CaptureError:
+        return
+    finally:
+        for m, flag in flags.items():
+            m.training = flag
+    ops = [(n.op, str(n.target)) for n in traced.graph.nodes if n.op not in ("placeholder", "output")]
+    other_ops = [(n.op, str(n.target)) for n in other.graph.nodes if n.op not in ("placeholder", "output")]
+    if ops != other_ops:
+        mode = "train" if model.training else "eval"
+        ctx.warn(f"capture: {type(model).__name__}.forward branches on self.training in Python (its "
+                 f"{'train' if mode == 'eval' else 'eval'}-mode graph differs); the compiled model follows the "
+                 f"{mode}-mode branch in both modes. Compile the model in the mode you will run it in")
+
+
 @register("capture", "trace the model into a torch.fx GraphModule (deep copy; user model untouched); "
                     "torch.export when fx cannot (policy capture=auto|fx|export)")
 def capture(gm, ctx) -> PassResult:
@@ -127,6 +149,7 @@ def capture(gm, ctx) -> PassResult:
             first = " ".join(str(e).splitlines()[0].split())      # one line, runs of spaces folded
             ctx.warn(f"capture: {first[:300]} -> captured with torch.export instead")
         else:
+            _warn_mode_branches(ctx, copied, out, fixed)
             lifted, notes = lift_modules(out, copied)      # Conv1D-style linears -> nn.Linear
             for note in notes:
                 ctx.warn(note)

@@ -691,3 +691,25 @@ def test_matmul_flops_match_flop_counter_or_are_listed_uncounted(kinds, d, membe
     assert gm(x).shape == model(x).shape
     if member != "sparse" and "fused" not in kinds:
         assert abs(rep.matmul_ratio - 1) <= 0.005
+
+
+def test_a_forward_that_branches_on_training_is_reported():
+    """torchvision GoogLeNet returns its auxiliary heads only in train mode; compiled in train mode
+    its graph kept them in eval too (a different output type, extra FLOPs) without a word."""
+    class Aux(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.aux, self.c = nn.Linear(8, 16), nn.Linear(16, 16), nn.Linear(16, 2), nn.Linear(16, 4)
+
+        def forward(self, x):
+            h = torch.relu(self.b(torch.relu(self.a(x))))
+            if self.training:
+                return self.c(h), self.aux(h)
+            return self.c(h)
+
+    x = torch.randn(2, 8)
+    with pytest.warns(UserWarning, match="branches on self.training.*train-mode branch in both modes"):
+        siftc.compile(Aux().train(), policy="parallel:0.5", example_inputs=(x,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")           # a model without such a branch: no warning
+        siftc.compile(_GenSeq(["linear"], 8).train(), policy="sparse:0.5", example_inputs=(torch.randn(2, 5, 8),))
