@@ -103,6 +103,14 @@ def defaults_for_missing(model: nn.Module, n_inputs: int, concrete_args) -> dict
     return out
 
 
+def _decompose(ctx, model: nn.Module) -> int:
+    """decompose_attention on capture's copy of the model; its notes become warnings."""
+    decomposed, notes = decompose_attention(model, ctx.leaf_modules)
+    for note in notes:
+        ctx.warn(note)
+    return decomposed
+
+
 def _warn_mode_branches(ctx, model: nn.Module, traced: torch.fx.GraphModule, fixed) -> None:
     """Warn when the forward branches on ``self.training`` in Python (torchvision GoogLeNet's and
     Inception's auxiliary heads): tracing keeps the branch of the mode the model was compiled in,
@@ -116,9 +124,9 @@ def _warn_mode_branches(ctx, model: nn.Module, traced: torch.fx.GraphModule, fix
     finally:
         for m, flag in flags.items():
             m.training = flag
-    ops = [(n.op, str(n.target)) for n in traced.graph.nodes if n.op not in ("placeholder", "output")]
-    other_ops = [(n.op, str(n.target)) for n in other.graph.nodes if n.op not in ("placeholder", "output")]
-    if ops != other_ops:
+    def calls(gm):
+        return [(n.op, str(n.target)) for n in gm.graph.nodes if n.op not in ("placeholder", "output")]
+    if calls(traced) != calls(other):
         mode = "train" if model.training else "eval"
         ctx.warn(f"capture: {type(model).__name__}.forward branches on self.training in Python (its "
                  f"{'train' if mode == 'eval' else 'eval'}-mode graph differs); the compiled model follows the "
@@ -137,9 +145,7 @@ def capture(gm, ctx) -> PassResult:
     how = ctx.policy.capture
     if how in ("auto", "fx"):
         copied = copy.deepcopy(model)
-        decomposed, notes = decompose_attention(copied, ctx.leaf_modules)       # nn.MultiheadAttention -> 4 linears + SDPA
-        for note in notes:
-            ctx.warn(note)
+        decomposed = _decompose(ctx, copied)       # nn.MultiheadAttention -> 4 linears + SDPA
         fixed = {**defaults_for_missing(model, len(ctx.example_inputs), ctx.concrete_args), **(ctx.concrete_args or {})}
         try:
             out = trace(copied, ctx.leaf_modules, fixed or None)
@@ -162,9 +168,7 @@ def capture(gm, ctx) -> PassResult:
         raise CaptureError("leaf_modules= and concrete_args= are torch.fx options; with capture=export "
                            "(or when fx fails) leave them out")
     source = copy.deepcopy(model)
-    decomposed, notes = decompose_attention(source)
-    for note in notes:
-        ctx.warn(note)
+    decomposed = _decompose(ctx, source)
     out, warnings, stats = capture_with_export(source, ctx.example_inputs)   # it works on deep copies
     stats["decomposed_attention"] = decomposed
     for w in warnings:

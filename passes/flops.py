@@ -28,6 +28,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from siftc.kernels import CSRConv2d, CSRLinear
+from siftc.symdims import target_name
 from . import ops
 from .mode_ops import FollowTraining, TrainingSDPA
 from .registry import PassResult, register
@@ -90,10 +91,9 @@ def _module_flops(gm, node, mod) -> FlopInfo:
         d, s = (_linear if isinstance(mod, CSRLinear) else _conv)(out, shape, nnz)
         return FlopInfo("linear" if isinstance(mod, CSRLinear) else "conv", s, d, _numel(shape), nnz)
     if isinstance(mod, TrainingSDPA):                 # capture's mode-aware attention (same formula)
-        shapes = [_shape(a) for a in node.args[:3]]
-        if all(shapes):
-            f = sdpa_flops(*shapes)
-            return FlopInfo("attention", f, f)
+        info = _sdpa(node)
+        if info is not None:
+            return info
     if isinstance(mod, FollowTraining):               # a function call capture made mode-aware
         return _measured(gm, node, "matmul", f"function {getattr(mod.fn, '__name__', mod.fn)} has no siftc rule")
     rule = ops.rule_for(mod)
@@ -275,6 +275,15 @@ def sdpa_flops(q, k, v) -> int:
     return 2 * math.prod(batch) * L * S * (E + Ev)
 
 
+def _sdpa(node):
+    """FlopInfo of an attention call from its q, k, v shapes (None when they are unknown)."""
+    shapes = [_shape(a) for a in node.args[:3]]
+    if not all(shapes):
+        return None
+    f = sdpa_flops(*shapes)
+    return FlopInfo("attention", f, f)
+
+
 def _function_flops(gm, node) -> FlopInfo:
     t = node.target
     out = node.meta.get("siftc.shape")
@@ -292,10 +301,9 @@ def _function_flops(gm, node) -> FlopInfo:
     if t in _MATMUL_FUNCS:
         return _matmul(node)
     if t in _SDPA:
-        shapes = [_shape(a) for a in node.args[:3]]
-        if all(shapes):
-            f = sdpa_flops(*shapes)
-            return FlopInfo("attention", f, f)
+        info = _sdpa(node)
+        if info is not None:
+            return info
     if t is F.embedding:
         return FlopInfo("embedding", 0, 0)
     if t in _NORM_FUNCS:
@@ -373,24 +381,26 @@ def matmul_total(by_category: dict) -> int:
     return sum(v for k, v in by_category.items() if k in MATMUL_CATEGORIES)
 
 
+def iso_budget(policy, budget_flops: int, budget_by_category: dict) -> int:
+    """The budget iso=exact solves for and verify checks: all FLOPs of the original, or their
+    matmul-class part (policy key count=matmul)."""
+    return matmul_total(budget_by_category) if policy.count == "matmul" else budget_flops
+
+
 def uncounted(gm) -> list:
     """[{node, target, reason}] of every node whose cost siftc could not establish."""
-    return [{"node": n.name, "target": _target_name(n), "reason": n.meta["siftc.flops"].note}
+    return [{"node": n.name, "target": target_name(n), "reason": n.meta["siftc.flops"].note}
             for n in gm.graph.nodes
             if n.meta.get("siftc.flops") is not None and n.meta["siftc.flops"].category == "uncounted"]
 
 
 def measured(gm) -> list:
     """[{node, target, flops, note}] of the nodes without a rule that FlopCounterMode costed."""
-    return [{"node": n.name, "target": _target_name(n), "flops": n.meta["siftc.flops"].flops,
+    return [{"node": n.name, "target": target_name(n), "flops": n.meta["siftc.flops"].flops,
              "reason": n.meta["siftc.flops"].note}
             for n in gm.graph.nodes
             if n.meta.get("siftc.flops") is not None and n.meta["siftc.flops"].note
             and n.meta["siftc.flops"].category != "uncounted"]
-
-
-def _target_name(n) -> str:
-    return n.target if isinstance(n.target, str) else getattr(n.target, "__name__", str(n.target))
 
 
 @register("flops", "FLOPs and weight counts per node; the first run fixes the dense budget", analysis=True)

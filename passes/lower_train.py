@@ -66,9 +66,14 @@ class InstallGradMask:
         if not w.requires_grad or (self.hooked is not None and self.hooked() is w):
             return
         # torch.save pickles a parameter's hooks: a loaded weight may carry its GradMask already
-        if not any(isinstance(h, GradMask) and h.module is module for h in (w._backward_hooks or {}).values()):
+        if not has_grad_mask(module):
             w.register_hook(GradMask(module))
         self.hooked = weakref.ref(w)
+
+
+def has_grad_mask(module) -> bool:
+    """Whether the module's current weight carries its GradMask hook."""
+    return any(isinstance(h, GradMask) and h.module is module for h in (module.weight._backward_hooks or {}).values())
 
 
 def install(gm) -> int:

@@ -66,13 +66,6 @@ def _layer_flops(gm, count: str = "all") -> tuple[dict, int]:
     return per_module, rest
 
 
-def budget_for(ctx) -> int:
-    """The budget iso=exact solves for: all FLOPs of the original, or their matmul-class part."""
-    if ctx.policy.count == "matmul":
-        return flops_pass.matmul_total(ctx.budget_by_category)
-    return ctx.budget_flops
-
-
 def _largest_dense(gm, budget: int, top: int = 4) -> str:
     """The unmasked ops that cost the most, by module (or by category for functional ops)."""
     cost: dict = {}
@@ -112,7 +105,7 @@ def masks(gm, ctx) -> PassResult:
     policy = ctx.policy
     flops_pass.annotate(gm)
     per_module, rest = _layer_flops(gm, policy.count)
-    budget = budget_for(ctx)
+    budget = flops_pass.iso_budget(policy, ctx.budget_flops, ctx.budget_by_category)
     # masked modules of an earlier compile keep their masks: count them with the dense rest
     old = [q for q in per_module if q not in new]
     for q in old:

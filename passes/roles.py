@@ -39,7 +39,9 @@ LEFT_DENSE_REASONS = {
     "opaque": "opaque module: no siftc rule",
 }
 
-_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
+def _is_norm(module) -> bool:
+    rule = ops.rule_for(module)
+    return rule is not None and rule.category == "norm"
 
 
 def is_siftc_member(module) -> bool:
@@ -136,10 +138,7 @@ def _list_the_rest(gm, by_module: dict, left_dense: dict) -> None:
     gets one, so the report accounts for all of them (e.g. a parameter forward never reads)."""
     covered = [k for k, role in by_module.items() if role in ("sparsifiable", "substituted")] + list(left_dense)
     for name, p in gm.named_parameters():
-        if p.dim() < 2 or any(name == c or name.startswith(c + ".") for c in covered):
-            continue
-        owner = name.rpartition(".")[0]
-        if inside_member(gm, name) or any(owner == c or owner.startswith(c + ".") for c in covered):
+        if p.dim() < 2 or inside_member(gm, name) or any(name == c or name.startswith(c + ".") for c in covered):
             continue
         left_dense[name] = "not read by the captured graph at these inputs (unused in forward): left as it is"
 
@@ -167,7 +166,7 @@ def roles(gm, ctx) -> PassResult:
             prev = by_module.get(key)
             if prev is None or prev == "sparsifiable":
                 by_module[key] = role
-        elif n.op == "call_module" and isinstance(gm.get_submodule(n.target), _NORMS):
+        elif n.op == "call_module" and _is_norm(gm.get_submodule(n.target)):
             n.meta["siftc.role"] = "norm"
             if not inside_member(gm, n.target):     # a member's own norms belong to its layer
                 norms.setdefault(n.target, "norm")

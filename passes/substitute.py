@@ -17,6 +17,7 @@ from siftc.context import LayerRecord
 from siftc.errors import SiftcError
 from siftc.members import BUILDERS, sparse_children
 from siftc.members.wide import check_nonlinear, choose_widths, new_sizes, widen
+from siftc.symdims import target_name
 from .flops import MATMUL_CATEGORIES
 from .registry import PassResult, register
 
@@ -147,7 +148,7 @@ def keep_opaque_groups(gm, coupling) -> None:
                      and u.meta["siftc.flops"].category in (*MATMUL_CATEGORIES, "uncounted")]
             if users:
                 blocked[n.target] = (f"touches parameter '{n.target}', read directly by '{users[0].name}' "
-                                     f"({users[0].target if isinstance(users[0].target, str) else getattr(users[0].target, '__name__', users[0].target)}), "
+                                     f"({target_name(users[0])}), "
                                      f"which siftc cannot sparsify")
 
     def hit(ref) -> str:

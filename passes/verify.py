@@ -37,10 +37,9 @@ def check_graph(gm, ctx) -> None:
 def iso_flop_ratio(gm, ctx) -> float:
     """The ratio the policy's ``count=`` makes exact: all FLOPs, or the matmul-class ones."""
     t = flops_pass.totals(gm)
-    if ctx.policy.count == "matmul":
-        budget = flops_pass.matmul_total(ctx.budget_by_category)
-        return flops_pass.matmul_total(t) / budget if budget else 1.0
-    return t["total"] / ctx.budget_flops if ctx.budget_flops else 1.0
+    budget = flops_pass.iso_budget(ctx.policy, ctx.budget_flops, ctx.budget_by_category)
+    spent = flops_pass.matmul_total(t) if ctx.policy.count == "matmul" else t["total"]
+    return spent / budget if budget else 1.0
 
 
 def iso_applies(ctx) -> bool:

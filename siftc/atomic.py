@@ -22,19 +22,25 @@ def _umask() -> int:
     return mask
 
 
-def write_bytes(path, data: bytes) -> Path:
+def write_with(path, write) -> Path:
+    """Call ``write(temp_path)`` on a temp file beside ``path``, give it the umask's permissions
+    and rename it over ``path``; the temp file is removed if anything fails."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())       # mkstemp makes it 0600: others must be able to read it
         os.replace(tmp, path)
         tmp = None
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def write_bytes(path, data: bytes) -> Path:
+    return write_with(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def write_text(path, text: str) -> Path:

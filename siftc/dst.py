@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 
 from passes import flops as flops_pass
-from passes.lower_train import GradMask, install as install_grad_masks
+from passes.lower_train import has_grad_mask, install as install_grad_masks
 from passes.shape_prop import ensure_shapes
 
 from . import patterns
@@ -249,12 +249,10 @@ class DST:
 
     def _mask_unhooked_grads(self, optimizer, args, kwargs) -> None:
         for m in self.modules.values():
-            w = m.weight
-            if w.grad is None or any(isinstance(h, GradMask) and h.module is m
-                                     for h in (w._backward_hooks or {}).values()):
+            if m.weight.grad is None or has_grad_mask(m):
                 continue
             with torch.no_grad():
-                w.grad.masked_fill_(~m.weight_mask, 0.0)
+                m.weight.grad.masked_fill_(~m.weight_mask, 0.0)
             install_grad_masks(m)
 
     def _zero_state(self, weight, positions: torch.Tensor) -> None:
@@ -322,8 +320,9 @@ class DST:
                                  f"model's (e.g. {', '.join(diff[:3])}): it is the state of another model or policy")
         if not isinstance(state["step_count"], int) or state["step_count"] < 0:
             raise SiftcError(f"siftc.DST.load_state_dict: step_count={state['step_count']!r} is not a step count")
-        for key in ("step_count", "updates", "method", "dT", "drop", "end_step", "begin", "schedule", "accum"):
-            setattr(self, key, state[key])
+        for key in self._STATE_KEYS:
+            if key not in ("generator", "ledger"):
+                setattr(self, key, state[key])
         self.ledger = dict(state["ledger"])
         self.generator.set_state(state["generator"])
         self._apply_masks()

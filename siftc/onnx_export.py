@@ -21,7 +21,6 @@ import io
 import logging
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import atomic
 from .errors import ExportError, VerifyError
 
 EXPORTERS = ("dynamo", "torchscript")
@@ -196,34 +196,17 @@ def save_onnx(proto, path) -> str:
     """Write ``proto`` to ``path`` atomically (no partial file on failure); external data over ~1.8 GB."""
     import onnx
     path = os.fspath(path)
-    directory = _check_target(path)
-    large = proto.ByteSize() > _EXTERNAL_DATA_BYTES
-    fd, tmp = None, None
+    _check_target(path)
+    kwargs = {"format": "protobuf"}         # the temp file's suffix says nothing about the format
+    if proto.ByteSize() > _EXTERNAL_DATA_BYTES:
+        kwargs.update(save_as_external_data=True, all_tensors_to_one_file=True,
+                      location=os.path.basename(path) + ".data", size_threshold=1024)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".siftc-", suffix=".onnx", dir=directory)
-        os.close(fd)
-        if large:
-            location = os.path.basename(path) + ".data"
-            onnx.save_model(proto, tmp, save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=location, size_threshold=1024)
-        else:
-            onnx.save_model(proto, tmp)
-        os.chmod(tmp, 0o666 & ~_umask())     # mkstemp makes it 0600: a served model must be readable
-        os.replace(tmp, path)
-        tmp = None
+        atomic.write_with(path, lambda tmp: onnx.save_model(proto, tmp, **kwargs))
     except OSError as e:
         raise ExportError(f"cannot write ONNX model to {path!r}: {e.strerror or e} "
                           f"(check that the directory is writable)") from e
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def export_onnx(model: nn.Module, example_inputs: tuple, path=None, exporter: str = "dynamo",

@@ -164,7 +164,7 @@ def symbolic_run(gm: torch.fx.GraphModule, example_inputs: tuple, opaque=None) -
                 result = super().run_node(n)
             except Exception as e:
                 err = ShapeError(f"symbolic channel sizes could not be propagated through node '{n.name}' "
-                                 f"({n.op} {_target_name(n)}): {type(e).__name__}: {str(e).splitlines()[0]}. "
+                                 f"({n.op} {target_name(n)}): {type(e).__name__}: {str(e).splitlines()[0]}. "
                                  f"Sparse Wide needs every size the node uses to follow from its inputs and "
                                  f"weights; make its module a leaf (leaf_modules=...) without a siftc rule: it is "
                                  f"then kept at its sizes, as the groups it touches; or use a per-layer member "
@@ -173,12 +173,12 @@ def symbolic_run(gm: torch.fx.GraphModule, example_inputs: tuple, opaque=None) -
                 raise err from None
             for g in env.guards[before:]:
                 if isinstance(g.expr, sympy.Eq):
-                    equations.append(Equation(g.expr.lhs - g.expr.rhs, n.name, _target_name(n)))
+                    equations.append(Equation(g.expr.lhs - g.expr.rhs, n.name, target_name(n)))
             if len(env.replacements) != len(seen_repl):
                 for s, e in env.replacements.items():
                     if s not in seen_repl:
                         seen_repl[s] = e
-                        equations.append(Equation(s - e, n.name, _target_name(n)))
+                        equations.append(Equation(s - e, n.name, target_name(n)))
             return result
 
     was_training = gm.training
@@ -235,7 +235,8 @@ def _shape_preserving(mod, args, kwargs):
     return None
 
 
-def _target_name(n) -> str:
+def target_name(n) -> str:
+    """A node's target as text: a method or module path as it is, a function by its name."""
     t = n.target
     return t if isinstance(t, str) else getattr(t, "__name__", str(t))
 
