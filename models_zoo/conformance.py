@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from siftc import atomic
+from siftc.core import atomic
 
 MEMBERS = ("wide", "parallel", "factorized", "doped", "sparse")
 HF_MODELS = ("hf_gpt2", "hf_bert", "hf_llama")

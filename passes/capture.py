@@ -19,12 +19,12 @@ import torch
 import torch.fx
 from torch import nn
 
-from siftc.errors import CaptureError
+from siftc.core.errors import CaptureError
 from .capture_export import capture_with_export
 from .decompose import TRACE_THROUGH, decompose_attention
 from .lift_modules import lift_modules
 from .mode_ops import follow_training_flag
-from .registry import PassResult, register
+from siftc.core.pass_registry import PassResult, register
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 

@@ -23,7 +23,7 @@ import warnings as warnings_module
 import torch
 from torch import nn
 
-from siftc.errors import CaptureError
+from siftc.core.errors import CaptureError
 
 from .lift_modules import lift_modules, normalise_aten
 from .mode_ops import follow_training_flag

@@ -21,9 +21,9 @@ import networkx as nx
 import sympy
 import torch
 
-from siftc.symdims import DimRef, Solution, SymbolicRun, solve, symbolic_run
-from . import ops
-from .registry import PassResult, register
+from siftc.core.symdims import DimRef, Solution, SymbolicRun, solve, symbolic_run
+from siftc.core import ops
+from siftc.core.pass_registry import PassResult, register
 
 
 @dataclass

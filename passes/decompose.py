@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from siftc.core import ops
+
 # torch.nn containers capture traces through once their attention is decomposed (the encoder
 # ones become the subclasses below first: their fused fast-path checks branch on tensors)
 TRACE_THROUGH = (nn.TransformerDecoderLayer, nn.TransformerDecoder)
@@ -126,6 +128,9 @@ class DecomposedMHA(nn.Module):
         if weights is not None and average_attn_weights:
             weights = weights.mean(dim=1)
         return out, weights
+
+
+ops.register_transparent(DecomposedMHA)
 
 
 def _additive(mask, like):

@@ -1,15 +1,244 @@
 """export-onnx: the compiled graph to an onnx.ModelProto with sparse initializers (target "onnx").
 
 Options (pipeline syntax ``export-onnx{exporter=torchscript sparse=always}``, or siftc.compile's
-``exporter=`` / ``path=``): exporter dynamo|torchscript, sparse auto|always|never (see
-siftc/onnx_export.py). Writes ``ctx.onnx_model``; the graph is not changed. The model carries
-``metadata_props`` siftc.policy and siftc.iso_flop_ratio.
+``exporter=`` / ``path=``): exporter dynamo|torchscript, sparse auto|always|never. Writes
+``ctx.onnx_model``; the graph is not changed. The model carries ``metadata_props`` siftc.policy
+and siftc.iso_flop_ratio.
+
+The model is exported as it is (a trained compiled GraphModule is not transformed again): a
+copy in eval mode, without the training hooks and without the ``weight_mask`` buffers, whose
+weights already hold zeros where masked, so no mask multiply can reach the graph. Exporters:
+``dynamo`` (default; torch.export + onnxscript, which folds BatchNorm into convs and pre-transposes
+MatMul weights) or ``torchscript`` (the legacy exporter, fast, names kept as they are).
+
+Afterwards every masked weight's initializer is renamed back to its module path where the
+exporter folded it into an anonymous constant (a pre-transposed Linear weight keeps the name and
+says ``transposed`` in its doc_string), then moved to ``graph.sparse_initializer`` (values + one
+linear int64 index per non-zero, the smaller of ONNX's two index layouts) when that is smaller
+on disk than the dense tensor (``sparse="auto"``: density below 1/3 for float32), always
+(``"always"``) or never (``"never"``: the dense-initializer model that `siftc bench onnx` compares
+against). onnxruntime loads sparse initializers and densifies them at load (DESIGN.md).
 """
 from __future__ import annotations
 
-from siftc.onnx_export import export_onnx
-from .registry import PassResult, register
+import copy
+import io
+import logging
+import os
+import re
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+from siftc.core import atomic
+from siftc.core.errors import ExportError
+from siftc.core.masking import strip
+from siftc.core.pass_registry import PassResult, register
 from .verify import iso_flop_ratio
+
+EXPORTERS = ("dynamo", "torchscript")
+SPARSE_MODES = ("auto", "always", "never")
+_EXTERNAL_DATA_BYTES = 1_800_000_000      # protobuf's hard limit is 2 GiB; leave room for the graph
+
+
+def _masked_weights(model: nn.Module) -> dict:
+    return {f"{n}.weight" if n else "weight": m.weight_mask for n, m in model.named_modules()
+            if isinstance(getattr(m, "weight_mask", None), torch.Tensor)}
+
+
+def _export_copy(model: nn.Module) -> nn.Module:
+    """An eval-mode copy without training hooks or mask buffers (nothing of them may be exported)."""
+    m = copy.deepcopy(model).eval()
+    strip(m)
+    if hasattr(m, "siftc"):
+        del m.siftc
+    return m
+
+
+def _run_exporter(model, inputs: tuple, exporter: str):
+    import onnx
+    # the exporter logs one line per op library it does not find (torchvision): not the user's concern
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if exporter == "dynamo":
+                try:       # batch (and sequence) axes left to torch.export to keep dynamic where it can
+                    return torch.onnx.export(model, inputs, dynamo=True, external_data=False, verbose=False,
+                                             dynamic_shapes=_dynamic_shapes(inputs)).model_proto
+                except Exception:   # noqa: BLE001 - a model that pins its sizes: export it at them
+                    return torch.onnx.export(model, inputs, dynamo=True, external_data=False,
+                                             verbose=False).model_proto
+            buf = io.BytesIO()
+            names = [f"input_{i}" for i in range(len(inputs))]
+            axes = {n: ({0: "batch", 1: "sequence"} if _is_tokens(x) else {0: "batch"})
+                    for n, x in zip(names, inputs) if isinstance(x, torch.Tensor) and x.dim() > 0}
+            try:
+                torch.onnx.export(model, inputs, buf, dynamo=False, do_constant_folding=False,
+                                  input_names=names, dynamic_axes=axes)
+            except Exception:   # noqa: BLE001 - the legacy exporter cannot make these axes dynamic
+                buf = io.BytesIO()
+                torch.onnx.export(model, inputs, buf, dynamo=False, do_constant_folding=False)
+            return onnx.load_from_string(buf.getvalue())
+    except Exception as e:    # name the op and the node the exporter could not translate
+        raise ExportError(_explain(model, e, exporter)) from e
+
+
+def _is_tokens(x) -> bool:
+    return isinstance(x, torch.Tensor) and x.dim() >= 2 and not x.is_floating_point()
+
+
+def _dynamic_shapes(inputs: tuple):
+    """Dim.AUTO on the batch axis of every tensor input (and the sequence axis of token ids):
+    torch.export keeps them symbolic unless the model pins them."""
+    from torch.export import Dim
+    return tuple(({0: Dim.AUTO, 1: Dim.AUTO} if _is_tokens(x) else {0: Dim.AUTO})
+                 if isinstance(x, torch.Tensor) and x.dim() > 0 else None for x in inputs)
+
+
+def _explain(model, e: Exception, exporter: str) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", f"{type(e).__name__}: {e}")      # the exporter colours its text
+    ops = sorted(set(re.findall(r"([A-Za-z_][\w]*(?:::|\.)[\w.]+?)(?:\.default)?(?=[\s'\",)\]]|$)", text)))
+    ops = [o for o in ops if o.split("::")[0].split(".")[0] not in ("torch", "onnx", "onnxscript")][:3] or ops[:3]
+    nodes = []
+    graph = getattr(model, "graph", None)
+    if graph is not None and ops:
+        for n in graph.nodes:
+            target = str(getattr(n.target, "_name", n.target))
+            if any(o.replace("::", ".").split(".")[-1] in target for o in ops):
+                nodes.append(f"'{n.name}' ({n.format_node()})")
+    where = f" at node {nodes[0]}" if nodes else ""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    first = next((ln for ln in lines if ops and ops[0].split(".")[-1] in ln), lines[0] if lines else "")[:400]
+    return (f"the {exporter} ONNX exporter rejected op {', '.join(ops) or '(unknown)'}{where}: {first}. "
+            f"Replace the op, make its module a leaf with an ONNX translation, or try exporter="
+            f"{'torchscript' if exporter == 'dynamo' else 'dynamo'}")
+
+
+def _restore_names(proto, model: nn.Module) -> None:
+    """Give a Linear weight the exporter folded into an anonymous transposed constant its module path."""
+    from onnx import numpy_helper
+    graph = proto.graph
+    names = {i.name for i in graph.initializer}
+    own = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
+    by_shape: dict = {}
+    for init in graph.initializer:
+        if len(init.dims) == 2 and init.name not in own:     # anonymous constants only
+            by_shape.setdefault(tuple(init.dims), []).append(init)
+    for mname, mod in model.named_modules():
+        if not isinstance(mod, nn.Linear):
+            continue
+        pname = f"{mname}.weight" if mname else "weight"
+        if pname in names:
+            continue
+        w = mod.weight.detach().cpu().numpy()
+        for init in by_shape.get((w.shape[1], w.shape[0]), []):
+            if init.name in own:      # renamed for an earlier (tied or equal) weight
+                continue
+            if np.array_equal(numpy_helper.to_array(init), w.T):
+                _rename(graph, init.name, pname)
+                own.add(pname)
+                init.doc_string = f"{pname} transposed (in x out) for MatMul"
+                break
+
+
+def _rename(graph, old: str, new: str) -> None:
+    for init in graph.initializer:
+        if init.name == old:
+            init.name = new
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name == old:
+                node.input[i] = new
+    for vi in graph.value_info:
+        if vi.name == old:
+            vi.name = new
+
+
+def _sparsify(proto, masked: dict, mode: str) -> dict:
+    """Move masked weights to graph.sparse_initializer where ``mode`` says; returns counts."""
+    from onnx import helper, numpy_helper
+    graph = proto.graph
+    stats = {"sparse_initializers": 0, "dense_bytes_saved": 0}
+    if mode == "never":
+        return stats
+    keep = []
+    for init in list(graph.initializer):
+        if init.name not in masked:
+            keep.append(init)
+            continue
+        arr = numpy_helper.to_array(init)
+        flat = arr.reshape(-1)
+        idx = np.flatnonzero(flat)
+        sparse_bytes = idx.size * (flat.itemsize + 8)
+        if mode == "auto" and sparse_bytes >= flat.nbytes:
+            keep.append(init)
+            continue
+        values = numpy_helper.from_array(flat[idx], name=init.name)
+        values.doc_string = init.doc_string
+        indices = numpy_helper.from_array(idx.astype(np.int64), name=f"{init.name}.indices")
+        graph.sparse_initializer.append(helper.make_sparse_tensor(values, indices, list(arr.shape)))
+        stats["sparse_initializers"] += 1
+        stats["dense_bytes_saved"] += flat.nbytes - sparse_bytes
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    return stats
+
+
+def _check_target(path) -> str:
+    """The directory ``path`` would be written to; ExportError when it cannot be a file there."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ExportError(f"cannot write ONNX model to {path!r}: directory {directory!r} does not exist "
+                          f"(create it first)")
+    if os.path.isdir(path):
+        raise ExportError(f"cannot write ONNX model to {path!r}: it is a directory; give a file name like model.onnx")
+    return directory
+
+
+def save_onnx(proto, path) -> str:
+    """Write ``proto`` to ``path`` atomically (no partial file on failure); external data over ~1.8 GB."""
+    import onnx
+    path = os.fspath(path)
+    _check_target(path)
+    kwargs = {"format": "protobuf"}         # the temp file's suffix says nothing about the format
+    if proto.ByteSize() > _EXTERNAL_DATA_BYTES:
+        kwargs.update(save_as_external_data=True, all_tensors_to_one_file=True,
+                      location=os.path.basename(path) + ".data", size_threshold=1024)
+    try:
+        atomic.write_with(path, lambda tmp: onnx.save_model(proto, tmp, **kwargs))
+    except OSError as e:
+        raise ExportError(f"cannot write ONNX model to {path!r}: {e.strerror or e} "
+                          f"(check that the directory is writable)") from e
+    return path
+
+
+def export_onnx(model: nn.Module, example_inputs: tuple, path=None, exporter: str = "dynamo",
+                sparse: str = "auto", metadata: dict | None = None):
+    """Export ``model`` (a compiled GraphModule or any nn.Module) to an onnx.ModelProto."""
+    import onnx
+    if exporter not in EXPORTERS:
+        raise ValueError(f"unknown ONNX exporter {exporter!r}; allowed: {', '.join(EXPORTERS)}")
+    if sparse not in SPARSE_MODES:
+        raise ValueError(f"unknown sparse initializer mode {sparse!r}; allowed: {', '.join(SPARSE_MODES)}")
+    if path is not None:        # fail before the (slow) export when the file cannot be written
+        _check_target(os.fspath(path))
+    masked = _masked_weights(model)
+    clean = _export_copy(model)
+    proto = _run_exporter(clean, tuple(example_inputs), exporter)
+    _restore_names(proto, clean)
+    stats = _sparsify(proto, masked, sparse)
+    for k, v in (metadata or {}).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, str(v)
+    onnx.checker.check_model(proto)
+    proto.doc_string = (f"siftc export ({exporter}); {stats['sparse_initializers']} sparse initializers "
+                        f"of {len(masked)} masked weights")
+    if path is not None:
+        save_onnx(proto, path)
+    return proto
 
 
 @register("export-onnx", "ONNX model, masked weights as sparse initializers (target onnx)")

@@ -27,11 +27,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from siftc.kernels import CSRConv2d, CSRLinear
-from siftc.symdims import target_name
-from . import ops
+from siftc.core.symdims import target_name
+from siftc.core import ops
 from .mode_ops import FollowTraining, TrainingSDPA
-from .registry import PassResult, register
+from siftc.core.pass_registry import PassResult, register
 
 WEIGHT_CATEGORIES = ("conv", "linear")
 # What FlopCounterMode counts (and what hardware spends its time on): the "matmul-class" FLOPs.
@@ -65,10 +64,10 @@ def _shape(arg):
 
 
 def _weight_nnz(module) -> tuple[int, int]:
-    w = module.weight
     mask = getattr(module, "weight_mask", None)
-    nnz = int(torch.count_nonzero(mask)) if isinstance(mask, torch.Tensor) else w.numel()
-    return w.numel(), nnz
+    if isinstance(mask, torch.Tensor):
+        return mask.numel(), int(torch.count_nonzero(mask))
+    return module.weight.numel(), module.weight.numel()
 
 
 def _linear(out_shape, weight_shape, nnz):
@@ -85,11 +84,6 @@ def _conv(out_shape, weight_shape, nnz):
 
 def _module_flops(gm, node, mod) -> FlopInfo:
     out = node.meta.get("siftc.shape")
-    if isinstance(mod, (CSRLinear, CSRConv2d)):       # lowered sparse kernels: same count as masked dense
-        shape = tuple(mod.weight_mask.shape)
-        nnz = int(torch.count_nonzero(mod.weight_mask))
-        d, s = (_linear if isinstance(mod, CSRLinear) else _conv)(out, shape, nnz)
-        return FlopInfo("linear" if isinstance(mod, CSRLinear) else "conv", s, d, _numel(shape), nnz)
     if isinstance(mod, TrainingSDPA):                 # capture's mode-aware attention (same formula)
         info = _sdpa(node)
         if info is not None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from siftc import kernels
-from siftc.errors import VerifyError
-from .registry import PassResult, register
+from siftc.core import kernels
+from siftc.core.errors import VerifyError
+from siftc.core.pass_registry import PassResult, register
 
 
 def _relative_error(a, b) -> float:

@@ -18,36 +18,11 @@ import zlib
 
 import torch
 
-from siftc import densities, patterns
-from siftc.errors import IsoFlopError
+from siftc.core import densities, patterns
+from siftc.core.errors import IsoFlopError
+from siftc.core.masking import exact_mask
 from . import flops as flops_pass
-from .registry import PassResult, register
-
-
-def exact_mask(shape, density: float, generator: torch.Generator) -> torch.Tensor:
-    n = math.prod(shape)
-    k = min(n, max(1, round(density * n))) if density > 0 else 0
-    if k == 0 or k == n:
-        return torch.full(shape, k == n, dtype=torch.bool)
-    # k positions uniformly without replacement = the k smallest of n uniform float64 keys.
-    # Rather than sort (randperm/topk are O(n log n) and single-threaded here), find the k-th
-    # key inside a narrow band around k/n: only the band (~12 sigma of a binomial) is sorted.
-    keys = torch.rand(n, generator=generator, dtype=torch.float64)
-    p = k / n
-    half = 6.0 * math.sqrt(p * (1 - p) / n) + 1.0 / n
-    lo, hi = p - half, p + half
-    below = int(torch.count_nonzero(keys < lo))
-    band = keys[(keys >= lo) & (keys < hi)]
-    need = k - below
-    if 0 < need <= band.numel():
-        mask = keys <= band.kthvalue(need).values
-    else:   # the band missed (probability ~1e-9) or need == 0: exact selection
-        mask = torch.zeros(n, dtype=torch.bool)
-        mask[keys.topk(k, largest=False, sorted=False).indices] = True
-    if int(torch.count_nonzero(mask)) != k:    # float64 ties: practically impossible, still exact
-        mask = torch.zeros(n, dtype=torch.bool)
-        mask[keys.topk(k, largest=False, sorted=False).indices] = True
-    return mask.view(shape)
+from siftc.core.pass_registry import PassResult, register
 
 
 def _layer_flops(gm, count: str = "all") -> tuple[dict, int]:

@@ -17,6 +17,8 @@ import inspect
 import torch
 from torch import nn
 
+from siftc.core import ops
+
 _FLAG_NAMES = ("training", "train")
 
 
@@ -56,6 +58,8 @@ class TrainingSDPA(nn.Module):
     def extra_repr(self) -> str:
         return f"dropout_p={self.dropout_p} while training"
 
+
+ops.register_transparent(FollowTraining, TrainingSDPA)
 
 _SDPA = (torch.ops.aten.scaled_dot_product_attention.default, torch.nn.functional.scaled_dot_product_attention)
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from . import ops
-from .registry import PassResult, register
+from siftc.core import ops
+from siftc.core.pass_registry import PassResult, register
 
 LEFT_DENSE_REASONS = {
     "stem": "stem: first weight op on the input path (kept dense, SPEC.md; policy stem=sparse changes it)",
@@ -45,7 +45,7 @@ def _is_norm(module) -> bool:
 
 
 def is_siftc_member(module) -> bool:
-    from siftc.members import MemberLayer
+    from siftc.core.members import MemberLayer
     return isinstance(module, MemberLayer)
 
 

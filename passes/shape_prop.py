@@ -16,8 +16,8 @@ import torch.fx
 from torch._subclasses.fake_tensor import (DataDependentOutputException, DynamicOutputShapeException,
                                            FakeTensorMode, unset_fake_temporarily)
 
-from siftc.errors import ShapeError
-from .registry import PassResult, register
+from siftc.core.errors import ShapeError
+from siftc.core.pass_registry import PassResult, register
 
 
 def _shape_of(val):

@@ -13,13 +13,13 @@ from fractions import Fraction
 import torch
 import torch.fx
 
-from siftc.context import LayerRecord
-from siftc.errors import SiftcError
-from siftc.members import BUILDERS, sparse_children
-from siftc.members.wide import check_nonlinear, choose_widths, new_sizes, widen
-from siftc.symdims import target_name
+from siftc.core.state import LayerRecord
+from siftc.core.errors import SiftcError
+from siftc.core.members import BUILDERS, sparse_children
+from siftc.core.members.wide import check_nonlinear, choose_widths, new_sizes, widen
+from siftc.core.symdims import target_name
 from .flops import MATMUL_CATEGORIES
-from .registry import PassResult, register
+from siftc.core.pass_registry import PassResult, register
 
 
 def _inline(gm: torch.fx.GraphModule, call: torch.fx.Node, qualname: str, sub: torch.fx.GraphModule):

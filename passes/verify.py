@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from siftc.errors import IsoFlopError, VerifyError
+from siftc.core.errors import IsoFlopError, VerifyError
 from . import flops as flops_pass
-from .registry import PassResult, register
+from siftc.core.pass_registry import PassResult, register
 from .shape_prop import ensure_shapes, output_shapes
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import PolicyError, SiftcError, UsageError
-from .train import SCHEDULES
+from siftc.core.errors import PolicyError, SiftcError, UsageError
+from siftc.experiments.train import SCHEDULES
 
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int64": torch.int64}
@@ -141,7 +141,7 @@ def cmd_html(args) -> int:
 
 
 def cmd_experiment(args) -> int:
-    from . import experiment
+    from siftc.experiments import grid as experiment
     if args.summary_only:
         results = Path(args.results) if args.results else experiment.results_path(experiment.load_spec(args.spec))
     else:
@@ -158,7 +158,7 @@ def cmd_experiment(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .train import train
+    from siftc.experiments.train import train
     line = train(args.recipe, args.policy, args.steps, data_dir=args.data_dir, seed=args.seed,
                  batch_size=args.batch_size, lr=args.lr, out=args.out, progress=not args.no_progress,
                  bn_recalibrate=args.bn_recalibrate, equal_flops=args.equal_flops, schedule=args.schedule)
@@ -173,12 +173,12 @@ def cmd_conformance(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from . import bench
+    from siftc.experiments import bench
     return bench.main(args)
 
 
 def main(argv=None) -> int:
-    from . import __version__
+    from siftc import __version__
     parser = argparse.ArgumentParser(prog="siftc", description="Sparse Iso-FLOP Transformation compiler")
     parser.add_argument("--version", action="version", version=f"siftc {__version__} (torch {torch.__version__})")
     sub = parser.add_subparsers(dest="command", required=True)

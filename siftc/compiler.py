@@ -8,16 +8,16 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from passes.pipeline import INFERENCE_PIPELINE, ONNX_PIPELINE, TRAIN_PIPELINE
+from siftc.core.pipeline import INFERENCE_PIPELINE, ONNX_PIPELINE, TRAIN_PIPELINE
 
-from .context import CompileContext
-from .dumps import DumpWriter, dump_dir_from_env
-from . import progress
-from .pass_record import PassRecorder
-from .errors import CaptureError, SiftcError, UsageError
-from .handle import SiftcHandle, attach, handle_of
-from .pass_manager import PassManager
-from .policy import Policy
+from siftc.core.state import CompileContext
+from siftc.dumps import DumpWriter, dump_dir_from_env
+from siftc.core import progress
+from siftc.pass_record import PassRecorder
+from siftc.core.errors import CaptureError, SiftcError, UsageError
+from siftc.handle import SiftcHandle, attach, handle_of
+from siftc.pass_manager import PassManager
+from siftc.core.policy import Policy
 
 TARGETS = ("cpu", "cuda", "onnx")
 MODES = ("train", "inference")
@@ -42,7 +42,7 @@ def _inputs_tuple(example_inputs, model) -> tuple:
 
 def _check_arguments(model, inputs: tuple, target: str, mode: str, exporter: str) -> None:
     """Everything compile can refuse up front, before any pass runs or any file is written."""
-    from .onnx_export import EXPORTERS
+    from siftc.passes.export_onnx import EXPORTERS
     if mode not in MODES:
         raise UsageError(f"unknown mode {mode!r}; allowed modes: {', '.join(MODES)}")
     if target == "onnx" and exporter not in EXPORTERS:
@@ -75,7 +75,7 @@ def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None"
     modified. Compiling a compiled GraphModule again transforms nothing (its policy is kept; a
     different policy is an error): that is how a trained model goes to ONNX.
     """
-    import passes  # noqa: F401  (registers every pass; imported here to keep imports acyclic)
+    from siftc import passes  # noqa: F401  (registers every pass; imported here to keep imports acyclic)
 
     if target not in TARGETS:
         raise UsageError(f"unknown target {target!r}; allowed targets: {', '.join(TARGETS)}")
@@ -108,7 +108,7 @@ def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None"
         raise UsageError(f"path= is for target='onnx' (got target={target!r})")
     default = ONNX_PIPELINE if target == "onnx" else INFERENCE_PIPELINE if mode == "inference" else TRAIN_PIPELINE
     if path is not None:       # an ONNX path that cannot be written fails before any work
-        from .onnx_export import _check_target
+        from siftc.passes.export_onnx import _check_target
         _check_target(os.fspath(path))
     # the dump folder is cleared of old pass files only now, once every argument is known good
     directory = dump_dir_from_env(dump_dir)

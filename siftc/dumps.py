@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from . import atomic
-from .errors import SiftcError
+from siftc.core import atomic
+from siftc.core.errors import SiftcError
 
-from passes import flops as flops_pass
-from passes.registry import get_pass
+from siftc.passes import flops as flops_pass
+from siftc.core.pass_registry import get_pass
 
 
 def _fmt(n) -> str:
@@ -114,7 +114,7 @@ class DumpWriter:
         self.timings.append({"pass": item.name, "seconds": round(seconds, 6), "stats": result.stats})
 
     def finish(self, pipeline: str, handle) -> None:
-        from .viewer import VIEWER_JSON, viewer_data
+        from siftc.viewer import VIEWER_JSON, viewer_data
         report = handle.report(refresh=False)
         atomic.write_text(self.dir / "pipeline.txt", pipeline + "\n")
         atomic.write_text(self.dir / VIEWER_JSON, json.dumps(viewer_data(handle), default=str) + "\n")

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .policy import Policy
+from siftc.core.policy import Policy
 
 
 @dataclass
@@ -38,7 +38,7 @@ class SiftcHandle:
     passes: list = field(default_factory=list)      # siftc.pass_record records (HTML viewer)
 
     def report(self, refresh: bool = True):
-        from .reporting import build_report
+        from siftc.reporting import build_report
         return build_report(self.gm, self, refresh=refresh)
 
     def masks(self) -> dict:

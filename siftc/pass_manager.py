@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 
-from passes.pipeline import PipelineItem, format_pipeline, parse_pipeline
-from passes.registry import get_pass
-from passes.verify import check_graph
+from siftc.core.pipeline import PipelineItem, format_pipeline, parse_pipeline
+from siftc.core.pass_registry import get_pass
+from siftc.passes.verify import check_graph
 
-from .errors import PassError, SiftcError
+from siftc.core.errors import PassError, SiftcError
 
 
 class PassManager:

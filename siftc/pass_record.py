@@ -7,9 +7,9 @@ before/after and the pass's timing and counters. Strings and small lists only, s
 """
 from __future__ import annotations
 
-from passes.registry import get_pass
+from siftc.core.pass_registry import get_pass
 
-from .dumps import _total, module_table
+from siftc.dumps import _total, module_table
 
 
 def _target_name(n) -> str:

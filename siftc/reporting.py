@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from passes import flops as flops_pass
-from passes.shape_prop import ensure_shapes
+from siftc.passes import flops as flops_pass
+from siftc.passes.shape_prop import ensure_shapes
 
 
 @dataclass

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import siftc
-from siftc.dst import drop_fraction, update_mask
+from siftc.runtime.dst import drop_fraction, update_mask
 
 
 def _compiled(policy="parallel:0.75,dst=rigl,dT=2", seed=0):
@@ -136,7 +136,7 @@ def test_rigl_grows_where_the_dense_gradient_is_largest():
     def spy(grad):
         captured["g"] = grad.clone()
         inner(grad)
-    m._siftc_dense_grad_sink = spy
+    setattr(m, "_siftc_dense_grad_sink", spy)
     before = m.weight_mask.clone()
     x, y = _batches(1)[0]
     F.cross_entropy(gm(x), y).backward()

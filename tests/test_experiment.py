@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import siftc.experiment as ex
+import siftc.experiments.grid as ex
 from siftc.cli import main
 
 SPECS = Path(__file__).resolve().parents[1] / "models_zoo" / "experiments"

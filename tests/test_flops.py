@@ -7,7 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import models_zoo
 import siftc
 from conftest import small_model
-from passes.flops import sdpa_flops
+from siftc.passes.flops import sdpa_flops
 
 
 @pytest.mark.parametrize("name", models_zoo.list_models())

@@ -20,7 +20,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 import siftc
-from siftc.errors import IsoFlopError, SiftcError
+from siftc.core.errors import IsoFlopError, SiftcError
 
 
 def flop_counter(model, inputs) -> int:
@@ -224,7 +224,7 @@ def test_attention_and_encoder_layers_are_transformed(name, member):
 @pytest.mark.parametrize("need_weights", [True, False])
 @pytest.mark.parametrize("masks", ["none", "bool", "float+padding", "causal"])
 def test_decomposed_attention_equals_multihead_attention(batch_first, need_weights, masks):
-    from passes.decompose import DecomposedMHA
+    from siftc.passes.decompose import DecomposedMHA
     torch.manual_seed(0)
     mha = nn.MultiheadAttention(16, 4, batch_first=batch_first, kdim=12, vdim=10).eval()
     dec = DecomposedMHA(mha).eval()

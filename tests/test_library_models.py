@@ -193,8 +193,8 @@ def test_export_capture_retries_a_wrong_draft_until_it_matches_eager(monkeypatch
     is an error naming the model and the fix."""
     import copy
 
-    import passes.capture_export as ce
-    from siftc.errors import CaptureError
+    import siftc.passes.capture_export as ce
+    from siftc.core.errors import CaptureError
     model, inputs = small_model("gated_mlp")
     real = ce._capture_once
     calls = []

@@ -12,9 +12,9 @@ from torch import nn
 import models_zoo
 import siftc
 from conftest import small_model
-from siftc import kernels
-from siftc.members import mark_sparse
-from passes.masks import exact_mask
+from siftc.core import kernels
+from siftc.core.members import mark_sparse
+from siftc.core.masking import exact_mask
 
 
 def _masked(layer, density, seed=0):

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 import siftc
-from siftc import densities
-from passes.masks import exact_mask
+from siftc.core import densities
+from siftc.core.masking import exact_mask
 
 
 def _mlp():

@@ -5,7 +5,7 @@ from torch import nn
 
 import models_zoo
 import siftc
-from siftc.members import doped_rank, factorized_inner_dim, parallel_branches
+from siftc.core.members import doped_rank, factorized_inner_dim, parallel_branches
 
 SPEC_FACTORIZED = {   # SPEC.md, ResNet-18 3x3 convs (f_in, f_out)
     0.5: [116, 210, 231, 419, 461, 838, 922],

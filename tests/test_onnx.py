@@ -16,7 +16,7 @@ from torch import nn
 import models_zoo
 import siftc
 from conftest import small_model
-from siftc.errors import ExportError
+from siftc.core.errors import ExportError
 
 MEMBERS = ["wide", "parallel", "factorized", "doped", "sparse"]
 WIDE_EXTRA = {"mlp": ",stem=sparse", "gpt3_small": ",head=sparse"}

@@ -3,11 +3,11 @@ import pytest
 import torch
 from torch import nn
 
-import passes
+from siftc import passes
 import siftc
-from passes import PassResult, format_pipeline, parse_pipeline, register
-from siftc.context import CompileContext
-from siftc.policy import Policy
+from siftc.passes import PassResult, format_pipeline, parse_pipeline, register
+from siftc.core.state import CompileContext
+from siftc.core.policy import Policy
 
 
 def test_every_pass_registered_with_summary():

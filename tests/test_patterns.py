@@ -6,9 +6,10 @@ from torch import nn
 
 import siftc
 from conftest import small_model
-from siftc import Policy, kernels, patterns
-from siftc.errors import SiftcError
-from siftc.members import mark_sparse
+from siftc import Policy
+from siftc.core import kernels, patterns
+from siftc.core.errors import SiftcError
+from siftc.core.members import mark_sparse
 
 
 def _is_blocky(mask, b):
@@ -81,7 +82,7 @@ def test_n_of_m_masks_static_only():
 def test_bsr_kernel_equals_dense_and_lowering_uses_block_layouts(monkeypatch):
     layer = mark_sparse(nn.Linear(64, 48))
     mask = patterns.block_mask((48, 64), 0.25, 16, torch.Generator().manual_seed(1),
-                               __import__("passes.masks", fromlist=["exact_mask"]).exact_mask)
+                               __import__("siftc.core.masking", fromlist=["exact_mask"]).exact_mask)
     with torch.no_grad():
         layer.weight_mask.copy_(mask)
         layer.weight.mul_(mask)

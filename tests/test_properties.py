@@ -3,10 +3,10 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 from torch import nn
 
-import passes
+from siftc import passes
 import siftc
-from siftc.context import CompileContext
-from siftc.policy import Policy
+from siftc.core.state import CompileContext
+from siftc.core.policy import Policy
 
 
 class GenMLP(nn.Module):

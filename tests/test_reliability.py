@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import siftc
-from siftc.errors import SiftcError
+from siftc.core.errors import SiftcError
 
 
 def _compiled(policy="wide:0.75,dst=rigl,dT=2", width=32):
@@ -89,7 +89,7 @@ def test_dst_load_state_dict_of_the_wrong_dict_says_what_it_is():
 @pytest.mark.parametrize("out", ["missing_dir/r.jsonl", "."])
 def test_train_checks_its_output_path_before_training(tmp_path, monkeypatch, out):
     """siftc train --out UNWRITABLE trained the whole run (97 s) and then lost the result."""
-    from siftc import train as train_mod
+    from siftc.experiments import train as train_mod
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SiftcError, match="cannot append results"):
         train_mod.train("mnist_mlp", "dense", 5, data_dir="/nonexistent", out=out, progress=False)
@@ -97,7 +97,7 @@ def test_train_checks_its_output_path_before_training(tmp_path, monkeypatch, out
 
 @pytest.mark.parametrize("steps", [0, -5])
 def test_train_refuses_a_non_positive_step_count(steps):
-    from siftc import train as train_mod
+    from siftc.experiments import train as train_mod
     with pytest.raises(SiftcError, match="at least 1 step"):
         train_mod.train("mnist_mlp", "dense", steps, data_dir="/nonexistent", progress=False)
 
@@ -110,7 +110,7 @@ def test_onnx_file_respects_the_umask_and_leaves_no_temp_file(tmp_path, monkeypa
 
     import onnx
 
-    from siftc import onnx_export
+    from siftc.passes import export_onnx as onnx_export
     gm = _compiled("sparse:0.5")
     path = tmp_path / "m.onnx"
     old = os.umask(0o022)
@@ -247,7 +247,7 @@ def test_dump_dir_that_is_a_file_is_one_error_and_old_dumps_survive_a_bad_call(t
 
 def test_wrong_input_shape_is_one_message_without_torch_log_noise(capfd):
     """A wrong input shape first printed a 20-line fake_tensor traceback (torch's ERROR log)."""
-    from siftc.errors import ShapeError
+    from siftc.core.errors import ShapeError
     with pytest.raises(ShapeError, match=r"do not fit the model at node '_0'.*\[\(2, 9\)\]"):
         siftc.compile(_mlp(), policy="parallel:0.5", example_inputs=(torch.randn(2, 9),))
     err = capfd.readouterr().err
@@ -353,7 +353,8 @@ def _fail_replace(monkeypatch):
 
 @pytest.mark.parametrize("what", ["dumps", "html", "summary", "onnx"])
 def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temp(what, tmp_path, monkeypatch):
-    from siftc import atomic, onnx_export
+    from siftc.core import atomic
+    from siftc.passes import export_onnx as onnx_export
     gm = _compiled("parallel:0.5")
     target = {"dumps": tmp_path / "d" / "flops.md", "html": tmp_path / "p.html",
               "summary": tmp_path / "summary.md", "onnx": tmp_path / "m.onnx"}[what]
@@ -377,7 +378,7 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temp(what, tmp_pat
 
 
 def test_a_result_line_cut_short_by_a_kill_is_skipped_on_resume(tmp_path):
-    from siftc import atomic
+    from siftc.core import atomic
     path = tmp_path / "r.jsonl"
     atomic.append_json_line(path, {"cell": "a", "acc": 0.5})
     with open(path, "a") as f:
@@ -388,7 +389,7 @@ def test_a_result_line_cut_short_by_a_kill_is_skipped_on_resume(tmp_path):
 
 def test_compile_shows_per_pass_progress_only_when_asked(monkeypatch, capsys):
     """A compile of several seconds showed no progress; progress must never reach logs or CI."""
-    from siftc import progress
+    from siftc.core import progress
     monkeypatch.setenv("CI", "true")
     monkeypatch.delenv("SIFTC_PROGRESS", raising=False)
     assert not progress.wanted()
@@ -416,10 +417,10 @@ def test_experiment_results_go_where_asked_and_are_checked_before_training(tmp_p
     elsewhere, and a results path that cannot be written is refused before any cell trains."""
     from pathlib import Path
 
-    from siftc import experiment
+    from siftc.experiments import grid as experiment
     spec = Path(__file__).parents[1] / "models_zoo" / "experiments" / "smoke.yaml"
     trained = []
-    monkeypatch.setattr("siftc.train.train", lambda *a, **k: trained.append(1))
+    monkeypatch.setattr("siftc.experiments.train.train", lambda *a, **k: trained.append(1))
     with pytest.raises(SiftcError, match="does not exist"):
         experiment.run(spec, results=tmp_path / "missing" / "r.jsonl", progress=False)
     out = experiment.run(spec, results=tmp_path / "r.jsonl", progress=False, dry_run=True)

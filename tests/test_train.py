@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from siftc.train import train
+from siftc.experiments.train import train
 
 
 def test_mnist_mlp_rigl_learns_and_logs_ledger(tmp_path):
@@ -52,7 +52,7 @@ def test_recalibrate_bn_sets_running_stats_to_the_batch_average():
     import torch
     from torch import nn
 
-    from siftc.train import recalibrate_bn
+    from siftc.experiments.train import recalibrate_bn
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
     model(torch.randn(2, 1, 8, 8))
@@ -70,7 +70,7 @@ def test_recalibrate_bn_sets_running_stats_to_the_batch_average():
 
 
 def test_bn_recalibrate_is_logged_and_keys_its_experiment_cells(tmp_path):
-    import siftc.experiment as ex
+    import siftc.experiments.grid as ex
     line = train("mnist_cnn", "dense", steps=3, batch_size=8, out=None, progress=False, bn_recalibrate=2)
     assert line["bn_recalibrate"] == 2 and 0 < line["value"] <= 1
     spec = tmp_path / "s.yaml"
@@ -80,8 +80,8 @@ def test_bn_recalibrate_is_logged_and_keys_its_experiment_cells(tmp_path):
 
 
 def test_cosine_schedule_anneals_to_zero_and_is_logged(tmp_path):
-    import siftc.experiment as ex
-    from siftc.errors import SiftcError
+    import siftc.experiments.grid as ex
+    from siftc.core.errors import SiftcError
     const = train("mnist_mlp", "dense", steps=6, batch_size=8, out=None, progress=False)
     cos = train("mnist_mlp", "dense", steps=6, batch_size=8, out=None, progress=False, schedule="cosine")
     assert "schedule" not in const and cos["schedule"] == "cosine"

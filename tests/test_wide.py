@@ -11,12 +11,12 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from torch import nn
 
 import models_zoo
-import passes
+from siftc import passes
 import siftc
 from conftest import hook_flops, small_model
-from siftc.context import CompileContext
-from siftc.errors import IsoFlopError, ShapeError
-from siftc.policy import Policy
+from siftc.core.state import CompileContext
+from siftc.core.errors import IsoFlopError, ShapeError
+from siftc.core.policy import Policy
 
 # SPEC.md, "Sparse Wide is a whole-graph rewrite": ResNet-18 (ImageNet) base widths and the
 # reference's dense-equivalent parameter counts at s = .5 / .75 / .9.

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
-from .. import atomic
-from ..errors import SiftcError
-from ..handle import handle_of
-from .page import render_page
+from siftc.core import atomic
+from siftc.core.errors import SiftcError
+from siftc.handle import handle_of
+from siftc.viewer.page import render_page
 
 VIEWER_JSON = "viewer.json"    # written into every dump dir by siftc.dumps.DumpWriter
 

@@ -10,7 +10,7 @@ import re
 import shutil
 import subprocess
 
-from .fmt import human_flops
+from siftc.viewer.fmt import human_flops
 
 MAX_NODES = 150          # above this a graph is drawn per block (readable and small for resnet50/gpt3_small)
 MAX_BLOCKS = 80

@@ -7,9 +7,9 @@ from __future__ import annotations
 import difflib
 import html
 
-from .charts import bar_chart
-from .fmt import commas, human_flops
-from .graph_svg import graph_svg
+from siftc.viewer.charts import bar_chart
+from siftc.viewer.fmt import commas, human_flops
+from siftc.viewer.graph_svg import graph_svg
 
 MAX_DIFF_LINES = 600      # a diff table longer than this is cut (the full code is on the page)
 

@@ -12,7 +12,7 @@ import sys
 
 import torch
 
-import siftc.train as T
+import siftc.experiments.train as T
 from models_zoo import recipes
 
 DATA = os.environ.get("SIFTC_DATA", "../shared/data")

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import ops
+
 MARGIN = 1.10             # the sparse kernel must be at least 10% faster to be chosen
 _DECISIONS: dict = {}     # cache key -> (speedup, dense_ms, sparse_ms)
 
@@ -110,6 +112,12 @@ class CSRConv2d(_SparseKernel):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}->{self.out_channels}, kernel={self.kernel_size}, stride={self.stride}, "
                 f"im2col + {self._format()}")
+
+
+# Lowered kernels cost what the masked layers they replace cost (the op registry's linear/conv rules
+# read the mask's shape); nothing rewrites them again.
+ops.register_module(CSRLinear, ops.ModuleRule("csr-linear", "linear", ops.linear_cost, weight="linear"))
+ops.register_module(CSRConv2d, ops.ModuleRule("csr-conv", "conv", ops.conv_cost, weight="conv"))
 
 
 def lowerable(mod: nn.Module) -> bool:
@@ -202,7 +210,7 @@ SEMI_STRUCTURED_DTYPES = (torch.float16, torch.bfloat16)
 
 def semi_structured_plan(model: nn.Module) -> dict:
     """{module path: "2:4" or the reason it stays dense} for every masked nn.Linear of ``model``."""
-    from .patterns import is_nm
+    from siftc.core.patterns import is_nm
     plan = {}
     for name, mod in model.named_modules():
         mask = getattr(mod, "weight_mask", None)

@@ -74,7 +74,7 @@ def dst_main(args) -> int:
 
     import models_zoo
     import siftc
-    from passes.lower_train import strip
+    from siftc.core.masking import strip
     warnings.simplefilter("ignore")
     torch.manual_seed(0)
     model = models_zoo.create(args.model, **({"width": args.width} if "resnet" in args.model else {}))
@@ -119,7 +119,7 @@ def onnx_main(args) -> int:
 
     import models_zoo
     import siftc
-    from passes.pipeline import ONNX_PIPELINE
+    from siftc.core.pipeline import ONNX_PIPELINE
     warnings.simplefilter("ignore")
     torch.manual_seed(0)
     policy = args.policy or "wide:0.9"
@@ -161,7 +161,7 @@ def lower_main(args) -> int:
 
     import models_zoo
     import siftc
-    from siftc import kernels
+    from siftc.core import kernels
     from models_zoo.gpt import GPTConfig, MLPBlock
     warnings.simplefilter("ignore")
     torch.manual_seed(0)

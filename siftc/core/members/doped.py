@@ -10,7 +10,7 @@ import math
 
 from torch import nn
 
-from .base import MemberLayer, fan, groups_of, in_size, mark_sparse, new_like
+from siftc.core.members.base import MemberLayer, fan, groups_of, in_size, mark_sparse, new_like
 
 
 def doped_rank(d_in: int, d_out: int, sparsity: float) -> int:

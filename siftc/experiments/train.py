@@ -15,10 +15,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .compiler import compile as siftc_compile
-from .dst import DST
-from . import atomic
-from .errors import SiftcError, UsageError
+from siftc.compiler import compile as siftc_compile
+from siftc.runtime.dst import DST
+from siftc.core import atomic
+from siftc.core.errors import SiftcError, UsageError
 
 
 def _setup_distributed():

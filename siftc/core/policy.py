@@ -12,8 +12,8 @@ import dataclasses
 import fnmatch
 from dataclasses import dataclass, fields
 
-from .errors import PolicyError
-from .patterns import parse_pattern
+from siftc.core.errors import PolicyError
+from siftc.core.patterns import parse_pattern
 
 # Members of the Sparse-IFT family that substitute knows (SPEC.md, "The family").
 # "sparse" is the static-sparse baseline at the original shape; "dense" changes nothing.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .registry import get_pass
+from siftc.core.pass_registry import get_pass
 
 # The pipelines, in order; passes/README.md says why this order. They share the analysis and
 # rewrite front and differ in the last pass: training lowering (targets cpu, cuda), the ONNX

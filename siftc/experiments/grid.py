@@ -41,9 +41,9 @@ from pathlib import Path
 
 import torch
 
-from . import atomic
-from .errors import SiftcError
-from .train import SCHEDULES, check_appendable
+from siftc.core import atomic
+from siftc.core.errors import SiftcError
+from siftc.experiments.train import SCHEDULES, check_appendable
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def load_spec(path) -> dict:
 
 
 def cells(spec: dict) -> list[Cell]:
-    from .policy import Policy
+    from siftc.core.policy import Policy
     out = []
     for r in spec["recipes"]:
         seeds, steps, bn = r.get("seeds", [0]), int(r["steps"]), int(r.get("bn_recalibrate", 0))
@@ -146,7 +146,7 @@ def run(spec_path, data_dir=None, progress: bool = True, dry_run: bool = False,
     ``write`` in append mode. The split is by position in the full grid, so it is the same on resume."""
     from tqdm import tqdm
 
-    from .train import train
+    from siftc.experiments.train import train
     spec = load_spec(spec_path)
     results = Path(results).resolve() if results else results_path(spec)   # --results: not beside the spec
     if not results.parent.is_dir():

@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+import torch
 from torch import nn
 
 # Members that rebuild a layer (substitute) and those that only mask it at its (possibly
@@ -71,13 +72,20 @@ def exact_rule(module) -> Optional[ModuleRule]:
     return r
 
 
+# Containers and siftc's own wrapper modules (capture's decomposed attention and mode-aware
+# functions register themselves): analyses look inside them, they are never black boxes.
+_TRANSPARENT: set = {nn.Sequential, nn.ModuleList, nn.ModuleDict}
+
+
+def register_transparent(*types) -> None:
+    """Declare module kinds whose insides siftc's analyses understand (never opaque)."""
+    _TRANSPARENT.update(types)
+
+
 def opaque(module) -> bool:
     """A module kind siftc does not understand: no rule, or (with parameters) a rule that only
     costs it. Analyses treat it as a black box with fixed input and output sizes."""
-    from .decompose import DecomposedMHA          # siftc's own modules: functions it understands
-    from .mode_ops import FollowTraining, TrainingSDPA
-    if isinstance(module, (DecomposedMHA, FollowTraining, TrainingSDPA, nn.Sequential, nn.ModuleList,
-                           nn.ModuleDict)):
+    if isinstance(module, tuple(_TRANSPARENT)):
         return False
     r = rule_for(module)
     if r is None:
@@ -96,16 +104,24 @@ def _numel(shape) -> int:
 
 # --- cost functions: (out_shape, in_shape, module, nnz) -> (dense FLOPs, FLOPs with nnz) ------------
 
+def weight_shape(mod) -> tuple:
+    """The weight's dense shape, read from its mask when it has one (a lowered sparse kernel
+    builds its dense weight only on request)."""
+    mask = getattr(mod, "weight_mask", None)
+    return tuple(mask.shape) if isinstance(mask, torch.Tensor) else tuple(mod.weight.shape)
+
+
 def linear_cost(out, _in, mod, nnz):
-    out_f, in_f = mod.weight.shape
+    out_f, in_f = weight_shape(mod)
     rows = _numel(out) // out_f
     return 2 * rows * in_f * out_f, 2 * rows * nnz
 
 
 def conv_cost(out, _in, mod, nnz):
     """2 x output positions x weight entries (flop_counter's conv_flop)."""
-    positions = _numel(out) // mod.weight.shape[0]
-    return 2 * positions * mod.weight.numel(), 2 * positions * nnz
+    shape = weight_shape(mod)
+    positions = _numel(out) // shape[0]
+    return 2 * positions * math.prod(shape), 2 * positions * nnz
 
 
 def conv_transpose_cost(_out, inp, mod, nnz):

@@ -10,7 +10,7 @@ import math
 import torch.nn.functional as F
 from torch import nn
 
-from .base import NO_NORM_NOTE, MemberLayer, fan, groups_of, in_size, mark_sparse, new_like, norm_for, one_by_one
+from siftc.core.members.base import NO_NORM_NOTE, MemberLayer, fan, groups_of, in_size, mark_sparse, new_like, norm_for, one_by_one
 
 
 def factorized_inner_dim(d_in: int, d_out: int, sparsity: float) -> int:

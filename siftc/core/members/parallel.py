@@ -17,7 +17,7 @@ import math
 import torch.nn.functional as F
 from torch import nn
 
-from .base import NO_NORM_NOTE, MemberLayer, mark_sparse, new_like, norm_for, one_by_one
+from siftc.core.members.base import NO_NORM_NOTE, MemberLayer, mark_sparse, new_like, norm_for, one_by_one
 
 
 def parallel_branches(sparsity: float) -> int:

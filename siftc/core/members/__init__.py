@@ -5,11 +5,11 @@ Each member is an nn.Module whose ``forward`` is the structure that replaces one
 here is the one source of truth for what the compiled graph computes. Sparse weights are the
 nn.Linear / nn.Conv2d children that carry a ``weight_mask`` buffer.
 """
-from .base import MemberLayer, new_like, mark_sparse, sparse_children
-from .parallel import ParallelLayer, parallel_branches
-from .factorized import FactorizedLayer, factorized_inner_dim
-from .doped import DopedLayer, doped_rank
-from .sparse import SparseLayer
+from siftc.core.members.base import MemberLayer, new_like, mark_sparse, sparse_children
+from siftc.core.members.parallel import ParallelLayer, parallel_branches
+from siftc.core.members.factorized import FactorizedLayer, factorized_inner_dim
+from siftc.core.members.doped import DopedLayer, doped_rank
+from siftc.core.members.sparse import SparseLayer
 
 BUILDERS = {
     "parallel": ParallelLayer.build,

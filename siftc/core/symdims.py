@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.utils._sympy.functions import FloorDiv, Mod, PythonMod
 
-from .errors import ShapeError
+from siftc.core.errors import ShapeError
 
 _MODS = (Mod, PythonMod, sympy.Mod)
 

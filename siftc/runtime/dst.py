@@ -29,13 +29,13 @@ import weakref
 import torch
 import torch.distributed as dist
 
-from passes import flops as flops_pass
-from passes.lower_train import has_grad_mask, install as install_grad_masks
-from passes.shape_prop import ensure_shapes
+from siftc.passes import flops as flops_pass
+from siftc.core.masking import DENSE_GRAD_SINK, has_grad_mask, install as install_grad_masks
+from siftc.passes.shape_prop import ensure_shapes
 
-from . import patterns
-from .errors import SiftcError
-from .handle import handle_of
+from siftc.core import patterns
+from siftc.core.errors import SiftcError
+from siftc.handle import handle_of
 
 # optimizer state entries that live per weight element and must be masked (SGD, Adam, AdamW)
 KNOWN_STATE = {"momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
@@ -141,7 +141,7 @@ class DST:
         then be made on the same model."""
         self._guard.remove()
         for m in self.modules.values():
-            m._siftc_dense_grad_sink = None
+            setattr(m, DENSE_GRAD_SINK, None)
         self.closed = True
 
     # ------------------------------------------------------------------ schedule
@@ -154,7 +154,7 @@ class DST:
         want = self.method == "rigl" and self.is_update_step(self.step_count + 1)
         self._dense_grads = {}
         for q, m in self.modules.items():
-            m._siftc_dense_grad_sink = self._sink(q) if want else None
+            setattr(m, DENSE_GRAD_SINK, self._sink(q) if want else None)
 
     def _sink(self, q):
         def sink(grad):

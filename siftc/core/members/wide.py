@@ -28,8 +28,8 @@ import sympy
 import torch
 from torch import nn
 
-from ..symdims import linear_form
-from .base import mark_sparse
+from siftc.core.symdims import linear_form
+from siftc.core.members.base import mark_sparse
 
 
 def wide_factor(policy) -> float:

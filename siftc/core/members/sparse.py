@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import MemberLayer, mark_sparse, new_like
+from siftc.core.members.base import MemberLayer, mark_sparse, new_like
 
 
 class SparseLayer(MemberLayer):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .policy import Policy
+from siftc.core.policy import Policy
 
 
 @dataclass
@@ -66,7 +66,7 @@ def _user_stacklevel() -> int:
     import sys
     import torch
     skip = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep
-                 for m in (sys.modules["siftc"], sys.modules["passes"], torch))
+                 for m in (sys.modules["siftc"], sys.modules["siftc.passes"], torch))
     frame, level = sys._getframe(2), 2          # 1: ctx.warn itself
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(skip):
         frame, level = frame.f_back, level + 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from .errors import IsoFlopError
+from siftc.core.errors import IsoFlopError
 
 
 def erk_raw(shape) -> float:

@@ -1,0 +1,50 @@
+"""``siftc.onnx_check``: run an exported ONNX model in onnxruntime and compare it with PyTorch."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from siftc.core.errors import VerifyError
+
+
+@dataclass
+class OnnxCheck:
+    max_abs_err: float
+    max_rel_err: float      # max |onnx - torch| / max |torch|, over all outputs
+    outputs: int
+
+
+def onnx_check(model_proto, gm: nn.Module, example_inputs: tuple, rtol: float = 1e-4) -> OnnxCheck:
+    """Run ``model_proto`` in onnxruntime on ``example_inputs`` and compare with ``gm``'s outputs.
+
+    Raises VerifyError when the relative error (max abs difference / max abs reference) exceeds
+    ``rtol``; returns the errors otherwise.
+    """
+    import onnxruntime as ort
+    tensors = [x for x in example_inputs if isinstance(x, torch.Tensor)]
+    sess = ort.InferenceSession(model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {i.name: x.detach().cpu().numpy() for i, x in zip(sess.get_inputs(), tensors)}
+    got = sess.run(None, feeds)
+    was_training = gm.training
+    gm.eval()
+    try:
+        with torch.no_grad():
+            ref = [t for t in torch.utils._pytree.tree_leaves(gm(*example_inputs)) if isinstance(t, torch.Tensor)]
+    finally:
+        gm.train(was_training)
+    if len(ref) != len(got):
+        raise VerifyError(f"onnx_check: the ONNX model has {len(got)} outputs, the GraphModule {len(ref)}")
+    max_abs = max_rel = 0.0
+    for a, b in zip(got, ref):
+        b = b.detach().cpu().float()
+        diff = float((torch.from_numpy(np.asarray(a)).float() - b).abs().max()) if b.numel() else 0.0
+        scale = float(b.abs().max()) if b.numel() else 0.0
+        max_abs = max(max_abs, diff)
+        max_rel = max(max_rel, diff / scale if scale > 0 else diff)
+    if max_rel > rtol:
+        raise VerifyError(f"onnx_check: onnxruntime output differs from PyTorch by {max_rel:.3g} relative "
+                          f"(max abs {max_abs:.3g}), over rtol={rtol}")
+    return OnnxCheck(max_abs_err=max_abs, max_rel_err=max_rel, outputs=len(ref))
