@@ -32,7 +32,7 @@ _MODELS = {
     "gpt3_small": (gpt3_small, "tokens", 2048),
     "vit_tiny": (vit_tiny, "image", 32),
     "bert_tiny": (bert_tiny, "tokens", 128),
-    # library-style definitions (issue 6): as torchvision / Hugging Face / research code write them
+    # library-style definitions: as torchvision / Hugging Face / research code write them
     "gpt2_tiny": (gpt2_tiny, "tokens", 32),
     "bert_hf_tiny": (bert_hf_tiny, "bert", 32),
     "inception_tiny": (lambda **kw: InceptionTiny(**kw), "image", 32),

@@ -1,4 +1,4 @@
-"""Small models for 28x28 grayscale digits: the 784-256-256-10 MLP (SPEC.md's pilot) and a small CNN."""
+"""Small models for 28x28 grayscale digits: the 784-256-256-10 MLP (the pilot in docs/method.md) and a small CNN."""
 from __future__ import annotations
 
 from torch import nn

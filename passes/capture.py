@@ -134,7 +134,8 @@ def _warn_mode_branches(ctx, model: nn.Module, traced: torch.fx.GraphModule, fix
 
 
 @register("capture", "trace the model into a torch.fx GraphModule (deep copy; user model untouched); "
-                    "torch.export when fx cannot (policy capture=auto|fx|export)")
+                    "torch.export when fx cannot (policy capture=auto|fx|export)",
+          kind="transform", policy_keys=("capture",))
 def capture(gm, ctx) -> PassResult:
     model = ctx.model
     if not isinstance(model, nn.Module):

@@ -153,7 +153,8 @@ def _annotate(gm, coupling: Coupling) -> None:
             n.meta["siftc.group"] = info
 
 
-@register("couple", "channel groups that must keep one width (Sparse Wide), by symbolic sizes", analysis=True)
+@register("couple", "channel groups that must keep one width (Sparse Wide), by symbolic sizes",
+          kind="analysis", requires=("shape-prop",))
 def couple(gm, ctx) -> PassResult:
     if ctx.policy.member != "wide" or ctx.previous is not None:
         return PassResult(gm, False, {"groups": 0})

@@ -17,7 +17,7 @@ says ``transposed`` in its doc_string), then moved to ``graph.sparse_initializer
 linear int64 index per non-zero, the smaller of ONNX's two index layouts) when that is smaller
 on disk than the dense tensor (``sparse="auto"``: density below 1/3 for float32), always
 (``"always"``) or never (``"never"``: the dense-initializer model that `siftc bench onnx` compares
-against). onnxruntime loads sparse initializers and densifies them at load (DESIGN.md).
+against). onnxruntime loads sparse initializers and densifies them at load (docs/measurements.md).
 """
 from __future__ import annotations
 
@@ -241,7 +241,9 @@ def export_onnx(model: nn.Module, example_inputs: tuple, path=None, exporter: st
     return proto
 
 
-@register("export-onnx", "ONNX model, masked weights as sparse initializers (target onnx)")
+@register("export-onnx", "ONNX model, masked weights as sparse initializers (target onnx)",
+          kind="emit", requires=("capture",), last=True,
+          options={"exporter": ("dynamo", "torchscript"), "sparse": ("auto", "always", "never"), "path": None})
 def export_onnx_pass(gm, ctx) -> PassResult:
     opts = {**ctx.onnx_options, **ctx.pass_options}
     ratio = iso_flop_ratio(gm, ctx)

@@ -4,7 +4,7 @@ Convention (documented in passes/README.md):
 - conv / linear / matmul / bmm: 2 FLOPs per multiply-accumulate, bias adds not counted. This is
   torch.utils.flop_counter's convention (mm_flop = 2*m*n*k; conv_flop = 2*prod(out)*Cin/g*prod(k)),
   so dense totals of these ops equal FlopCounterMode's (tests/test_flops.py checks every zoo model).
-- Masked weights count only their non-zeros: 2 * nnz(weight) * output positions (SPEC.md,
+- Masked weights count only their non-zeros: 2 * nnz(weight) * output positions (docs/method.md,
   "FLOP accounting": conv/linear FLOPs scale with the mask density).
 - scaled_dot_product_attention: the two batched matmuls, 2*B*H*L*S*(E + Ev) (the formula of
   flop_counter's sdpa_flop, which FlopCounterMode does not apply on CPU: it counts 0 there).
@@ -397,7 +397,8 @@ def measured(gm) -> list:
             and n.meta["siftc.flops"].category != "uncounted"]
 
 
-@register("flops", "FLOPs and weight counts per node; the first run fixes the dense budget", analysis=True)
+@register("flops", "FLOPs and weight counts per node; the first run fixes the dense budget",
+          kind="analysis", requires=("shape-prop",))
 def flops(gm, ctx) -> PassResult:
     annotate(gm)
     t = totals(gm)

@@ -42,7 +42,8 @@ def _lower_cuda_2_4(gm, ctx) -> PassResult:
     return PassResult(gm, False, {"lowered": sum(v == "2:4" for v in plan.values()), "max_rel_err": err})
 
 
-@register("lower-inference", "swap sparse layers for CSR/BSR kernels where measured faster (cpu), 2:4 on cuda")
+@register("lower-inference", "swap sparse layers for CSR/BSR kernels where measured faster (cpu), 2:4 on cuda",
+          kind="transform", requires=("masks",), last=True)
 def lower_inference(gm, ctx) -> PassResult:
     gm.eval()
     for p in gm.parameters():

@@ -7,7 +7,7 @@ any eager step, still sees masked gradients), and every masked module a forward 
 on each eager forward with autograd on, re-installs it on the module's current weight tensor:
 ``copy.deepcopy``, pickling and ``load_state_dict`` drop or replace tensor hooks. A deepcopy of
 the GraphModule re-installs them at once too (``install`` runs as its deepcopy hook).
-The gradient *arriving* at the hook is the dense gradient (SPEC.md, "Sparse training"), which
+The gradient *arriving* at the hook is the dense gradient (docs/method.md, "Sparse training"), which
 is what RigL reads. Training graphs stay dense-with-zeros on CUDA too: DST needs that dense
 gradient, which a sparse kernel would not produce.
 """
@@ -19,7 +19,8 @@ from siftc.core.masking import install
 from siftc.core.pass_registry import PassResult, register
 
 
-@register("lower-train", "zero-filled weights + gradient-mask hooks (no mask multiply in forward); move to target")
+@register("lower-train", "zero-filled weights + gradient-mask hooks (no mask multiply in forward); move to target",
+          kind="weights", requires=("capture",), last=True)
 def lower_train(gm, ctx) -> PassResult:
     hooked = install(gm)
     device = "cpu"

@@ -9,7 +9,7 @@ created (masks from an earlier compile are kept as they are). Densities:
 Each mask has exactly round(density * numel) non-zeros at seeded random positions (seed =
 policy seed + crc32 of the module path, so masks do not depend on layer order). Weights are
 Kaiming-normal on the full shape (set by the member), then masked; init=scaled multiplies the
-kept weights by 1/sqrt(density) (SPEC.md, pilot lessons).
+kept weights by 1/sqrt(density) (docs/method.md, "Pilot lessons").
 """
 from __future__ import annotations
 
@@ -72,7 +72,9 @@ def _draw(shape, density: float, pattern, generator, q: str, ctx) -> torch.Tenso
     return exact_mask(shape, density, generator)
 
 
-@register("masks", "mask buffers with exact non-zero counts; densities uniform/ERK, solved for iso-FLOP")
+@register("masks", "mask buffers with exact non-zero counts; densities uniform/ERK, solved for iso-FLOP",
+          kind="weights", requires=("substitute",),
+          policy_keys=("dist", "iso", "count", "init", "seed", "pattern"))
 def masks(gm, ctx) -> PassResult:
     new = [q for rec in ctx.layers.values() for q in rec.sparse_modules if q not in ctx.densities]
     if not new:

@@ -1,17 +1,17 @@
 """roles: what each weight op is, decided by graph position (never by shape).
 
-- ``embedding``: nn.Embedding lookups (dense, SPEC.md).
+- ``embedding``: nn.Embedding lookups (dense, docs/method.md).
 - ``stem``: a conv/linear with no weight op (conv, linear, embedding) upstream of it: the first
   weight op on the input path. ``head``: a conv/linear with no weight op downstream: the last
   weight op on the output path. Both stay dense unless the policy says stem=sparse / head=sparse.
-- ``norm``: normalisation modules (dense, SPEC.md).
+- ``norm``: normalisation modules (dense, docs/method.md).
 - ``sparsifiable``: every other nn.Linear / nn.Conv2d with groups=1, called with one input.
 - ``grouped``: grouped / depthwise convs, left dense unless the policy says ``grouped=apply`` (then
   the member is built per group: siftc.members keeps ``groups`` on every conv it makes).
 - ``excluded``: a module path that the policy's ``include=`` globs miss or ``exclude=`` globs hit.
 - ``functional`` / ``unsupported``: weight ops substitute cannot rewrite (F.linear with a
-  parameter, a layer kind the policy's member has no builder for: passes/ops.py), left dense.
-- ``opaque``: a module with weights that has no entry in the op registry (passes/ops.py), e.g.
+  parameter, a layer kind the policy's member has no builder for: siftc/core/ops.py), left dense.
+- ``opaque``: a module with weights that has no entry in the op registry (siftc/core/ops.py), e.g.
   nn.GRU or nn.MultiheadAttention: costed with FlopCounterMode, its weights left dense at their
   size (Sparse Wide keeps every channel group they touch).
 - ``substituted``: modules inside a layer that siftc already rewrote, or already masked (a widened
@@ -27,14 +27,14 @@ from siftc.core import ops
 from siftc.core.pass_registry import PassResult, register
 
 LEFT_DENSE_REASONS = {
-    "stem": "stem: first weight op on the input path (kept dense, SPEC.md; policy stem=sparse changes it)",
-    "head": "head: last weight op on the output path (kept dense, SPEC.md; policy head=sparse changes it)",
-    "embedding": "embedding: lookups cost no FLOPs and stay dense (SPEC.md)",
+    "stem": "stem: first weight op on the input path (kept dense, docs/method.md; policy stem=sparse changes it)",
+    "head": "head: last weight op on the output path (kept dense, docs/method.md; policy head=sparse changes it)",
+    "embedding": "embedding: lookups cost no FLOPs and stay dense (docs/method.md)",
     "grouped": "grouped/depthwise conv (groups>1): left dense by default; policy grouped=apply applies the member per group",
     "excluded": "excluded by the policy's include=/exclude= module globs",
-    "norm": "norm: normalisation layers stay dense (SPEC.md); their FLOPs count in the budget",
+    "norm": "norm: normalisation layers stay dense (docs/method.md); their FLOPs count in the budget",
     "functional": "functional weight op (not an nn.Module call): substitute rewrites nn.Linear/nn.Conv2d modules",
-    "unsupported": "unsupported weight op: the policy's member has no builder for this layer kind (passes/ops.py)",
+    "unsupported": "unsupported weight op: the policy's member has no builder for this layer kind (siftc/core/ops.py)",
     "multi-input": "called with extra arguments: substitute rewrites single-input calls only",
     "opaque": "opaque module: no siftc rule",
 }
@@ -112,11 +112,11 @@ def _reason(gm, key: str, role: str, policy) -> str:
         if rule is not None:
             return (f"{type(mod).__name__}: its rule '{rule.name}' costs it but no member rewrites it; "
                     f"its weights stay dense at their size")
-        return (f"opaque module {type(mod).__name__}: siftc has no rule for it (passes/ops.py); costed "
+        return (f"opaque module {type(mod).__name__}: siftc has no rule for it (siftc/core/ops.py); costed "
                 f"with FlopCounterMode, its weights stay dense at their size")
     if role == "unsupported":
         return (f"{type(gm.get_submodule(key)).__name__} has no '{policy.member}' builder "
-                f"(supported: {', '.join(ops.members_for(gm.get_submodule(key))) or 'none'}; passes/ops.py)")
+                f"(supported: {', '.join(ops.members_for(gm.get_submodule(key))) or 'none'}; siftc/core/ops.py)")
     return LEFT_DENSE_REASONS[role]
 
 
@@ -143,7 +143,8 @@ def _list_the_rest(gm, by_module: dict, left_dense: dict) -> None:
         left_dense[name] = "not read by the captured graph at these inputs (unused in forward): left as it is"
 
 
-@register("roles", "stem / head / embedding / norm / sparsifiable, by graph position", analysis=True)
+@register("roles", "stem / head / embedding / norm / sparsifiable, by graph position",
+          kind="analysis", requires=("flops",), policy_keys=("include", "exclude", "grouped", "stem", "head"))
 def roles(gm, ctx) -> PassResult:
     nodes = list(gm.graph.nodes)
     weight = {n: _weight_kind(gm, n) is not None for n in nodes}

@@ -129,7 +129,8 @@ def _shape_of_arg(arg):
     return None
 
 
-@register("shape-prop", "shapes and dtypes on every node, with fake tensors (no real compute)", analysis=True)
+@register("shape-prop", "shapes and dtypes on every node, with fake tensors (no real compute)",
+          kind="analysis", requires=("capture",))
 def shape_prop(gm, ctx) -> PassResult:
     ensure_shapes(gm, ctx.example_inputs)
     if ctx.output_shapes is None:            # first run: remember the original model's outputs

@@ -66,7 +66,9 @@ def _warn_nothing_sparsifiable(ctx, member: str) -> None:
              f"'left dense' list); the model is returned unchanged")
 
 
-@register("substitute", "replace sparsifiable layers by the policy's member (parallel, factorized, doped, sparse)")
+@register("substitute", "replace sparsifiable layers by the policy's member (parallel, factorized, doped, sparse)",
+          kind="transform", requires=("roles", "couple"),
+          policy_keys=("member", "sparsity", "width", "round", "combine"))
 def substitute(gm, ctx) -> PassResult:
     member = ctx.policy.member
     if member == "dense":

@@ -47,7 +47,8 @@ def iso_applies(ctx) -> bool:
             and ctx.policy.mask_pattern.kind != "nm")
 
 
-@register("verify", "lint, output shapes, masked weights zero, exact non-zero counts, iso-FLOP within tol")
+@register("verify", "lint, output shapes, masked weights zero, exact non-zero counts, iso-FLOP within tol",
+          kind="check", requires=("flops",), policy_keys=("tol",))
 def verify(gm, ctx) -> PassResult:
     check_graph(gm, ctx)
     for q, density in ctx.densities.items():
@@ -68,7 +69,7 @@ def verify(gm, ctx) -> PassResult:
         if iso_applies(ctx):
             raise IsoFlopError(f"verify: iso=exact cannot be guaranteed: {len(missing)} node(s) have a cost siftc "
                                f"could not establish: {listed}. Give the module kind a FLOP rule "
-                               f"(siftc.register_module_rule, passes/ops.py), or compile with iso=nominal to "
+                               f"(siftc.register_module_rule, siftc/core/ops.py), or compile with iso=nominal to "
                                f"accept a ratio that leaves them out (the report lists them as uncounted)")
         ctx.warn(f"verify: {len(missing)} node(s) are not in any FLOP figure (uncounted): {listed}")
     return PassResult(gm, False, {"iso_flop_ratio": round(ratio, 6)})

@@ -17,8 +17,8 @@ The package is layered (docs/architecture.md); each layer imports only the ones 
 Names below are loaded on first use, so ``import siftc`` (or importing one pass) does not load
 the DST runtime, the ONNX exporter or the viewer.
 """
-from .core.errors import (CaptureError, ExportError, IsoFlopError, PassError, PolicyError, ShapeError, SiftcError,
-                          UsageError, VerifyError)
+from .core.errors import (CaptureError, ExportError, IsoFlopError, PassError, PipelineError, PolicyError, ShapeError,
+                          SiftcError, UsageError, VerifyError)
 from .core.policy import MEMBERS, Policy
 
 # public name -> (module, attribute)
@@ -36,7 +36,7 @@ _LAZY = {
 }
 
 __all__ = ["compile", "report", "DST", "Policy", "MEMBERS", "TARGETS", "PassManager", "SiftcError", "PolicyError",
-           "CaptureError", "ShapeError", "IsoFlopError", "VerifyError", "PassError", "ExportError", "UsageError",
+           "PipelineError", "CaptureError", "ShapeError", "IsoFlopError", "VerifyError", "PassError", "ExportError", "UsageError",
            "export_onnx", "onnx_check", "render_html", "ModuleRule", "register_module_rule"]
 __version__ = "0.1.0"
 

@@ -13,7 +13,7 @@ from siftc.core.pipeline import INFERENCE_PIPELINE, ONNX_PIPELINE, TRAIN_PIPELIN
 from siftc.core.state import CompileContext
 from siftc.dumps import DumpWriter, dump_dir_from_env
 from siftc.core import progress
-from siftc.pass_record import PassRecorder
+from siftc.recorder import PassRecorder
 from siftc.core.errors import CaptureError, SiftcError, UsageError
 from siftc.handle import SiftcHandle, attach, handle_of
 from siftc.pass_manager import PassManager
@@ -110,16 +110,23 @@ def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None"
     if path is not None:       # an ONNX path that cannot be written fails before any work
         from siftc.passes.export_onnx import _check_target
         _check_target(os.fspath(path))
+    pm = PassManager(pipeline or default)      # a bad pipeline is refused here, before any file is touched
     # the dump folder is cleared of old pass files only now, once every argument is known good
     directory = dump_dir_from_env(dump_dir)
     writer = DumpWriter(directory, policy, target) if directory else None
     if writer:
         writer.write_input(model, inputs)
-    recorder = PassRecorder()
-    pm = PassManager(pipeline or default, instruments=[recorder] + ([writer] if writer else []))
+    # one recorder; the dump files and the HTML page are renderings of its records
+    recorder = PassRecorder(listeners=[writer] if writer else [])
+    pm.instruments.append(recorder)
     if progress.wanted():
         pm.instruments.append(progress.PassProgress(len(pm.items)))
-    gm = pm.run(None, ctx)
+    try:
+        gm = pm.run(None, ctx)
+    except SiftcError as e:
+        if writer:
+            writer.failed(e, ctx.ran, pm.pipeline)
+        raise
     handle = SiftcHandle(gm=gm, model_name=prev.model_name if prev else type(model).__name__, policy=policy,
                          target=target, example_inputs=tuple(x.detach().clone() if isinstance(x, torch.Tensor) else x
                                                              for x in inputs),

@@ -1,11 +1,16 @@
-"""Pass-by-pass dumps: readable graph code per pass, FLOP table, pipeline and timings.
+"""Pass-by-pass dump files: the pass recorder's records rendered as readable files.
 
 Files (fixed names, after inductor's debug output and TVM's NNN_passname dumps):
-``00_input.py`` the model as given; ``NN_<pass>.py`` the graph after each pass, with a header
-(pass, options, node count delta, FLOPs before/after) and a per-node table of the meta written
-so far; ``pipeline.txt``; ``flops.md``; ``stats.json`` and ``viewer.json`` (the data of the HTML viewer,
-siftc.viewer) are the only files with timings, so every other file is byte-identical for the
-same model and policy and can be a golden file.
+``00_input.py`` the model as given; ``NN_<pass>.py`` per pass, with a header (pass, kind,
+options, node count delta, FLOPs before/after, counters) and, when the pass changed anything
+visible (graph code, node meta, weight shapes or non-zeros), the graph code, a per-node table of
+the meta written so far and the weight modules; a pass that changed nothing says so in one line
+and points at the file that shows the same graph (print-after-change, as LLVM's
+``-print-changed``). ``pipeline.txt``; ``flops.md``; ``stats.json`` and ``viewer.json`` (the
+data of the HTML viewer) are the only files with timings, so every other file is byte-identical
+for the same model and policy and can be a golden file. When a pass fails, ``FAILED.txt`` says
+which, with the error and the pipeline prefix that reproduces it; the file of the last pass that
+ran holds the graph the failing pass received.
 """
 from __future__ import annotations
 
@@ -18,63 +23,55 @@ import torch
 from siftc.core import atomic
 from siftc.core.errors import SiftcError
 
-from siftc.passes import flops as flops_pass
-from siftc.core.pass_registry import get_pass
-
 
 def _fmt(n) -> str:
     return f"{n:,}" if isinstance(n, int) else str(n)
 
 
-def _total(gm):
-    if gm is None or not any("siftc.flops" in n.meta for n in gm.graph.nodes):
-        return None
-    return flops_pass.totals(gm)["total"]
-
-
-def node_table(gm) -> list[str]:
+def node_table(nodes: list[dict]) -> list[str]:
     rows = ["# node | op | target | shape | role | category | FLOPs"]
-    for n in gm.graph.nodes:
-        info = n.meta.get("siftc.flops")
-        shape = n.meta.get("siftc.shape")
-        target = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", str(n.target))
-        rows.append(f"# {n.name} | {n.op} | {target} | {shape if shape is not None else '-'} | "
-                    f"{n.meta.get('siftc.role', '-')} | {info.category if info else '-'} | "
-                    f"{_fmt(info.flops) if info else '-'}")
+    for n in nodes:
+        rows.append(f"# {n['name']} | {n['op']} | {n['target']} | {n['shape'] or '-'} | {n['role'] or '-'} | "
+                    f"{n['category'] or '-'} | {_fmt(n['flops']) if n['flops'] is not None else '-'}")
     return rows
 
 
-def module_table(gm) -> list[str]:
-    rows = ["# module | type | weight | non-zeros"]
-    seen = set()
-    for n in gm.graph.nodes:
-        if n.op != "call_module" or n.target in seen:
-            continue
-        seen.add(n.target)
-        m = gm.get_submodule(n.target)
-        w = getattr(m, "weight", None)
-        if not isinstance(w, torch.Tensor):
-            continue
-        mask = getattr(m, "weight_mask", None)
-        nnz = f"{int(torch.count_nonzero(mask)):,}/{mask.numel():,}" if isinstance(mask, torch.Tensor) else "dense"
-        rows.append(f"# {n.target} | {type(m).__name__} | {tuple(w.shape)} | {nnz}")
-    return rows
+def _body(record: dict) -> list[str]:
+    return [record["code"], "", "# ---- nodes (meta written so far) ----", *node_table(record["nodes"]),
+            "", "# ---- weight modules called by the graph ----", "# module | type | weight | non-zeros",
+            *(f"# {line}" for line in record["modules"].splitlines())]
+
+
+def render_pass(record: dict, policy, target) -> list[str]:
+    """The header of one pass's dump file."""
+    opts = " ".join(f"{k}={v}" for k, v in record["options"].items()) or "none"
+    fb, fa = record["flops_before"], record["flops_after"]
+    return [
+        f"# siftc dump {record['index']:02d}: pass '{record['name']}' ({record['kind']})",
+        f"# {record['summary']}",
+        f"# policy: {policy}   target: {target}   pass options: {opts}",
+        f"# nodes: {record['nodes_before']} -> {record['nodes_after']} ({record['nodes_after'] - record['nodes_before']:+d})",
+        f"# FLOPs: before {_fmt(fb) if fb is not None else 'n/a'} / after {_fmt(fa) if fa is not None else 'n/a'}",
+        f"# stats: {json.dumps(record['stats'], sort_keys=True)}",
+        "",
+    ]
+
+
+def file_name(record: dict) -> str:
+    return f"{record['index']:02d}_{record['name'].replace('-', '_')}.py"
 
 
 class DumpWriter:
-    """A pass-manager instrument writing the dump files into ``directory``."""
+    """Writes each pass's record as it arrives (a listener of the pass recorder)."""
 
     def __init__(self, directory, policy, target):
         self.dir = Path(directory)
         check_dump_dir(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        for old in self.dir.glob("[0-9][0-9]_*.py"):      # a rerun must not leave stale passes
-            old.unlink()
+        for old in [*self.dir.glob("[0-9][0-9]_*.py"), self.dir / "FAILED.txt"]:   # no stale files of a rerun
+            old.unlink(missing_ok=True)
         self.policy, self.target = policy, target
-        self.index = 0
-        self._before_nodes = 0
-        self._before_flops = None
-        self.timings: list = []
+        self._last_body, self._last_file = None, None
 
     def write_input(self, model, example_inputs) -> None:
         shapes = [tuple(x.shape) if isinstance(x, torch.Tensor) else repr(x) for x in example_inputs]
@@ -86,40 +83,34 @@ class DumpWriter:
             lines += ["# module tree:"] + [f"#   {line}" for line in repr(model).splitlines()]
         atomic.write_text(self.dir / "00_input.py", "\n".join(lines) + "\n")
 
-    def before(self, item, gm, ctx) -> None:
-        self._before_nodes = len(gm.graph.nodes) if gm is not None else 0
-        self._before_flops = _total(gm)
+    def __call__(self, record: dict) -> None:
+        body = _body(record)
+        if body == self._last_body:
+            body = [f"# unchanged: graph code, node meta and weights are those of {self._last_file}"]
+        else:
+            self._last_body, self._last_file = body, file_name(record)
+        atomic.write_text(self.dir / file_name(record), "\n".join(render_pass(record, self.policy, self.target)
+                                                                   + body) + "\n")
 
-    def after(self, item, result, ctx, seconds) -> None:
-        self.index += 1
-        gm = result.gm
-        info = get_pass(item.name)
-        after_nodes = len(gm.graph.nodes)
-        delta = after_nodes - self._before_nodes
-        opts = " ".join(f"{k}={v}" for k, v in item.options) or "none"
-        header = [
-            f"# siftc dump {self.index:02d}: pass '{item.name}' ({'analysis' if info.analysis else 'transform'})",
-            f"# {info.summary}",
-            f"# policy: {self.policy}   target: {self.target}   pass options: {opts}",
-            f"# nodes: {self._before_nodes} -> {after_nodes} ({delta:+d})",
-            f"# FLOPs: before {_fmt(self._before_flops) if self._before_flops is not None else 'n/a'}"
-            f" / after {_fmt(_total(gm)) if _total(gm) is not None else 'n/a'}",
-            f"# stats: {json.dumps(result.stats, sort_keys=True)}",
-            "",
-        ]
-        body = [gm.code.strip(), "", "# ---- nodes (meta written so far) ----", *node_table(gm),
-                "", "# ---- weight modules called by the graph ----", *module_table(gm)]
-        name = item.name.replace("-", "_")
-        atomic.write_text(self.dir / f"{self.index:02d}_{name}.py", "\n".join(header + body) + "\n")
-        self.timings.append({"pass": item.name, "seconds": round(seconds, 6), "stats": result.stats})
+    def failed(self, error: Exception, ran: list, pipeline: str) -> None:
+        """FAILED.txt: the failing pass, its error and the pipeline prefix that reproduces it."""
+        name = getattr(error, "pass_name", None) or "?"
+        items = pipeline.split(",")
+        prefix = ",".join(items[:len(ran) + 1])
+        lines = [f"pass '{name}' failed after: {', '.join(ran) or '(none)'}",
+                 f"the graph it received: {self._last_file or '00_input.py (no pass finished)'}",
+                 f"reproduce: siftc.compile(model, policy='{self.policy}', target='{self.target}', "
+                 f"example_inputs=..., pipeline='{prefix}')", "", f"{type(error).__name__}: {error}"]
+        atomic.write_text(self.dir / "FAILED.txt", "\n".join(lines) + "\n")
 
     def finish(self, pipeline: str, handle) -> None:
         from siftc.viewer import VIEWER_JSON, viewer_data
         report = handle.report(refresh=False)
+        timings = [{"pass": r["name"], "seconds": r["seconds"], "stats": r["stats"]} for r in handle.passes]
         atomic.write_text(self.dir / "pipeline.txt", pipeline + "\n")
         atomic.write_text(self.dir / VIEWER_JSON, json.dumps(viewer_data(handle), default=str) + "\n")
         atomic.write_text(self.dir / "flops.md", report.flops_markdown())
-        atomic.write_text(self.dir / "stats.json", json.dumps({"pipeline": pipeline, "passes": self.timings}, indent=2) + "\n")
+        atomic.write_text(self.dir / "stats.json", json.dumps({"pipeline": pipeline, "passes": timings}, indent=2) + "\n")
 
 
 def check_dump_dir(directory) -> None:

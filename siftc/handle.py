@@ -35,7 +35,7 @@ class SiftcHandle:
     warnings: list = field(default_factory=list)
     pipeline: str = ""
     timings: list = field(default_factory=list)     # (pass, seconds)
-    passes: list = field(default_factory=list)      # siftc.pass_record records (HTML viewer)
+    passes: list = field(default_factory=list)      # siftc.recorder records (dump files, HTML viewer)
 
     def report(self, refresh: bool = True):
         from siftc.reporting import build_report

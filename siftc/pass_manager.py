@@ -3,17 +3,18 @@
 After torch/fx/passes/infra/pass_manager.py: passes run in order; after a pass that modified
 the graph it recompiles and runs the verifier (passes.verify.check_graph); each pass is timed;
 a failure is re-raised naming the pass, the node (when known) and the passes that ran before.
-Instruments (e.g. the dump writer) get ``before(name, gm, ctx)`` / ``after(name, result, ctx, seconds)``.
+Each pass is held to the kind it registered (siftc/core/pass_registry.py): a graph-preserving kind
+that changed the graph, or a pass that changed it while returning ``modified=False``, is an error.
+Instruments (the pass recorder) get ``before(item, gm, ctx)`` / ``after(item, result, ctx, seconds)``.
 """
 from __future__ import annotations
 
 import time
 
+from siftc.core.errors import PassError, SiftcError, VerifyError
+from siftc.core.pass_registry import GRAPH_PRESERVING, get_pass
 from siftc.core.pipeline import PipelineItem, format_pipeline, parse_pipeline
-from siftc.core.pass_registry import get_pass
 from siftc.passes.verify import check_graph
-
-from siftc.core.errors import PassError, SiftcError
 
 
 class PassManager:
@@ -35,8 +36,10 @@ class PassManager:
             for ins in self.instruments:
                 ins.before(item, gm, ctx)
             start = time.perf_counter()
+            before = graph_fingerprint(gm)
             try:
                 result = info.fn(gm, ctx)
+                _check_contract(info, before, result)
                 if result.modified and self.verify_each:
                     result.gm.recompile()
                     check_graph(result.gm, ctx)
@@ -64,3 +67,25 @@ def _annotate(e: SiftcError, name: str, ran) -> None:
     where = f"\n  node: {node.format_node()}" if node is not None else ""
     before = ", ".join(ran) or "(none)"
     e.args = (f"pass '{name}' failed: {e.args[0] if e.args else ''}{where}\n  passes run before: {before}",)
+
+
+def graph_fingerprint(gm):
+    """The graph's nodes as (name, op, target, argument names): what a pass that says it changed
+    nothing must leave as it was (cheap: no code generation)."""
+    if gm is None:
+        return None
+    return tuple((n.name, n.op, str(n.target), str(n.args), str(n.kwargs)) for n in gm.graph.nodes)
+
+
+def _check_contract(info, before, result) -> None:
+    """Hold a pass to its declared kind: graph-preserving kinds never change the graph, and no pass
+    changes it while reporting ``modified=False`` (the verifier would not run)."""
+    if before is None:
+        return
+    changed = graph_fingerprint(result.gm) != before
+    if changed and info.kind in GRAPH_PRESERVING:
+        raise VerifyError(f"pass {info.name!r} is registered as kind {info.kind!r} but changed the graph; "
+                          f"register it as kind='transform' (siftc/core/pass_registry.py)")
+    if changed and not result.modified:
+        raise VerifyError(f"pass {info.name!r} changed the graph but returned modified=False, so the verifier "
+                          f"would not run; return PassResult(gm, True, ...)")

@@ -28,7 +28,7 @@ def test_sdpa_counted_by_us_not_by_flop_counter_on_cpu():
     v = torch.randn(2, 3, 16, 8)
     with FlopCounterMode(display=False) as counter:
         F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    assert counter.get_total_flops() == 0          # the gap siftc fills (DESIGN.md)
+    assert counter.get_total_flops() == 0          # the gap siftc fills (docs/measurements.md)
     assert sdpa_flops((2, 3, 16, 8), (2, 3, 16, 8), (2, 3, 16, 8)) == 2 * 2 * 3 * 16 * 16 * (8 + 8)
     model, inputs = small_model("gpt_tiny")
     rep = siftc.report(siftc.compile(model, policy="dense", example_inputs=inputs))
@@ -39,7 +39,7 @@ def test_sdpa_counted_by_us_not_by_flop_counter_on_cpu():
 
 
 def test_cifar_resnet18_budget_close_to_reference():
-    # SPEC.md: the reference counter gives 1,115,226,800 FLOPs at batch 1 (it also counts BN/bias
+    # docs/method.md: the reference counter gives 1,115,226,800 FLOPs at batch 1 (it also counts BN/bias
     # adds a little differently); our conv+linear total must be within 0.5% of it.
     model = models_zoo.create("resnet18_cifar")
     rep = siftc.report(siftc.compile(model, policy="dense", example_inputs=models_zoo.example_inputs("resnet18_cifar", 1)))

@@ -1,8 +1,11 @@
-"""Golden dumps: the pass-by-pass dumps of two zoo models, compared byte for byte.
+"""Golden dumps: the pass-by-pass dumps of three zoo models, compared byte for byte.
 
-Regenerate after an intended change with ``pytest tests/test_golden.py --regen-golden`` and
-review the diff of tests/golden/ like code.
+Each case is stored as its per-pass changes (tests/golden/<case>.txt): the input dump in full,
+then each pass's dump as a unified diff against the one before it, then flops.md and
+pipeline.txt. Regenerate after an intended change with ``pytest tests/test_golden.py
+--regen-golden`` and review the diff of tests/golden/ like code.
 """
+import difflib
 from pathlib import Path
 
 import pytest
@@ -26,23 +29,47 @@ def _files(directory):
             if p.name not in ("stats.json", "viewer.json")}
 
 
+def golden_text(files: dict) -> str:
+    """The dumps as their changes: the first pass file in full, every later one as a diff."""
+    out, previous = [], None
+    for fname in sorted(files):
+        text = files[fname]
+        if previous is None or not fname[:2].isdigit():
+            out += [f"=== {fname} (full)\n", text]
+        else:
+            diff = difflib.unified_diff(files[previous].splitlines(keepends=True), text.splitlines(keepends=True),
+                                        previous, fname, n=1)
+            out += [f"=== {fname} (changes from {previous})\n", *diff]
+        if fname[:2].isdigit():
+            previous = fname
+        if out and not out[-1].endswith("\n"):
+            out.append("\n")
+    return "".join(out)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden_dumps(case, tmp_path, regen_golden):
     name, policy = CASES[case]
     _compile(name, policy, tmp_path)
-    got = _files(tmp_path)
-    want_dir = GOLDEN / case
+    got = golden_text(_files(tmp_path))
+    want_file = GOLDEN / f"{case}.txt"
     if regen_golden:
-        want_dir.mkdir(parents=True, exist_ok=True)
-        for old in want_dir.iterdir():
-            old.unlink()
-        for fname, text in got.items():
-            (want_dir / fname).write_text(text)
-    want = _files(want_dir)
-    assert sorted(got) == sorted(want)
-    for fname in want:
-        assert got[fname] == want[fname], f"{case}/{fname} differs from the golden file"
+        want_file.write_text(got)
+    want = want_file.read_text()
+    if got != want:
+        diff = "".join(list(difflib.unified_diff(want.splitlines(keepends=True), got.splitlines(keepends=True),
+                                                 "golden", "now", n=2))[:80])
+        pytest.fail(f"the dumps of {case} differ from tests/golden/{case}.txt:\n{diff}")
     assert (tmp_path / "stats.json").exists() and (tmp_path / "viewer.json").exists()
+
+
+def test_golden_text_round_trips_its_changes():
+    """The stored form loses nothing: applying the diffs gives back every file."""
+    files = {"00_input.py": "a\nb\nc\n", "01_capture.py": "a\nB\nc\n", "02_flops.py": "a\nB\nc\nd\n",
+             "pipeline.txt": "capture,flops\n"}
+    text = golden_text(files)
+    assert "=== 01_capture.py (changes from 00_input.py)" in text and "-b\n+B\n" in text
+    assert golden_text({**files, "02_flops.py": "a\nB\nc\ne\n"}) != text
 
 
 def test_two_compiles_give_identical_dumps(tmp_path):

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [
     ("core", ["siftc.core", "siftc"]),
     ("passes", ["siftc.passes"]),
-    ("front door", ["siftc.compiler", "siftc.handle", "siftc.reporting", "siftc.pass_manager", "siftc.recorder", "siftc.pass_record",
+    ("front door", ["siftc.compiler", "siftc.handle", "siftc.reporting", "siftc.pass_manager", "siftc.recorder",
                     "siftc.dumps", "siftc.viewer"]),
     ("runtime", ["siftc.runtime"]),
     ("experiments", ["siftc.experiments", "models_zoo"]),

@@ -1,4 +1,4 @@
-"""Models written as their libraries write them (issue 6), through the capture path each needs.
+"""Models written as their libraries write them, through the capture path each needs.
 
 torchvision-style ResNet / MobileNetV2 and the ViT go through torch.fx; the Hugging Face-style
 GPT-2 (Conv1D, fused qkv, causal-mask buffer) and BERT (attention mask, token types) make fx fail

@@ -1,4 +1,4 @@
-"""Member sizes against SPEC.md: factorized inner dims, parallel branches, doped rank."""
+"""Member sizes against docs/method.md: factorized inner dims, parallel branches, doped rank."""
 import pytest
 import torch
 from torch import nn
@@ -7,7 +7,7 @@ import models_zoo
 import siftc
 from siftc.core.members import doped_rank, factorized_inner_dim, parallel_branches
 
-SPEC_FACTORIZED = {   # SPEC.md, ResNet-18 3x3 convs (f_in, f_out)
+SPEC_FACTORIZED = {   # docs/method.md, "The family": ResNet-18 3x3 convs (f_in, f_out)
     0.5: [116, 210, 231, 419, 461, 838, 922],
     0.75: [231, 419, 461, 838, 922, 1676, 1844],
     0.9: [577, 1048, 1153, 2095, 2305, 4190, 4609],

@@ -17,15 +17,54 @@ def test_every_pass_registered_with_summary():
     assert passes.get_pass("flops").analysis and not passes.get_pass("substitute").analysis
 
 
-@pytest.mark.parametrize("text", [passes.TRAIN_PIPELINE, "capture,shape-prop{mode=fake},flops",
-                                  "capture,flops{a=1 b=2}"])
+@pytest.mark.parametrize("text", [passes.TRAIN_PIPELINE, passes.ONNX_PIPELINE, passes.INFERENCE_PIPELINE,
+                                  "capture,shape-prop,flops", "capture,export-onnx{exporter=torchscript sparse=never}"])
 def test_pipeline_round_trip(text):
     assert format_pipeline(parse_pipeline(text)) == text
 
 
 def test_unknown_pass_lists_registered():
-    with pytest.raises(ValueError, match="registered passes: .*capture"):
+    with pytest.raises(siftc.PipelineError, match="registered passes: .*capture"):
         parse_pipeline("capture,fold-everything")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("capture,shape-prop{mode=fake},flops", "pass 'shape-prop' has no option 'mode'; its options: none"),
+    ("capture,export-onnx{exporter=dynamoo}", r"export-onnx\{exporter=dynamoo\} is not allowed; allowed values: "
+                                              "dynamo, torchscript"),
+    ("capture,export-onnx{sparsity=always}", "has no option 'sparsity'; its options: exporter, path, sparse"),
+    ("capture,flops,shape-prop", "pass 'flops' needs 'shape-prop' earlier"),
+    ("shape-prop,capture", "pass 'shape-prop' needs 'capture' earlier"),
+    ("capture,shape-prop,flops,roles,couple,masks,substitute", "pass 'masks' needs 'substitute' earlier"),
+    ("capture,lower-train,shape-prop", "pass 'lower-train' must end the pipeline"),
+])
+def test_bad_pipelines_are_refused_saying_what_is_allowed(text, message):
+    with pytest.raises(siftc.PipelineError, match=message):
+        parse_pipeline(text)
+
+
+def test_a_bad_pipeline_is_refused_before_dumps_are_touched(tmp_path):
+    d = tmp_path / "dumps"
+    d.mkdir()
+    (d / "01_capture.py").write_text("old dump")
+    with pytest.raises(siftc.PipelineError):
+        siftc.compile(_model(), example_inputs=(torch.randn(2, 4),), dump_dir=d, pipeline="capture,flops")
+    assert (d / "01_capture.py").read_text() == "old dump"
+
+
+def test_every_policy_key_has_one_owner():
+    """Each Policy key is read to make decisions by exactly one pass, or by siftc.DST."""
+    import dataclasses
+    from siftc.runtime.dst import POLICY_KEYS as DST_KEYS
+    owners = {}
+    for info in passes.PASSES.values():
+        for key in info.policy_keys:
+            owners.setdefault(key, []).append(info.name)
+    for key in DST_KEYS:
+        owners.setdefault(key, []).append("siftc.DST")
+    fields = [f.name for f in dataclasses.fields(siftc.Policy)]
+    assert {k: v for k, v in owners.items() if len(v) != 1} == {}
+    assert sorted(owners) == sorted(fields)
 
 
 def _ctx(model, x, policy="parallel:0.5"):
@@ -67,10 +106,39 @@ def test_verifier_catches_a_broken_transform():
 
 
 def test_timings_and_stats_per_pass():
+    import time
+    start = time.perf_counter()
     gm = siftc.compile(_model(), policy="parallel:0.5", example_inputs=(torch.randn(2, 4),))
+    wall = time.perf_counter() - start
     names = [n for n, _ in gm.siftc.timings]
     assert names == passes.TRAIN_PIPELINE.split(",")
-    assert all(t >= 0 for _, t in gm.siftc.timings)
+    # each pass was timed (a clock that never ran reads 0) and the passes fit inside the call
+    assert all(t > 0 for _, t in gm.siftc.timings) and sum(t for _, t in gm.siftc.timings) <= wall
+    assert [r["name"] for r in gm.siftc.passes] == names
+    assert gm.siftc.passes[names.index("substitute")]["stats"]
+
+
+def _register_liar(name, kind, modified):
+    @register(name, "test pass that adds a node", kind=kind)
+    def liar(gm, ctx):
+        out = next(n for n in gm.graph.nodes if n.op == "output")
+        with gm.graph.inserting_before(out):
+            gm.graph.call_function(torch.relu, (out.args[0],))
+        return PassResult(gm, modified, {})
+
+
+@pytest.mark.parametrize("kind, modified, message", [
+    ("analysis", False, "registered as kind 'analysis' but changed the graph"),
+    ("check", True, "registered as kind 'check' but changed the graph"),
+    ("transform", False, "changed the graph but returned modified=False"),
+])
+def test_pass_manager_holds_passes_to_their_kind(kind, modified, message):
+    name = f"liar-{kind}-{int(modified)}"
+    if name not in passes.PASSES:
+        _register_liar(name, kind, modified)
+    pm = siftc.PassManager(f"capture,shape-prop,{name}")
+    with pytest.raises(siftc.VerifyError, match=message):
+        pm.run(None, _ctx(_model(), torch.randn(2, 4)))
 
 
 def test_analyses_never_modify_the_graph():

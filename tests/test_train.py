@@ -12,8 +12,8 @@ from siftc.experiments.train import train
 
 def test_mnist_mlp_rigl_learns_and_logs_ledger(tmp_path):
     out = tmp_path / "r.jsonl"
-    # Sparse Wide + RigL (issue 4's acceptance). stem=sparse: the 784-input MLP's widened dense
-    # stem alone exceeds the dense budget (SPEC.md's pilot; tests/test_wide.py checks the error)
+    # Sparse Wide + RigL end to end. stem=sparse: the 784-input MLP's widened dense
+    # stem alone exceeds the dense budget (the pilot in docs/method.md; tests/test_wide.py checks the error)
     line = train("mnist_mlp", "wide:0.75,stem=sparse,dst=rigl", steps=300, out=str(out), progress=False)
     assert line["metric"] == "test_accuracy" and line["value"] > 0.7        # chance is 0.1
     saved = [json.loads(x) for x in out.read_text().splitlines()]

@@ -18,7 +18,7 @@ from siftc.core.state import CompileContext
 from siftc.core.errors import IsoFlopError, ShapeError
 from siftc.core.policy import Policy
 
-# SPEC.md, "Sparse Wide is a whole-graph rewrite": ResNet-18 (ImageNet) base widths and the
+# docs/method.md, "Sparse Wide is a whole-graph rewrite": ResNet-18 (ImageNet) base widths and the
 # reference's dense-equivalent parameter counts at s = .5 / .75 / .9.
 REFERENCE = {0.5: (90, 22.81e6), 0.75: (128, 45.69e6), 0.9: (202, 112.83e6)}
 

@@ -5,8 +5,8 @@ Each cell: compiles on CPU, output shape unchanged, forward + backward run, iso-
 the FLOPs it should have instead), and the conv/linear FLOPs a forward-hook counter measures on
 the real tensors equal the report's.
 
-Sparse Wide widens the dense ends too (SPEC.md), and on two zoo models they alone exceed the
-budget, so exact iso-FLOP needs them sparse: the 784-input MLP's widened stem (SPEC.md's pilot:
+Sparse Wide widens the dense ends too (docs/method.md), and on two zoo models they alone exceed the
+budget, so exact iso-FLOP needs them sparse: the 784-input MLP's widened stem (the pilot in docs/method.md:
 1.07x-2.39x) and gpt3_small's LM head (50257 x d_model, the largest layer; tied to the token
 embedding, so head=sparse masks that too). tests/test_wide.py checks that without these options
 both fail with an IsoFlopError that says so.

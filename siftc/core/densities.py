@@ -1,7 +1,7 @@
 """Layer densities: uniform or ERK, for a non-zero budget (nominal) or a FLOP budget (iso=exact).
 
 Both cases solve  sum_l w_l * min(1, eps * raw_l) = T  for eps, with
-- raw_l = 1 (uniform) or ERK's sum(shape dims) / numel (SPEC.md, "Layer densities"; Evci et
+- raw_l = 1 (uniform) or ERK's sum(shape dims) / numel (docs/method.md, "Layer densities"; Evci et
   al. 2020, RigL, "Erdos-Renyi-Kernel"), and
 - w_l = numel_l, T = (1-s) * sum numel (nominal: total non-zeros), or
   w_l = dense FLOPs of layer l, T = budget - FLOPs of everything dense (iso=exact).

@@ -14,6 +14,10 @@ class UsageError(SiftcError, ValueError):
     """An argument names something that does not exist (a zoo model, a recipe) or is out of range."""
 
 
+class PipelineError(SiftcError, ValueError):
+    """A textual pipeline names an unknown pass or option, or puts passes out of order."""
+
+
 class CaptureError(SiftcError):
     """The model could not be captured as a graph (torch.fx tracing failed)."""
 

@@ -4,7 +4,7 @@
 timed next to CSR; the faster one is used where it beats dense.)
 
 ``CSRLinear`` computes ``(W_csr @ x.T).T + b``: torch's CSR x dense matmul, the form that wins on
-CPU (DESIGN.md: ``F.linear`` with a CSR weight is 3-8x slower at batch >= 32). ``CSRConv2d`` does
+CPU (docs/measurements.md: ``F.linear`` with a CSR weight is 3-8x slower at batch >= 32). ``CSRConv2d`` does
 a conv as im2col (``F.unfold``) + the same sparse matmul (a 1x1 stride-1 conv skips the unfold).
 Whether a layer gets one is decided by ``choose``: a micro-benchmark of the dense op against the
 sparse one at the layer's real weight, input shape and batch (from the example inputs), median of
@@ -203,7 +203,7 @@ def lower_tree(model: nn.Module, example_inputs: tuple, blocksize=None, seed: in
 
 
 # ----------------------------------------------------------------------------- CUDA 2:4
-# torch's semi-structured (2:4) sparse tensors run on CUDA only (DESIGN.md), in float16/bfloat16,
+# torch's semi-structured (2:4) sparse tensors run on CUDA only (docs/measurements.md), in float16/bfloat16,
 # for weight matrices whose rows are a multiple of 32 and columns a multiple of 64.
 SEMI_STRUCTURED_DTYPES = (torch.float16, torch.bfloat16)
 

@@ -8,7 +8,7 @@
   gradients) and re-installed by a forward pre-hook on the module's current weight tensor
   (``copy.deepcopy``, pickling and ``load_state_dict`` drop or replace tensor hooks) and by the
   GraphModule's deepcopy hook.
-- The gradient *arriving* at the hook is the dense gradient (docs/method.md, "Dynamic sparse
+- The gradient *arriving* at the hook is the dense gradient (docs/method.md, "Sparse
   training"), which RigL reads: the DST runtime sets ``module._siftc_dense_grad_sink``.
 - ``strip``: undo all of it, for ONNX export and dense baselines.
 

@@ -1,7 +1,20 @@
-"""Registry of named passes: each pass has a kebab-case name, a one-line summary and a kind.
+"""Registry of named passes: what each pass is, needs and accepts, declared where it is defined.
 
-A pass is a callable ``(gm, ctx) -> PassResult``. Analyses write node.meta keys and never
-modify the graph (tests check that); transforms rewrite the graph and report ``modified``.
+A pass is a callable ``(gm, ctx) -> PassResult``, registered with::
+
+    @register("masks", "one-line summary", kind="weights", requires=("substitute",),
+              policy_keys=("dist", "iso", ...), options={})
+
+- ``kind`` says what the pass may change (the pass manager holds it to that):
+  ``analysis`` writes node.meta and compile state only; ``transform`` rewrites the graph or
+  its modules and says ``modified``; ``weights`` changes tensor contents, hooks or device, never
+  the graph; ``check`` only checks; ``emit`` produces an artefact from the final graph (ONNX).
+- ``requires``: passes that must come earlier in the same pipeline (ordering rules, enforced when
+  a pipeline is parsed). ``last``: the pass must end the pipeline (lowerings and emitters).
+- ``options``: ``{key: allowed values}`` of ``name{key=value}`` in a pipeline (a tuple of allowed
+  strings, or None for any value). Anything else is a parse error listing what is allowed.
+- ``policy_keys``: the Policy keys this pass owns (reads to make its decisions); every key has
+  one owner (docs/architecture.md lists them).
 """
 from __future__ import annotations
 
@@ -10,6 +23,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch.fx
+
+KINDS = ("analysis", "transform", "weights", "check", "emit")
+# kinds that must leave the graph's nodes as they were
+GRAPH_PRESERVING = ("analysis", "weights", "check", "emit")
 
 
 @dataclass
@@ -24,22 +41,34 @@ class PassInfo:
     name: str
     fn: Callable
     summary: str
-    analysis: bool      # True: reads the graph, writes only node.meta
+    kind: str = "transform"
+    requires: tuple = ()
+    last: bool = False
+    options: dict = field(default_factory=dict)
+    policy_keys: tuple = ()
+
+    @property
+    def analysis(self) -> bool:
+        return self.kind == "analysis"
 
 
 PASSES: dict[str, PassInfo] = {}
 _NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
 
-def register(name: str, summary: str, analysis: bool = False):
-    """Decorator: register ``fn`` as the pass ``name``."""
+def register(name: str, summary: str, kind: str = "transform", requires=(), last: bool = False,
+             options: dict | None = None, policy_keys=()):
+    """Decorator: register ``fn`` as the pass ``name`` (see the module docstring)."""
     if not _NAME.match(name):
         raise ValueError(f"pass name {name!r} must be kebab-case")
+    if kind not in KINDS:
+        raise ValueError(f"pass {name!r}: kind {kind!r} is not one of {', '.join(KINDS)}")
 
     def wrap(fn):
         if name in PASSES:
             raise ValueError(f"pass {name!r} is registered twice")
-        PASSES[name] = PassInfo(name, fn, summary, analysis)
+        PASSES[name] = PassInfo(name, fn, summary, kind, tuple(requires), last, dict(options or {}),
+                                tuple(policy_keys))
         return fn
     return wrap
 

@@ -2,7 +2,7 @@
 
 Both act on a weight's 2-D matrix view (out, in * kh * kw), the view the sparse kernels multiply
 with (siftc.kernels). ``block:B`` masks keep or drop whole BxB tiles, so BSR kernels can skip
-them (DESIGN.md: BSR gives 1.6-12x on 32x32-block masks at 90-99%); dynamic sparse training
+them (docs/measurements.md: BSR gives 1.6-12x on 32x32-block masks at 90-99%); dynamic sparse training
 moves whole blocks (scores summed over the block). ``N:M`` keeps N entries in every group of M
 consecutive inputs (2:4 is what CUDA's semi-structured kernels run); its density is N/M by
 construction, so it cannot be solved for iso-FLOP and masks under it do not move.

@@ -1,14 +1,18 @@
-"""Textual pipelines: ``capture,shape-prop,flops{detail=1}`` parses and prints back identically.
+"""Textual pipelines: ``capture,shape-prop,flops,export-onnx{sparse=always}`` parses and prints back identically.
 
 Syntax (after LLVM's ``-passes=``): passes separated by commas; options of one pass in braces,
-``key=value`` pairs separated by spaces.
+``key=value`` pairs separated by spaces. Parsing checks the pipeline against what each pass
+declared when it registered (siftc/core/pass_registry.py): its options and their values, the
+passes it requires earlier, and whether it must come last.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 
-from siftc.core.pass_registry import get_pass
+from .errors import PipelineError
+from .pass_registry import get_pass
+
 
 # The pipelines, in order; passes/README.md says why this order. They share the analysis and
 # rewrite front and differ in the last pass: training lowering (targets cpu, cuda), the ONNX
@@ -33,25 +37,56 @@ class PipelineItem:
 
 
 def parse_pipeline(text: str) -> list[PipelineItem]:
-    """Parse a pipeline string; unknown passes raise ValueError listing the registered ones."""
+    """Parse and check a pipeline string. Unknown passes, unknown options or values, and passes
+    out of order (a pass before one it requires, a lowering that is not last) raise
+    PipelineError (a ValueError) saying what is allowed."""
     items = []
     for part in _split_top(text):
         m = _ITEM.match(part)
         if not m:
-            raise ValueError(f"cannot parse pipeline element {part!r} in {text!r}; "
-                             "write 'name' or 'name{key=value ...}'")
+            raise PipelineError(f"cannot parse pipeline element {part!r} in {text!r}; "
+                                "write 'name' or 'name{key=value ...}'")
         name, opts = m.group(1), m.group(2)
-        get_pass(name)
+        try:
+            info = get_pass(name)
+        except ValueError as e:
+            raise PipelineError(str(e)) from None
         options = []
         for tok in (opts or "").split():
             key, eq, value = tok.partition("=")
             if not eq or not key:
-                raise ValueError(f"pass option {tok!r} of {name!r} must be key=value")
+                raise PipelineError(f"pass option {tok!r} of {name!r} must be key=value")
+            _check_option(info, key, value)
             options.append((key, value))
         items.append(PipelineItem(name, tuple(options)))
     if not items:
-        raise ValueError("empty pipeline")
+        raise PipelineError("empty pipeline")
+    _check_order(items, text)
     return items
+
+
+def _check_option(info, key: str, value: str) -> None:
+    if key not in info.options:
+        allowed = ", ".join(sorted(info.options)) or "none"
+        raise PipelineError(f"pass {info.name!r} has no option {key!r}; its options: {allowed}")
+    choices = info.options[key]
+    if choices is not None and value not in choices:
+        raise PipelineError(f"pass option {info.name}{{{key}={value}}} is not allowed; "
+                            f"allowed values: {', '.join(choices)}")
+
+
+def _check_order(items, text: str) -> None:
+    seen: list[str] = []
+    for i, item in enumerate(items):
+        info = get_pass(item.name)
+        missing = [r for r in info.requires if r not in seen]
+        if missing:
+            raise PipelineError(f"pass {item.name!r} needs {', '.join(repr(r) for r in missing)} earlier in "
+                                f"the pipeline (got {text!r}); e.g. the default: {TRAIN_PIPELINE}")
+        if info.last and i != len(items) - 1:
+            raise PipelineError(f"pass {item.name!r} must end the pipeline (it lowers or emits the final "
+                                f"graph), but {items[i + 1].name!r} follows it in {text!r}")
+        seen.append(item.name)
 
 
 def format_pipeline(items) -> str:

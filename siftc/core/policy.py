@@ -15,14 +15,14 @@ from dataclasses import dataclass, fields
 from siftc.core.errors import PolicyError
 from siftc.core.patterns import parse_pattern
 
-# Members of the Sparse-IFT family that substitute knows (SPEC.md, "The family").
+# Members of the Sparse-IFT family that substitute knows (docs/method.md, "The family").
 # "sparse" is the static-sparse baseline at the original shape; "dense" changes nothing.
 MEMBERS = ("dense", "sparse", "wide", "parallel", "factorized", "doped")
 
 _CHOICES = {
-    "dist": ("uniform", "erk"),       # layer density distribution (SPEC.md, "Layer densities")
+    "dist": ("uniform", "erk"),       # layer density distribution (docs/method.md, "Layer densities")
     "iso": ("exact", "nominal"),      # solve densities for iso-FLOP, or keep the nominal sparsity
-    "init": ("kaiming", "scaled"),    # scaled: kept weights x 1/sqrt(density) (SPEC.md pilot lessons)
+    "init": ("kaiming", "scaled"),    # scaled: kept weights x 1/sqrt(density) (docs/method.md, "Pilot lessons")
     "stem": ("dense", "sparse"),      # the first weight op on the input path
     "head": ("dense", "sparse"),      # the last weight op on the output path
     "dst": ("static", "set", "rigl"), # mask updates during training (siftc.DST)
@@ -31,7 +31,7 @@ _CHOICES = {
                                          # code's int(w * sqrt(round(1/(1-s))))
     "capture": ("auto", "fx", "export"),  # auto: torch.fx, falling back to torch.export when fx fails
     "grouped": ("dense", "apply"),        # grouped/depthwise convs: left dense, or the member per group
-    "combine": ("sum", "mean"),           # Sparse Parallel: branch outputs summed (SPEC.md) or averaged
+    "combine": ("sum", "mean"),           # Sparse Parallel: branch outputs summed (docs/method.md) or averaged
     "count": ("all", "matmul"),           # which FLOPs iso=exact equalises: every op, or matmul-class only
 }
 
@@ -45,19 +45,19 @@ class Policy:
     tol: float = 0.005          # iso-FLOP tolerance checked by verify (relative)
     init: str = "kaiming"       # weight init of sparse weights on their full dense shape
     seed: int = 0               # seed of mask and weight initialisation
-    stem: str = "dense"         # keep the stem dense (SPEC.md) or sparsify it too
-    head: str = "dense"         # keep the head dense (SPEC.md) or sparsify it too
+    stem: str = "dense"         # keep the stem dense (docs/method.md) or sparsify it too
+    head: str = "dense"         # keep the head dense (docs/method.md) or sparsify it too
     dst: str = "static"         # siftc.DST algorithm: static | set | rigl
-    dT: int = 100               # steps between mask updates (SPEC.md: 100 ResNet, 500 GPT)
+    dT: int = 100               # steps between mask updates (docs/method.md: 100 ResNet, 500 GPT)
     drop: float = 0.3           # initial drop fraction of SET/RigL
     end: float = 0.75           # fraction of total steps after which masks stop moving
     schedule: str = "cosine"    # drop fraction schedule: cosine | constant
     width: str = "nominal"      # Sparse Wide width rule: nominal | reference
     round: int = 8              # Sparse Wide: round widths to a multiple of this (1: no rounding)
-    pattern: str = "none"       # mask structure: none | block:B | N:M (siftc/patterns.py)
+    pattern: str = "none"       # mask structure: none | block:B | N:M (siftc/core/patterns.py)
     capture: str = "auto"       # how the model is captured: auto | fx | export (passes/capture.py)
     grouped: str = "dense"      # grouped convs under parallel/factorized/doped/sparse: dense | apply
-    combine: str = "sum"        # parallel: sum (SPEC.md) | mean (1/k x sum: keeps the layer's output scale)
+    combine: str = "sum"        # parallel: sum (docs/method.md) | mean (1/k x sum: keeps the layer's output scale)
     include: str = "*"          # module-path globs ('|'-separated) a member may rewrite
     exclude: str = ""           # module-path globs ('|'-separated) left dense, e.g. *.attn.*
     count: str = "all"          # iso=exact equalises all FLOPs (norms, activations too) or matmul-class only

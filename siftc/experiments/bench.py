@@ -4,10 +4,10 @@ For each (model, policy) case at batch 1 (zoo default input size): the median ti
 ``--repeat`` eager forward passes of the original model (no grad), then the time of one
 ``siftc.compile`` with the policy, and the compiled model's iso-FLOP ratio. The process first
 compiles a tiny model once so one-time imports (FakeTensorMode pulls in torch._dynamo, ~2 s) are
-not charged to the first model; that warm-up is printed too. Target (issue 2): compile < 10
-forward passes. Default cases: resnet18 and gpt3_small at parallel:0.75 (issue 2), resnet50 and
-gpt3_small at wide:0.75 (issue 3; gpt3_small with iso=nominal, since its widened dense LM head
-alone exceeds the budget: the ratio column shows the overshoot, SPEC.md's ~1.40x).
+not charged to the first model; that warm-up is printed too. Target: compile < 10
+forward passes. Default cases: resnet18 and gpt3_small at parallel:0.75, resnet50 and
+gpt3_small at wide:0.75 (gpt3_small with iso=nominal, since its widened dense LM head
+alone exceeds the budget: the ratio column shows the overshoot, docs/method.md's ~1.40x).
 """
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ DEFAULT_CASES = [("resnet18", "parallel:0.75"), ("gpt3_small", "parallel:0.75"),
 def dst_main(args) -> int:
     """``siftc bench dst``: mean step time of (a) the compiled model under DST (RigL, dT=100, update
     steps included) and (b) a plain dense model of the same (wide) shape without masks or hooks,
-    measured alternately in one run. Target (issue 4): (a)/(b) <= 1.10.
+    measured alternately in one run. Target: (a)/(b) <= 1.10.
     """
     import copy
 
@@ -111,7 +111,7 @@ def dst_main(args) -> int:
 
 def onnx_main(args) -> int:
     """``siftc bench onnx``: ONNX file size with sparse initializers vs the same compiled model
-    exported with dense initializers (zeros stored), both written in one run. Target (issue 5):
+    exported with dense initializers (zeros stored), both written in one run. Target:
     gpt_tiny and resnet18_cifar at wide:0.9, sparse file <= 40% of the dense one.
     """
     import os
@@ -154,7 +154,7 @@ def lower_main(args) -> int:
     MLP block as it is inside the widened model (taken from a compiled 1-block gpt3_small with
     iso=nominal, so its layers have density 1-s exactly; with iso=exact a 1-block model's density
     is set by its huge LM head) and the MNIST mlp (stem=sparse).
-    Targets (issue 5, s=0.9): unstructured (b)/(c) >= 3 at batch 1 and 32, (c)/(a) <= 2.5;
+    Targets (s=0.9): unstructured (b)/(c) >= 3 at batch 1 and 32, (c)/(a) <= 2.5;
     block:16 (c)/(a) <= 1.5.
     """
     import copy

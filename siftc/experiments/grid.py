@@ -81,7 +81,7 @@ def load_spec(path) -> dict:
         raise SiftcError(f"experiment spec {path} not found")
     spec = yaml.safe_load(path.read_text()) or {}
     if not isinstance(spec.get("recipes"), list) or not spec["recipes"]:
-        raise SiftcError(f"{path}: the spec needs a non-empty 'recipes:' list (see siftc/experiment.py)")
+        raise SiftcError(f"{path}: the spec needs a non-empty 'recipes:' list (see siftc/experiments/grid.py)")
     for i, r in enumerate(spec["recipes"]):
         unknown = set(r) - _RECIPE_KEYS
         if unknown or "recipe" not in r or "steps" not in r:

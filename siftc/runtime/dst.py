@@ -1,4 +1,4 @@
-"""Dynamic sparse training on a compiled GraphModule: static, SET and RigL (SPEC.md, "Sparse training").
+"""Dynamic sparse training on a compiled GraphModule: static, SET and RigL (docs/method.md, "Sparse training").
 
 The user's loop stays theirs::
 
@@ -7,7 +7,7 @@ The user's loop stays theirs::
         loss_fn(gm(x), y).backward(); opt.step(); dst.step(); opt.zero_grad()
 
 After every ``dst.step()`` masked weights and the masked entries of the optimizer state are
-zero. Mask updates happen at step t when begin < t < end*total_steps and t % dT == 0 (SPEC.md):
+zero. Mask updates happen at step t when begin < t < end*total_steps and t % dT == 0 (docs/method.md):
 drop the ``f(t) * nnz`` active weights of smallest magnitude, then grow as many among the
 positions inactive after the drop: RigL by largest dense-gradient magnitude, SET uniformly at
 random (seeded generator). Grown weights start at zero with zero optimizer state; each layer's
@@ -37,13 +37,16 @@ from siftc.core import patterns
 from siftc.core.errors import SiftcError
 from siftc.handle import handle_of
 
+# the Policy keys siftc.DST owns (its defaults when a DST is made without arguments)
+POLICY_KEYS = ("dst", "dT", "drop", "end", "schedule")
+
 # optimizer state entries that live per weight element and must be masked (SGD, Adam, AdamW)
 KNOWN_STATE = {"momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
 SCALAR_STATE = {"step"}
 
 
 def drop_fraction(t: int, begin: int, end: int, drop: float, schedule: str) -> float:
-    """SPEC.md: f(t) = drop * (1 + cos(pi (t - begin) / (end - begin))) / 2, or constant."""
+    """docs/method.md: f(t) = drop * (1 + cos(pi (t - begin) / (end - begin))) / 2, or constant."""
     if schedule == "constant":
         return drop
     return drop * (1 + math.cos(math.pi * (t - begin) / max(1, end - begin))) / 2
@@ -183,7 +186,7 @@ class DST:
             self._update(t)
             updated = True
         self._apply_masks()
-        # training-FLOP ledger (SPEC.md): 3 x sparse forward per sample; an RigL update step
+        # training-FLOP ledger (docs/method.md): 3 x sparse forward per sample; an RigL update step
         # needs the dense gradient: 2 x sparse + 1 x full-shape forward instead
         per_sample = (2 * self.sparse_forward + self.full_forward) if (updated and self.method == "rigl") \
             else 3 * self.sparse_forward

@@ -1,7 +1,7 @@
 """The graph picture of one pass: graphviz ``dot`` to inline SVG when installed, else a plain
 layered layout drawn here; graphs above ``max_nodes`` are summarised one box per module block.
 
-Input is the compact node list of siftc.pass_record (name, op, target, inputs, module, FLOPs).
+Input is the compact node list of siftc.recorder (name, op, target, inputs, module, FLOPs).
 """
 from __future__ import annotations
 

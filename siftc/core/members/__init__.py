@@ -1,4 +1,4 @@
-"""The per-layer Sparse-IFT members (SPEC.md, "The family"), as nn.Modules.
+"""The per-layer Sparse-IFT members (docs/method.md, "The family"), as nn.Modules.
 
 Each member is an nn.Module whose ``forward`` is the structure that replaces one dense layer;
 ``substitute`` traces it and inlines its graph at every call site, so the forward written

@@ -34,7 +34,7 @@ def sparse_children(module: nn.Module):
 
 
 def kaiming_(layer: nn.Module) -> nn.Module:
-    """Kaiming-normal init of the full dense weight shape (SPEC.md, "Mask init")."""
+    """Kaiming-normal init of the full dense weight shape (docs/method.md, "Mask init")."""
     nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
     if layer.bias is not None:
         nn.init.zeros_(layer.bias)
@@ -76,7 +76,7 @@ _BATCHNORM_BY_DIMS = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 
 
 def fan(layer: nn.Module) -> tuple[int, int]:
-    """(d_in, d_out) with a conv's kernel counted in d_in (SPEC.md: kk*f_in in place of d_in).
+    """(d_in, d_out) with a conv's kernel counted in d_in (docs/method.md: kk*f_in in place of d_in).
     For a grouped conv, those of one group: the member's sizes are chosen per group."""
     if isinstance(layer, nn.Linear):
         return layer.in_features, layer.out_features

@@ -1,6 +1,6 @@
 """Sparse Doped: S x + V(U x), S sparse at the original shape, U and V dense and low rank.
 
-SPEC.md: r = floor(s * d_in*d_out / (d_in + d_out)) (conv: kk*f_in in place of d_in); U carries
+docs/method.md: r = floor(s * d_in*d_out / (d_in + d_out)) (conv: kk*f_in in place of d_in); U carries
 the kernel and stride, V is 1x1; nothing between U and V. U and V stay dense (the reference
 masks them too, which breaks iso-FLOP). When r rounds to 0 the layer is S alone.
 """

@@ -1,6 +1,6 @@
 """Sparse Factorized: V(ReLU(norm(U x))), U: d_in -> d, V: d -> d_out, both sparse.
 
-SPEC.md: d = ceil(kk*f_in*f_out / ((1-s)(kk*f_in + f_out))) (for a linear kk = 1); U carries the
+docs/method.md: d = ceil(kk*f_in*f_out / ((1-s)(kk*f_in + f_out))) (for a linear kk = 1); U carries the
 kernel and stride, V is a 1x1 conv; norm + ReLU between U and V.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from siftc.core.members.base import NO_NORM_NOTE, MemberLayer, fan, groups_of, i
 
 def factorized_inner_dim(d_in: int, d_out: int, sparsity: float) -> int:
     # Plain float arithmetic, as the reference code does: (1 - 0.9) is 0.09999999999999998, so
-    # ceil gives 577 (not 576) for (64, 64) at s=0.9, which is the number SPEC.md's table lists.
+    # ceil gives 577 (not 576) for (64, 64) at s=0.9, which is the number docs/method.md's list lists.
     return max(1, math.ceil(d_in * d_out / ((1.0 - sparsity) * (d_in + d_out))))
 
 

@@ -1,6 +1,6 @@
 """Sparse Parallel: sum over k sparse copies of the layer, each with its own norm and ReLU.
 
-SPEC.md: k = round(1/(1-s)) branches; ImageNet form act(sum_j act(BN_j(conv_j x))), where the
+docs/method.md: k = round(1/(1-s)) branches; ImageNet form act(sum_j act(BN_j(conv_j x))), where the
 outer norm/act are the model's own layers that follow. Rounding is half-up (s=0.6 -> 3).
 
 ``combine=mean`` divides the sum by k. Where a norm follows (the ImageNet form) the two are the

@@ -1,4 +1,4 @@
-"""Sparse Wide: widen every free channel group of the network at once (SPEC.md, "Sparse Wide is a
+"""Sparse Wide: widen every free channel group of the network at once (docs/method.md, "Sparse Wide is a
 whole-graph rewrite").
 
 Width rule. The nominal factor is f = sqrt(1/(1-s)) (sparse FLOPs (1-s) f^2 F = F per interior
@@ -16,7 +16,7 @@ group it is taken from is widened by whole multiples until it is not (``_grow_de
 Rebuild. Weight dims are rewritten in place on the captured copy: every parameter, buffer and
 size attribute whose size is ``coeff x group`` gets its new size, and the module's own size fields
 (in_features, out_channels, num_features, ...) follow. Sparse weights (role ``sparsifiable``)
-are Kaiming-normal on the full new shape and get a mask; the parts SPEC.md keeps dense (stem,
+are Kaiming-normal on the full new shape and get a mask; the parts docs/method.md keeps dense (stem,
 head, embeddings, norms, biases) get fresh values of the same kind (Kaiming for conv/linear,
 the original constant or the original mean/std otherwise). A tied parameter stays one object.
 """
