@@ -11,7 +11,7 @@ ride along.
 Models: every torchvision classification model (``torchvision.models.list_models``, random init,
 10 classes, 64x64 inputs where the model takes them, else 224) and Hugging Face GPT-2, BERT and
 Llama from small configs (random init, offline). Results are JSON lines (resumable: a cell
-already in the file is skipped); ``table`` renders the model x member matrix for the README.
+already in the file is skipped); ``table`` renders the model x member matrix of docs/compatibility.md (``write_page``).
 
     siftc conformance --out models_zoo/results/conformance.jsonl            # the whole sweep
     siftc conformance --models resnet18,hf_gpt2 --members wide,parallel     # a few cells
@@ -32,6 +32,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from siftc.core import atomic
+from siftc.core.errors import UsageError
 
 MEMBERS = ("wide", "parallel", "factorized", "doped", "sparse")
 HF_MODELS = ("hf_gpt2", "hf_bert", "hf_llama")
@@ -215,14 +216,18 @@ def sweep(models, members, out, onnx: bool = True, progress: bool = True, isolat
     return load(out)
 
 
-def table(rows: list[dict], members=MEMBERS) -> str:
-    """The model x member matrix: ok (iso ratio / matmul ratio) or the reason."""
+def table(rows: list[dict], members=MEMBERS, models=None) -> str:
+    """The model x member matrix: ok (iso ratio / matmul ratio), the reason, or "not run" for a
+    cell of ``models`` without a row."""
     by = {}
     for r in rows:
         by[(r["model"], r["member"])] = r
-    models = sorted({r["model"] for r in rows}, key=lambda m: (m in HF_MODELS, m))
+    names = {r["model"] for r in rows} | set(models or ())
+    models = sorted(names, key=lambda m: (m in HF_MODELS, m))
     ok = sum(1 for r in by.values() if r["status"] == "ok")
-    lines = [f"{ok} of {len(by)} cells ok (s = 0.75; ratios: all FLOPs / matmul-class).", "",
+    missing = len(models) * len(members) - len(by)
+    lines = [f"{ok} of {len(by)} cells ok (s = 0.75; ratios: all FLOPs / matmul-class)"
+             + (f"; {missing} cells not run." if missing else "."), "",
              "| model | " + " | ".join(members) + " |", "|---|" + "---|" * len(members)]
     for m in models:
         cells = []
@@ -245,11 +250,26 @@ def main(args) -> int:
         torch.set_num_threads(args.threads)
         sweep(models, members, args.out, onnx=not args.no_onnx, progress=not args.no_progress)
     rows = [r for r in load(args.out) if r["model"] in models and r["member"] in members]
-    text = table(rows, members)
+    text = table(rows, members, models)
     print(text)
     if args.table:
         atomic.write_text(args.table, text + "\n")
+    if args.page:
+        write_page(args.page, text)
     return 0
+
+
+PAGE_START, PAGE_END = "<!-- conformance matrix: start -->", "<!-- conformance matrix: end -->"
+
+
+def write_page(path, text: str) -> None:
+    """Put the matrix between the markers of a markdown page (docs/compatibility.md)."""
+    page = Path(path).read_text()
+    if PAGE_START not in page or PAGE_END not in page:
+        raise UsageError(f"{path} has no '{PAGE_START}' ... '{PAGE_END}' markers to put the matrix between")
+    head, _, rest = page.partition(PAGE_START)
+    _, _, tail = rest.partition(PAGE_END)
+    atomic.write_text(path, f"{head}{PAGE_START}\n{text}\n{PAGE_END}{tail}")
 
 
 if __name__ == "__main__":       # one cell, as run_cell_isolated runs it: the row as a JSON line

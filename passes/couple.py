@@ -156,7 +156,7 @@ def _annotate(gm, coupling: Coupling) -> None:
 @register("couple", "channel groups that must keep one width (Sparse Wide), by symbolic sizes",
           kind="analysis", requires=("shape-prop",))
 def couple(gm, ctx) -> PassResult:
-    if ctx.policy.member != "wide" or ctx.previous is not None:
+    if ctx.policy.member != "wide" or ctx.recompile:
         return PassResult(gm, False, {"groups": 0})
     coupling = couple_graph(gm, ctx.example_inputs)
     _annotate(gm, coupling)

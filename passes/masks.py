@@ -20,7 +20,7 @@ import torch
 
 from siftc.core import densities, patterns
 from siftc.core.errors import IsoFlopError
-from siftc.core.masking import exact_mask
+from siftc.core.masking import exact_count, exact_mask
 from . import flops as flops_pass
 from siftc.core.pass_registry import PassResult, register
 
@@ -59,17 +59,20 @@ def _largest_dense(gm, budget: int, top: int = 4) -> str:
     return ", ".join(f"{k} {v / budget:.2f}x" for k, v in ranked)
 
 
-def _draw(shape, density: float, pattern, generator, q: str, ctx) -> torch.Tensor:
-    """The mask of one layer under the policy's pattern (unstructured where the shape does not fit)."""
+def _draw(shape, density: float, pattern, generator, q: str, ctx) -> tuple[torch.Tensor, int]:
+    """The mask of one layer under the policy's pattern (unstructured where the shape does not fit),
+    and the number of non-zeros it was planned to have (what verify holds it to)."""
+    n = math.prod(shape)
     if pattern.kind != "none" and not patterns.supports(shape, pattern):
         ctx.warn(f"masks: layer '{q}' with weight {shape} does not fit pattern={ctx.policy.pattern} "
                  f"(matrix view {patterns.matrix_shape(shape)}); its mask is unstructured")
-        return exact_mask(shape, density, generator)
-    if pattern.kind == "block":
-        return patterns.block_mask(shape, density, pattern.block, generator, exact_mask)
-    if pattern.kind == "nm":
-        return patterns.nm_mask(shape, pattern.n, pattern.m, generator)
-    return exact_mask(shape, density, generator)
+    elif pattern.kind == "block":
+        tiles = n // pattern.block ** 2
+        return (patterns.block_mask(shape, density, pattern.block, generator, exact_mask),
+                exact_count(tiles, density) * pattern.block ** 2)
+    elif pattern.kind == "nm":
+        return patterns.nm_mask(shape, pattern.n, pattern.m, generator), n // pattern.m * pattern.n
+    return exact_mask(shape, density, generator), exact_count(n, density)
 
 
 @register("masks", "mask buffers with exact non-zero counts; densities uniform/ERK, solved for iso-FLOP",
@@ -112,7 +115,8 @@ def masks(gm, ctx) -> PassResult:
         for q in new:
             mod = gm.get_submodule(q)
             g = torch.Generator().manual_seed(policy.seed * 1_000_003 + zlib.crc32(q.encode()))
-            mask = _draw(tuple(mod.weight.shape), dens[q], pattern, g, q, ctx).to(mod.weight.device)
+            mask, ctx.planned_nonzeros[q] = _draw(tuple(mod.weight.shape), dens[q], pattern, g, q, ctx)
+            mask = mask.to(mod.weight.device)
             dens[q] = float(torch.count_nonzero(mask)) / mask.numel()      # realised (blocks quantise it)
             mod.weight_mask.copy_(mask)
             if policy.init == "scaled" and dens[q] > 0:

@@ -99,7 +99,7 @@ def substitute(gm, ctx) -> PassResult:
 
 def _substitute_wide(gm, ctx) -> PassResult:
     """Sparse Wide: widen every free channel group (couple's), then mark the interior layers sparse."""
-    if ctx.previous is not None:            # an already widened model: nothing to do again
+    if ctx.recompile:            # an already widened model: nothing to do again
         return PassResult(gm, False, {"rewritten": 0})
     coupling = ctx.coupling
     if coupling is None:

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import torch
 
-from siftc.core.errors import PolicyError, SiftcError, UsageError
+from siftc.core.errors import PipelineError, PolicyError, SiftcError, UsageError
+
+_EXPERIMENT_LIBRARIES = ("yaml", "matplotlib", "PIL")     # the siftc[experiments] extra
 from siftc.experiments.train import SCHEDULES
 
 
@@ -240,6 +242,8 @@ def main(argv=None) -> int:
     p.add_argument("--members", default=None, help="comma-separated (default: wide,parallel,factorized,doped,sparse)")
     p.add_argument("--out", default="models_zoo/results/conformance.jsonl", help="JSON lines (resumed)")
     p.add_argument("--table", default=None, metavar="PATH", help="also write the markdown matrix here")
+    p.add_argument("--page", default=None, metavar="MD", help="also put the matrix into this markdown page between "
+                                                              "its markers (docs/compatibility.md)")
     p.add_argument("--table-only", action="store_true", help="run nothing: print the matrix of --out")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export + onnxruntime check")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -268,9 +272,15 @@ def main(argv=None) -> int:
     # or a file is missing; one line either way (no traceback)
     try:
         return args.fn(args)
-    except (PolicyError, UsageError) as e:
+    except (PolicyError, PipelineError, UsageError) as e:
         print(f"siftc: error: {e}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as e:
+        if e.name not in _EXPERIMENT_LIBRARIES:
+            raise
+        print(f"siftc: error: 'siftc {args.command}' needs {e.name} (the experiments extra): "
+              f"pip install 'siftc[experiments]'", file=sys.stderr)
+        return 1
     except (SiftcError, OSError) as e:
         print(f"siftc: error: {e}", file=sys.stderr)
         return 1

@@ -1,7 +1,6 @@
 """``siftc.compile``: the front door. Parses the policy, runs the pass pipeline, returns a GraphModule."""
 from __future__ import annotations
 
-import copy
 import os
 from typing import Optional, Sequence
 
@@ -10,7 +9,7 @@ from torch import nn
 
 from siftc.core.pipeline import INFERENCE_PIPELINE, ONNX_PIPELINE, TRAIN_PIPELINE
 
-from siftc.core.state import CompileContext
+from siftc.core.state import CompileState
 from siftc.dumps import DumpWriter, dump_dir_from_env
 from siftc.core import progress
 from siftc.recorder import PassRecorder
@@ -88,15 +87,12 @@ def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None"
                          f"model to apply '{policy}' (layers cannot be transformed twice)")
     inputs = _inputs_tuple(example_inputs, model)
     _check_arguments(model, inputs, target, mode, exporter)
-    ctx = CompileContext(model=model, policy=policy, target=target, example_inputs=inputs,
-                         leaf_modules=tuple(leaf_modules), concrete_args=concrete_args, previous=prev)
-    if prev is not None:   # the budget and the layer records are those of the first compile
-        ctx.budget_flops, ctx.budget_by_category = prev.budget_flops, dict(prev.budget_by_category)
-        ctx.original_params, ctx.output_shapes = prev.original_params, prev.output_shapes
-        ctx.layers, ctx.left_dense = copy.deepcopy(prev.layers), dict(prev.left_dense)
-        ctx.densities, ctx.iso_note = dict(prev.densities), prev.iso_note
-        ctx.groups = list(prev.groups)
-        ctx.kernels = dict(prev.kernels)
+    if prev is not None:   # the budget, layer records and densities are those of the first compile
+        ctx = prev.state.again(model, target, inputs, mode, leaf_modules, concrete_args)
+    else:
+        ctx = CompileState(model=model, policy=policy, target=target, example_inputs=inputs, mode=mode,
+                           model_name=type(model).__name__, leaf_modules=tuple(leaf_modules),
+                           concrete_args=concrete_args)
     if mode == "inference" and not (target == "cpu" or (target == "cuda" and policy.pattern == "2:4")):
         raise UsageError(f"mode='inference' lowers to CPU sparse kernels (target='cpu'), or on CUDA to 2:4 "
                          f"semi-structured kernels (target='cuda' with pattern=2:4); got target={target!r} and "
@@ -127,15 +123,8 @@ def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None"
         if writer:
             writer.failed(e, ctx.ran, pm.pipeline)
         raise
-    handle = SiftcHandle(gm=gm, model_name=prev.model_name if prev else type(model).__name__, policy=policy,
-                         target=target, example_inputs=tuple(x.detach().clone() if isinstance(x, torch.Tensor) else x
-                                                             for x in inputs),
-                         budget_flops=ctx.budget_flops, budget_by_category=ctx.budget_by_category,
-                         original_params=ctx.original_params, output_shapes=ctx.output_shapes,
-                         layers=ctx.layers, left_dense=ctx.left_dense, densities=ctx.densities, groups=ctx.groups,
-                         kernels=ctx.kernels, mode=mode,
-                         iso_note=ctx.iso_note, warnings=ctx.warnings, pipeline=pm.pipeline, timings=pm.timings,
-                         passes=recorder.records)
+    ctx.example_inputs = tuple(x.detach().clone() if isinstance(x, torch.Tensor) else x for x in inputs)
+    handle = SiftcHandle(gm=gm, state=ctx.kept(), pipeline=pm.pipeline, timings=pm.timings, passes=recorder.records)
     attach(gm, handle)
     if writer:
         writer.finish(pm.pipeline, handle)

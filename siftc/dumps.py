@@ -71,7 +71,8 @@ class DumpWriter:
         for old in [*self.dir.glob("[0-9][0-9]_*.py"), self.dir / "FAILED.txt"]:   # no stale files of a rerun
             old.unlink(missing_ok=True)
         self.policy, self.target = policy, target
-        self._last_body, self._last_file = None, None
+        self._last_body, self._last_file = None, None     # the last pass file that shows the graph in full
+        self._written = None                                 # the last pass file written
 
     def write_input(self, model, example_inputs) -> None:
         shapes = [tuple(x.shape) if isinstance(x, torch.Tensor) else repr(x) for x in example_inputs]
@@ -86,9 +87,10 @@ class DumpWriter:
     def __call__(self, record: dict) -> None:
         body = _body(record)
         if body == self._last_body:
-            body = [f"# unchanged: graph code, node meta and weights are those of {self._last_file}"]
+            body = [f"# unchanged: the graph code, node table and weight modules are those of {self._last_file}"]
         else:
             self._last_body, self._last_file = body, file_name(record)
+        self._written = file_name(record)
         atomic.write_text(self.dir / file_name(record), "\n".join(render_pass(record, self.policy, self.target)
                                                                    + body) + "\n")
 
@@ -98,7 +100,8 @@ class DumpWriter:
         items = pipeline.split(",")
         prefix = ",".join(items[:len(ran) + 1])
         lines = [f"pass '{name}' failed after: {', '.join(ran) or '(none)'}",
-                 f"the graph it received: {self._last_file or '00_input.py (no pass finished)'}",
+                 "the graph it received: " + (f"{self._written} (shown in full in {self._last_file})"
+                                              if self._written else "none (no pass finished; see 00_input.py)"),
                  f"reproduce: siftc.compile(model, policy='{self.policy}', target='{self.target}', "
                  f"example_inputs=..., pipeline='{prefix}')", "", f"{type(error).__name__}: {error}"]
         atomic.write_text(self.dir / "FAILED.txt", "\n".join(lines) + "\n")

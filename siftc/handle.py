@@ -1,41 +1,37 @@
-"""``gm.siftc``: what a compiled GraphModule remembers about its compile.
+"""``gm.siftc``: a compiled GraphModule's handle, its compile state and the pass records.
 
-It holds the policy, the dense budget, the per-layer records and densities, and the example
-inputs, so that the report can be rebuilt at any time (after training too) and so that
-compiling the GraphModule again re-runs only what the new target needs.
+The handle is the GraphModule, the ``CompileState`` its compile ended with (less the transient
+fields: siftc/core/state.py) and the recorder's records. It answers for the state's fields
+(``gm.siftc.policy``, ``.layers``, ``.densities``, ...), rebuilds the report at any time (after
+training too) and lets compiling the GraphModule again re-run only what the new target needs.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from siftc.core.policy import Policy
+from siftc.core.state import CompileState
+
+_STATE_FIELDS = frozenset(f.name for f in dataclasses.fields(CompileState))
 
 
 @dataclass
 class SiftcHandle:
     gm: Any
-    model_name: str
-    policy: Policy
-    target: str
-    example_inputs: tuple
-    budget_flops: int
-    budget_by_category: dict
-    original_params: int
-    output_shapes: Any
-    layers: dict = field(default_factory=dict)
-    left_dense: dict = field(default_factory=dict)
-    densities: dict = field(default_factory=dict)
-    groups: list = field(default_factory=list)      # Sparse Wide channel groups (report rows)
-    kernels: dict = field(default_factory=dict)     # mode inference: module -> kernel, measured speedup
-    mode: str = "train"                             # train | inference
-    iso_note: str = ""
-    warnings: list = field(default_factory=list)
+    state: CompileState
     pipeline: str = ""
     timings: list = field(default_factory=list)     # (pass, seconds)
     passes: list = field(default_factory=list)      # siftc.recorder records (dump files, HTML viewer)
+
+    def __getattr__(self, name):
+        # only reached for names the handle itself lacks: the compile state's fields
+        state = self.__dict__.get("state")
+        if state is not None and name in _STATE_FIELDS:
+            return getattr(state, name)
+        raise AttributeError(f"'SiftcHandle' object has no attribute {name!r}")
 
     def report(self, refresh: bool = True):
         from siftc.reporting import build_report

@@ -98,28 +98,28 @@ class Report:
         out += ["", f"iso-FLOP ratio: {self.iso_flop_ratio:.6f} ({self.iso_note})",
                 f"matmul-class ratio: {self.matmul_ratio:.6f} ({self.matmul_flops:,} / {self.matmul_budget_flops:,})", ""]
         if self.uncounted:
-            out += ["| uncounted node | target | reason |", "|---|---|---|"]
-            out += [f"| {u['node']} | {u['target']} | {u['reason']} |" for u in self.uncounted]
-            out.append("")
+            out += _md_table(["uncounted node", "target", "reason"], "lll",
+                             [(u["node"], u["target"], u["reason"]) for u in self.uncounted])
         if self.layers:
-            out += ["| layer | member | FLOPs before | FLOPs after | sparsity |", "|---|---|---:|---:|---:|"]
-            for L in self.layers:
-                out.append(f"| {L['name']} | {L['member']} | {L['flops_before']:,} | {L['flops_after']:,} | {L['sparsity']:.4f} |")
-            out.append("")
+            out += _md_table(["layer", "member", "FLOPs before", "FLOPs after", "sparsity"], "llrrr",
+                             [(L["name"], L["member"], f"{L['flops_before']:,}", f"{L['flops_after']:,}",
+                               f"{L['sparsity']:.4f}") for L in self.layers])
         if self.groups:
-            out += ["| channel group | width | new width | members |", "|---|---:|---:|---|"]
-            for g in self.groups:
-                width = "" if g["width"] is None else f"{g['width']:,}"
-                new = "" if g["new_width"] is None else f"{g['new_width']:,}"
-                why = f" (kept: {g['fixed']})" if g["fixed"] else ""
-                out.append(f"| {g['group']}{why} | {width} | {new} | {_members(g['members'])} |")
-            out.append("")
+            out += _md_table(["channel group", "width", "new width", "members"], "lrrl",
+                             [(g["group"] + (f" (kept: {g['fixed']})" if g["fixed"] else ""),
+                               "" if g["width"] is None else f"{g['width']:,}",
+                               "" if g["new_width"] is None else f"{g['new_width']:,}", _members(g["members"]))
+                              for g in self.groups])
         if self.left_dense:
-            out += ["| left dense | reason | FLOPs |", "|---|---|---:|"]
-            for d in self.left_dense:
-                out.append(f"| {d['name']} | {d['reason']} | {d['flops']:,} |")
-            out.append("")
+            out += _md_table(["left dense", "reason", "FLOPs"], "llr",
+                             [(d["name"], d["reason"], f"{d['flops']:,}") for d in self.left_dense])
         return "\n".join(out)
+
+
+def _md_table(headers, aligns: str, rows) -> list[str]:
+    """A markdown table (``aligns``: l or r per column), then a blank line."""
+    rule = "|" + "|".join("---:" if a == "r" else "---" for a in aligns) + "|"
+    return ["| " + " | ".join(headers) + " |", rule, *("| " + " | ".join(map(str, r)) + " |" for r in rows), ""]
 
 
 def _grouped(left_dense: list, at_least: int = 4):

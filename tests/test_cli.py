@@ -50,3 +50,14 @@ def test_cli_html_from_compile_and_from_dumps(tmp_path, capsys):
         assert text.startswith("<!DOCTYPE html>") and 'id="pass-6"' in text and "substitute" in text
     assert main(["html", str(tmp_path / "nothing"), "-o", str(again)]) == 1      # a one-line error
     assert "not found" in capsys.readouterr().err
+
+
+def test_an_experiment_command_without_the_extra_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    import sys
+    from siftc.cli import main
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nrecipes: []\n")
+    monkeypatch.setitem(sys.modules, "yaml", None)        # as if pyyaml were not installed
+    assert main(["experiment", str(spec), "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert "needs yaml" in err and "pip install 'siftc[experiments]'" in err

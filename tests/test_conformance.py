@@ -71,7 +71,7 @@ def test_table_renders_ok_and_reasons(tmp_path):
 @pytest.mark.slow
 def test_full_conformance_sweep(tmp_path):
     """Every torchvision classification model and the three HF families x every member (hours on
-    2 cores): each cell is ok or names its reason (the README matrix is this table)."""
+    2 cores): each cell is ok or names its reason (docs/compatibility.md shows this table)."""
     rows = conformance.sweep(conformance.all_models(), conformance.MEMBERS, tmp_path / "c.jsonl", progress=False)
     assert len(rows) == len(conformance.all_models()) * len(conformance.MEMBERS)
     assert all(r["status"] == "ok" or r["reason"] for r in rows)

@@ -126,7 +126,7 @@ def test_amp_with_grad_scaler():
 
 
 def test_rigl_grows_where_the_dense_gradient_is_largest():
-    gm = _compiled("sparse:0.9,dst=rigl,dT=1,drop=0.2,schedule=constant")
+    gm = _compiled("sparse:0.9,dst=rigl,dT=1,drop=0.2,drop_schedule=constant")
     opt = torch.optim.SGD(gm.parameters(), lr=0.0)       # lr 0: weights do not move, only masks
     dst = siftc.DST(gm, opt, total_steps=4)
     q, m = next(iter(dst.modules.items()))

@@ -91,3 +91,29 @@ def test_dump_dir_from_environment(tmp_path, monkeypatch):
     model = models_zoo.create("mlp")
     siftc.compile(model, policy="sparse:0.5", example_inputs=models_zoo.example_inputs("mlp"))
     assert (tmp_path / "pipeline.txt").exists() and (tmp_path / "flops.md").exists()
+
+
+def test_a_pass_that_changes_nothing_is_one_line(tmp_path):
+    """print-after-change: capture already leaves shapes on the nodes, so shape-prop shows nothing new."""
+    _compile("mlp", "parallel:0.75", tmp_path)
+    text = (tmp_path / "02_shape_prop.py").read_text()
+    assert text.splitlines()[-1] == ("# unchanged: the graph code, node table and weight modules are those of "
+                                     "01_capture.py")
+    assert "def forward" not in text and "def forward" in (tmp_path / "06_substitute.py").read_text()
+
+
+def test_a_failing_pass_leaves_a_reproducer(tmp_path):
+    from siftc.passes import register
+    if "fail-test" not in siftc.passes.PASSES:
+        @register("fail-test", "test pass that always fails", kind="analysis")
+        def fail(gm, ctx):
+            raise siftc.SiftcError("planned failure")
+    model = models_zoo.create("mlp")
+    with pytest.raises(siftc.SiftcError, match="planned failure"):
+        siftc.compile(model, policy="parallel:0.75", example_inputs=models_zoo.example_inputs("mlp", 2),
+                      dump_dir=str(tmp_path), pipeline="capture,shape-prop,flops,fail-test")
+    failed = (tmp_path / "FAILED.txt").read_text()
+    assert "pass 'fail-test' failed after: capture, shape-prop, flops" in failed
+    assert "the graph it received: 03_flops.py (shown in full in 0" in failed
+    assert "pipeline='capture,shape-prop,flops,fail-test'" in failed and "planned failure" in failed
+    assert (tmp_path / "03_flops.py").exists() and not (tmp_path / "04_fail_test.py").exists()

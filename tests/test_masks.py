@@ -20,12 +20,31 @@ def _mlp():
 def test_exact_nonzero_counts_and_zeros(policy):
     gm = siftc.compile(_mlp(), policy=policy, example_inputs=(torch.randn(4, 16),))
     assert gm.siftc.densities
-    for q, d in gm.siftc.densities.items():
+    for q in gm.siftc.densities:
         mod = gm.get_submodule(q)
-        assert int(mod.weight_mask.sum()) == round(d * mod.weight_mask.numel())
+        count = int(mod.weight_mask.sum())
+        assert count == gm.siftc.planned_nonzeros[q]
+        if policy == "sparse:0.8":          # nominal: the count follows from the policy alone
+            assert count == round(0.2 * mod.weight_mask.numel())
         assert torch.all(mod.weight[~mod.weight_mask] == 0)
         assert mod.weight_mask.dtype == torch.bool
         assert f"{q}.weight_mask" in gm.state_dict()
+    if policy in ("parallel:0.75", "doped:0.5"):   # iso=exact, uniform: one solved density for all
+        dens = [int(gm.get_submodule(q).weight_mask.sum()) / gm.get_submodule(q).weight_mask.numel()
+                for q in gm.siftc.densities]
+        assert max(dens) - min(dens) <= max(1 / gm.get_submodule(q).weight_mask.numel() for q in gm.siftc.densities)
+
+
+def test_verify_catches_a_mask_with_a_count_nobody_planned():
+    gm = siftc.compile(_mlp(), policy="parallel:0.75", example_inputs=(torch.randn(4, 16),))
+    q = next(iter(gm.siftc.densities))
+    mod = gm.get_submodule(q)
+    with torch.no_grad():
+        first = mod.weight_mask.flatten().nonzero()[0]
+        mod.weight_mask.view(-1)[first] = False          # one weight fewer, still zero where masked
+        mod.weight.view(-1)[first] = 0.0
+    with pytest.raises(siftc.VerifyError, match=f"module '{q}': mask has .* non-zeros, planned"):
+        siftc.compile(gm)          # compiling again runs verify on the trained/tampered model
 
 
 def test_exact_mask_counts_property():

@@ -6,7 +6,7 @@ from torch import nn
 from siftc import passes
 import siftc
 from siftc.passes import PassResult, format_pipeline, parse_pipeline, register
-from siftc.core.state import CompileContext
+from siftc.core.state import CompileState
 from siftc.core.policy import Policy
 
 
@@ -68,7 +68,7 @@ def test_every_policy_key_has_one_owner():
 
 
 def _ctx(model, x, policy="parallel:0.5"):
-    return CompileContext(model=model, policy=Policy.parse(policy), target="cpu", example_inputs=(x,))
+    return CompileState(model=model, policy=Policy.parse(policy), target="cpu", example_inputs=(x,))
 
 
 def _model():

@@ -8,7 +8,7 @@ from siftc import Policy, PolicyError
 
 @pytest.mark.parametrize("text", ["parallel:0.75", "factorized:0.9,dist=erk", "dense", "doped:0.5,iso=nominal,seed=3",
                                   "sparse:0.9,tol=0.01,init=scaled,stem=sparse,head=sparse",
-                                  "parallel:0.9,dst=rigl,dT=500,drop=0.5,end=0.8,schedule=constant",
+                                  "parallel:0.9,dst=rigl,dT=500,drop=0.5,end=0.8,drop_schedule=constant",
                                   "wide:0.75,width=reference,round=1", "wide:0.9,stem=sparse,round=16"])
 def test_round_trip_examples(text):
     p = Policy.parse(text)
@@ -33,7 +33,7 @@ def test_round_trip_property(member, s, dist, iso, seed, tol):
     ("parallel:-0.1", "0 <= sparsity < 1"),
     ("parallel:abc", "is not a number"),
     ("parallel", "needs a sparsity"),
-    ("parallel:0.5,colour=red", "allowed keys: dist, iso, tol, init, seed, stem, head, dst, dT, drop, end, schedule, width, round"),
+    ("parallel:0.5,colour=red", "allowed keys: dist, iso, tol, init, seed, stem, head, dst, dT, drop, end, drop_schedule, width, round"),
     ("parallel:0.5,dist=gaussian", "allowed values: uniform, erk"),
     ("parallel:0.5,seed=x", "not an integer"),
     ("parallel:0.5,dist", "must be key=value"),

@@ -5,7 +5,7 @@ from torch import nn
 
 from siftc import passes
 import siftc
-from siftc.core.state import CompileContext
+from siftc.core.state import CompileState
 from siftc.core.policy import Policy
 
 
@@ -69,7 +69,7 @@ def test_compile_verifies_keeps_shapes_and_iso_flop(case, policy):
 @given(case=models, policy=policies)
 def test_analyses_never_modify(case, policy):
     model, inputs = case
-    ctx = CompileContext(model=model, policy=Policy.parse(policy), target="cpu", example_inputs=inputs)
+    ctx = CompileState(model=model, policy=Policy.parse(policy), target="cpu", example_inputs=inputs)
     gm = passes.get_pass("capture").fn(None, ctx).gm
     for name in ("shape-prop", "flops", "roles"):
         code, nodes = gm.code, len(gm.graph.nodes)

@@ -289,7 +289,7 @@ def test_report_groups_left_dense_entries_that_share_a_reason():
 
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
-_KEYS = ["dist", "iso", "init", "seed", "stem", "head", "dst", "dT", "drop", "end", "schedule", "width", "round",
+_KEYS = ["dist", "iso", "init", "seed", "stem", "head", "dst", "dT", "drop", "end", "drop_schedule", "width", "round",
          "pattern", "capture", "grouped", "combine", "include", "exclude", "count", "tol", "colour", "Dist"]
 _VALUES = ["uniform", "erk", "exact", "nominal", "1", "0", "-1", "0.5", "1.5", "abc", "", "2:4", "block:4", "*",
            "sparse", "dense", "matmul", "all", "1e9", "nan"]

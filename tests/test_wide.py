@@ -14,7 +14,7 @@ import models_zoo
 from siftc import passes
 import siftc
 from conftest import hook_flops, small_model
-from siftc.core.state import CompileContext
+from siftc.core.state import CompileState
 from siftc.core.errors import IsoFlopError, ShapeError
 from siftc.core.policy import Policy
 
@@ -186,7 +186,7 @@ def test_report_lists_groups_and_recompile_is_a_no_op(tmp_path):
 
 def test_couple_is_an_analysis_with_group_meta():
     model, inputs = small_model("gpt_tiny")
-    ctx = CompileContext(model=model, policy=Policy.parse("wide:0.5"), target="cpu", example_inputs=inputs)
+    ctx = CompileState(model=model, policy=Policy.parse("wide:0.5"), target="cpu", example_inputs=inputs)
     gm = passes.get_pass("capture").fn(None, ctx).gm
     for name in ("shape-prop", "flops", "roles"):
         passes.get_pass(name).fn(gm, ctx)

@@ -26,9 +26,14 @@ import torch
 DENSE_GRAD_SINK = "_siftc_dense_grad_sink"
 
 
+def exact_count(n: int, density: float) -> int:
+    """The non-zeros a mask of n entries at ``density`` has: round(density n), at least 1 unless 0."""
+    return min(n, max(1, round(density * n))) if density > 0 else 0
+
+
 def exact_mask(shape, density: float, generator: torch.Generator) -> torch.Tensor:
     n = math.prod(shape)
-    k = min(n, max(1, round(density * n))) if density > 0 else 0
+    k = exact_count(n, density)
     if k == 0 or k == n:
         return torch.full(shape, k == n, dtype=torch.bool)
     # k positions uniformly without replacement = the k smallest of n uniform float64 keys.

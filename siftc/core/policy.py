@@ -26,7 +26,7 @@ _CHOICES = {
     "stem": ("dense", "sparse"),      # the first weight op on the input path
     "head": ("dense", "sparse"),      # the last weight op on the output path
     "dst": ("static", "set", "rigl"), # mask updates during training (siftc.DST)
-    "schedule": ("cosine", "constant"),  # drop-fraction schedule of SET/RigL
+    "drop_schedule": ("cosine", "constant"),  # drop-fraction schedule of SET/RigL (not the lr schedule)
     "width": ("nominal", "reference"),   # Sparse Wide factor: sqrt(1/(1-s)), or the reference
                                          # code's int(w * sqrt(round(1/(1-s))))
     "capture": ("auto", "fx", "export"),  # auto: torch.fx, falling back to torch.export when fx fails
@@ -51,7 +51,7 @@ class Policy:
     dT: int = 100               # steps between mask updates (docs/method.md: 100 ResNet, 500 GPT)
     drop: float = 0.3           # initial drop fraction of SET/RigL
     end: float = 0.75           # fraction of total steps after which masks stop moving
-    schedule: str = "cosine"    # drop fraction schedule: cosine | constant
+    drop_schedule: str = "cosine"  # SET/RigL drop fraction over steps: cosine | constant
     width: str = "nominal"      # Sparse Wide width rule: nominal | reference
     round: int = 8              # Sparse Wide: round widths to a multiple of this (1: no rounding)
     pattern: str = "none"       # mask structure: none | block:B | N:M (siftc/core/patterns.py)

@@ -1,4 +1,4 @@
-"""State shared by the passes of one compile: policy, inputs, budget and the per-layer record.
+"""The compile state: policy, inputs, budget and the per-layer record, shared by the passes of one compile.
 
 Analyses put per-node facts in node.meta (passes/README.md lists the keys); facts about the
 whole compile (dense budget, original output shapes, which layers were substituted and which
@@ -6,6 +6,8 @@ were left dense, and why) live here and end up in the report.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -25,14 +27,26 @@ class LayerRecord:
     detail: str = ""                  # e.g. "k=4 branches", "inner d=231", "rank r=28"
 
 
+# fields that matter only while a compile runs: dropped when the state is attached to gm.siftc
+# (they hold the user's model, the exported proto, unpicklable solver objects)
+TRANSIENT = {"model": None, "leaf_modules": (), "concrete_args": None, "pass_options": {}, "ran": [],
+             "onnx_options": {}, "onnx_model": None, "coupling": None}
+
+
 @dataclass
-class CompileContext:
+class CompileState:
+    """Everything one compile knows beyond node.meta. The passes read and write it as ``ctx``;
+    the handle ``gm.siftc`` keeps it (less the transient fields) after the compile."""
     model: Any
     policy: Policy
     target: str
     example_inputs: tuple
+    mode: str = "train"                                # train | inference
+    model_name: str = ""                               # class name of the user's model
     leaf_modules: tuple = ()
     concrete_args: Optional[dict] = None
+    recompile: bool = False                            # the input is a compiled GraphModule (nothing is
+                                                       # transformed twice; its facts below are kept)
     pass_options: dict = field(default_factory=dict)   # options of the pass now running
     ran: list = field(default_factory=list)            # names of the passes run so far
     input_shapes: Optional[list] = None
@@ -43,7 +57,9 @@ class CompileContext:
     original_flops_by_node: dict = field(default_factory=dict)   # node name -> (target, category, flops)
     layers: dict = field(default_factory=dict)         # original module path -> LayerRecord
     left_dense: dict = field(default_factory=dict)     # module path -> reason it stays dense
-    densities: dict = field(default_factory=dict)      # masked module qualname -> density
+    densities: dict = field(default_factory=dict)      # masked module qualname -> realised density
+    planned_nonzeros: dict = field(default_factory=dict)  # masked module qualname -> non-zeros the masks
+                                                       # pass drew (None: a block pattern's, not planned)
     iso_note: str = ""                                 # how densities were solved
     kernels: dict = field(default_factory=dict)        # mode inference: module -> kernel decision
     onnx_options: dict = field(default_factory=dict)   # target onnx: path, exporter, sparse
@@ -51,7 +67,18 @@ class CompileContext:
     coupling: Any = None                               # couple's channel groups (Sparse Wide)
     groups: list = field(default_factory=list)         # report rows: group, widths, members
     warnings: list = field(default_factory=list)
-    previous: Any = None                               # handle of an already compiled input, if any
+
+    def kept(self) -> "CompileState":
+        """A copy without the transient fields: what gm.siftc holds."""
+        return dataclasses.replace(self, **copy.deepcopy(TRANSIENT))
+
+    def again(self, model, target: str, example_inputs: tuple, mode: str, leaf_modules=(),
+              concrete_args=None) -> "CompileState":
+        """The state of compiling this compile's GraphModule again (another target, a trained
+        model to ONNX): budget, layer records and densities are those of the first compile."""
+        return dataclasses.replace(copy.deepcopy(self.kept()), model=model, target=target,
+                                   example_inputs=example_inputs, mode=mode, leaf_modules=tuple(leaf_modules),
+                                   concrete_args=concrete_args, recompile=True, input_shapes=None, warnings=[])
 
     def warn(self, message: str) -> None:
         import warnings

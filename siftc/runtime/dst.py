@@ -2,7 +2,7 @@
 
 The user's loop stays theirs::
 
-    dst = siftc.DST(gm, opt, total_steps)        # algorithm and schedule from the compiled policy
+    dst = siftc.DST(gm, opt, total_steps)        # algorithm and drop schedule from the compiled policy
     for x, y in loader:
         loss_fn(gm(x), y).backward(); opt.step(); dst.step(); opt.zero_grad()
 
@@ -38,7 +38,7 @@ from siftc.core.errors import SiftcError
 from siftc.handle import handle_of
 
 # the Policy keys siftc.DST owns (its defaults when a DST is made without arguments)
-POLICY_KEYS = ("dst", "dT", "drop", "end", "schedule")
+POLICY_KEYS = ("dst", "dT", "drop", "end", "drop_schedule")
 
 # optimizer state entries that live per weight element and must be masked (SGD, Adam, AdamW)
 KNOWN_STATE = {"momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
@@ -80,7 +80,7 @@ def update_mask(weight: torch.Tensor, mask: torch.Tensor, k: int, grow_score=Non
 class DST:
     def __init__(self, gm, optimizer, total_steps: int, method: str | None = None, dT: int | None = None,
                  drop: float | None = None, end: float | None = None, begin: int = 0,
-                 schedule: str | None = None, accum: int = 1, seed: int | None = None,
+                 drop_schedule: str | None = None, accum: int = 1, seed: int | None = None,
                  samples_per_step: int | None = None):
         handle = handle_of(gm)
         if handle is None:
@@ -102,7 +102,7 @@ class DST:
         self.drop = p.drop if drop is None else drop
         self.end_step = int((p.end if end is None else end) * self.total_steps)
         self.begin = begin
-        self.schedule = schedule or p.schedule
+        self.drop_schedule = drop_schedule or p.drop_schedule
         if accum < 1:
             raise SiftcError(f"DST accum={accum} must be >= 1 (micro-batches per optimizer step)")
         self.accum = accum
@@ -197,7 +197,7 @@ class DST:
         return updated
 
     def _update(self, t: int) -> None:
-        frac = drop_fraction(t, self.begin, self.end_step, self.drop, self.schedule)
+        frac = drop_fraction(t, self.begin, self.end_step, self.drop, self.drop_schedule)
         distributed = dist.is_available() and dist.is_initialized()
         if self.method == "rigl":
             missing = [q for q in self.modules if q not in self._dense_grads]
@@ -292,12 +292,12 @@ class DST:
         """Plain ints/floats/strings/tensors: readable by torch.load(..., weights_only=True)."""
         return {"step_count": self.step_count, "updates": self.updates, "generator": self.generator.get_state(),
                 "ledger": dict(self.ledger), "method": self.method, "dT": self.dT, "drop": self.drop,
-                "end_step": self.end_step, "begin": self.begin, "schedule": self.schedule, "accum": self.accum,
+                "end_step": self.end_step, "begin": self.begin, "drop_schedule": self.drop_schedule, "accum": self.accum,
                 "total_steps": self.total_steps,
                 "layers": {q: list(m.weight_mask.shape) for q, m in self.modules.items()}}
 
     _STATE_KEYS = ("step_count", "updates", "generator", "ledger", "method", "dT", "drop", "end_step", "begin",
-                   "schedule", "accum")
+                   "drop_schedule", "accum")
 
     def load_state_dict(self, state: dict) -> None:
         """Resume from ``state_dict()``; refuses (SiftcError naming the mismatch) the state of
@@ -305,11 +305,13 @@ class DST:
         if not isinstance(state, dict):
             raise SiftcError(f"siftc.DST.load_state_dict expects the dict DST.state_dict() returned, got "
                              f"{type(state).__name__}")
+        if "schedule" in state and "drop_schedule" not in state:     # checkpoints before the key's rename
+            state = {**state, "drop_schedule": state["schedule"]}
         missing = [k for k in self._STATE_KEYS if k not in state]
         if missing:
             raise SiftcError(f"siftc.DST.load_state_dict: not a DST state (missing {', '.join(missing)}); pass "
                              f"what DST.state_dict() returned (was the model's or optimizer's state passed?)")
-        for key in ("method", "dT", "drop", "schedule", "accum", "begin", "end_step", "total_steps"):
+        for key in ("method", "dT", "drop", "drop_schedule", "accum", "begin", "end_step", "total_steps"):
             if key in state and state[key] != getattr(self, key):
                 raise SiftcError(f"siftc.DST.load_state_dict: the checkpoint has {key}={state[key]!r}, this DST "
                                  f"{key}={getattr(self, key)!r}; make the DST with the run's own settings "
