@@ -154,9 +154,9 @@ def _annotate(gm, coupling: Coupling) -> None:
 
 
 @register("couple", "channel groups that must keep one width (Sparse Wide), by symbolic sizes",
-          kind="analysis", requires=("shape-prop",))
+          kind="analysis", requires=("shape-prop",), once=True)
 def couple(gm, ctx) -> PassResult:
-    if ctx.policy.member != "wide" or ctx.recompile:
+    if ctx.policy.member != "wide":
         return PassResult(gm, False, {"groups": 0})
     coupling = couple_graph(gm, ctx.example_inputs)
     _annotate(gm, coupling)

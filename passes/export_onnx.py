@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from siftc.core import atomic
-from siftc.core.errors import ExportError
+from siftc.core.errors import ExportError, UsageError
 from siftc.core.masking import strip
 from siftc.core.pass_registry import PassResult, register
 from .verify import iso_flop_ratio
@@ -220,9 +220,9 @@ def export_onnx(model: nn.Module, example_inputs: tuple, path=None, exporter: st
     """Export ``model`` (a compiled GraphModule or any nn.Module) to an onnx.ModelProto."""
     import onnx
     if exporter not in EXPORTERS:
-        raise ValueError(f"unknown ONNX exporter {exporter!r}; allowed: {', '.join(EXPORTERS)}")
+        raise UsageError(f"unknown ONNX exporter {exporter!r}; allowed: {', '.join(EXPORTERS)}")
     if sparse not in SPARSE_MODES:
-        raise ValueError(f"unknown sparse initializer mode {sparse!r}; allowed: {', '.join(SPARSE_MODES)}")
+        raise UsageError(f"unknown sparse initializer mode {sparse!r}; allowed: {', '.join(SPARSE_MODES)}")
     if path is not None:        # fail before the (slow) export when the file cannot be written
         _check_target(os.fspath(path))
     masked = _masked_weights(model)

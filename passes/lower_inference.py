@@ -43,7 +43,7 @@ def _lower_cuda_2_4(gm, ctx) -> PassResult:
 
 
 @register("lower-inference", "swap sparse layers for CSR/BSR kernels where measured faster (cpu), 2:4 on cuda",
-          kind="transform", requires=("masks",), last=True)
+          kind="transform", requires=("capture",), last=True)
 def lower_inference(gm, ctx) -> PassResult:
     gm.eval()
     for p in gm.parameters():

@@ -76,7 +76,7 @@ def _draw(shape, density: float, pattern, generator, q: str, ctx) -> tuple[torch
 
 
 @register("masks", "mask buffers with exact non-zero counts; densities uniform/ERK, solved for iso-FLOP",
-          kind="weights", requires=("substitute",),
+          kind="weights", requires=("substitute",), once=True,
           policy_keys=("dist", "iso", "count", "init", "seed", "pattern"))
 def masks(gm, ctx) -> PassResult:
     new = [q for rec in ctx.layers.values() for q in rec.sparse_modules if q not in ctx.densities]
@@ -124,7 +124,6 @@ def masks(gm, ctx) -> PassResult:
             mod.weight.mul_(mask)
             ctx.densities[q] = dens[q]
             nnz_total += int(torch.count_nonzero(mask))
-    flops_pass.annotate(gm)
-    # The graph itself is unchanged (only weights and mask buffers), so the structural verifier
-    # need not re-run; the verify pass checks the masks.
+    # The graph itself is unchanged (only weights and mask buffers): the pass manager refreshes the
+    # FLOP meta (kind weights invalidates it) and the verify pass checks the masks.
     return PassResult(gm, False, {"masked": len(new), "nonzeros": nnz_total})

@@ -95,7 +95,11 @@ def propagate_shapes(gm: torch.fx.GraphModule, inputs) -> object:
 
 
 def _shapes_key(gm, inputs):
-    return gm.code, tuple((tuple(x.shape), x.dtype) if isinstance(x, torch.Tensor) else repr(x) for x in inputs)
+    """What shapes depend on: the graph code, the inputs' shapes and dtypes, and every parameter's
+    and buffer's shape (Sparse Wide changes those without changing the code)."""
+    tensors = tuple((n, tuple(t.shape)) for n, t in (*gm.named_parameters(), *gm.named_buffers()))
+    return (gm.code, tuple((tuple(x.shape), x.dtype) if isinstance(x, torch.Tensor) else repr(x) for x in inputs),
+            tensors)
 
 
 def shapes_are_current(gm, inputs) -> bool:
@@ -104,14 +108,14 @@ def shapes_are_current(gm, inputs) -> bool:
     Fake propagation is the costliest analysis (FakeTensor dispatch per node), so the pass, the
     verifier and the report skip it when nothing it depends on changed.
     """
-    return (getattr(gm, "_siftc_shapes_key", None) == _shapes_key(gm, inputs)
+    return (gm.meta.get("siftc.shapes_key") == _shapes_key(gm, inputs)
             and all("siftc.shape" in n.meta for n in gm.graph.nodes))
 
 
 def ensure_shapes(gm, inputs) -> None:
     if not shapes_are_current(gm, inputs):
         propagate_shapes(gm, inputs)
-        gm._siftc_shapes_key = _shapes_key(gm, inputs)
+        gm.meta["siftc.shapes_key"] = _shapes_key(gm, inputs)
 
 
 def output_shapes(gm: torch.fx.GraphModule):

@@ -67,7 +67,7 @@ def _warn_nothing_sparsifiable(ctx, member: str) -> None:
 
 
 @register("substitute", "replace sparsifiable layers by the policy's member (parallel, factorized, doped, sparse)",
-          kind="transform", requires=("roles", "couple"),
+          kind="transform", requires=("roles", "couple"), once=True,
           policy_keys=("member", "sparsity", "width", "round", "combine"))
 def substitute(gm, ctx) -> PassResult:
     member = ctx.policy.member
@@ -99,8 +99,6 @@ def substitute(gm, ctx) -> PassResult:
 
 def _substitute_wide(gm, ctx) -> PassResult:
     """Sparse Wide: widen every free channel group (couple's), then mark the interior layers sparse."""
-    if ctx.recompile:            # an already widened model: nothing to do again
-        return PassResult(gm, False, {"rewritten": 0})
     coupling = ctx.coupling
     if coupling is None:
         raise SiftcError("member 'wide' needs the channel groups of the 'couple' pass: put 'couple' "
@@ -124,7 +122,6 @@ def _substitute_wide(gm, ctx) -> PassResult:
             new_modules=[qualname], sparse_modules=[qualname],
             detail=f"in {old[1]}->{new[1]}, out {old[0]}->{new[0]}")
     ctx.groups = _group_rows(coupling)
-    gm._siftc_shapes_key = None     # same graph code, new weight shapes: shapes must be re-propagated
     widened = sum(1 for g in coupling.groups if g.new_width != g.width)
     return PassResult(gm, bool(old_shapes), {"rewritten": len(calls), "groups_widened": widened})
 

@@ -1,8 +1,8 @@
 """verify: the invariants every compiled graph keeps.
 
-``check_graph`` runs after every modifying pass (the pass manager calls it): fx lint, every
-module target exists, shapes re-propagated with fake tensors, output shapes equal the
-original model's, FLOP meta refreshed. The ``verify`` pass adds the end-of-pipeline checks:
+``check_graph`` runs after every modifying pass (the pass manager calls it, once it has refreshed
+the analyses the pass invalidated): fx lint, every module target exists, shapes current, output
+shapes equal the original model's. It only checks; it changes no meta. The ``verify`` pass adds the end-of-pipeline checks:
 masked weights are zero, every mask has the planned non-zero count, and the compiled FLOPs
 (mask non-zeros counted) are within ``tol`` of the dense budget when iso=exact applies.
 """
@@ -13,7 +13,7 @@ import torch
 from siftc.core.errors import IsoFlopError, VerifyError
 from . import flops as flops_pass
 from siftc.core.pass_registry import PassResult, register
-from .shape_prop import ensure_shapes, output_shapes
+from .shape_prop import output_shapes, shapes_are_current
 
 
 def check_graph(gm, ctx) -> None:
@@ -26,12 +26,15 @@ def check_graph(gm, ctx) -> None:
                 err = VerifyError(f"node '{n.name}' calls module '{n.target}', which does not exist")
                 err.node = n
                 raise err from None
-    ensure_shapes(gm, ctx.example_inputs)
+    if ctx.output_shapes is None:          # before shape-prop's first run there is nothing to compare
+        return
+    if not shapes_are_current(gm, ctx.example_inputs):
+        raise VerifyError("shape meta is stale: the graph or its weights changed after shapes were propagated "
+                          "(a pass that changes them must say so: kind='transform', or invalidates=('shapes',))")
     got = output_shapes(gm)
-    if ctx.output_shapes is not None and got != ctx.output_shapes:
+    if got != ctx.output_shapes:
         raise VerifyError(f"output shapes changed: the original model gives {ctx.output_shapes}, "
                           f"the rewritten graph gives {got}")
-    flops_pass.annotate(gm)
 
 
 def iso_flop_ratio(gm, ctx) -> float:

@@ -7,16 +7,16 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from siftc.core.pipeline import INFERENCE_PIPELINE, ONNX_PIPELINE, TRAIN_PIPELINE
-
+from siftc.core import progress
+from siftc.core.errors import CaptureError, PipelineError, SiftcError, UsageError
+from siftc.core.pass_registry import get_pass
+from siftc.core.pipeline import AGAIN_PIPELINES, INFERENCE_PIPELINE, ONNX_PIPELINE, TRAIN_PIPELINE
+from siftc.core.policy import Policy
 from siftc.core.state import CompileState
 from siftc.dumps import DumpWriter, dump_dir_from_env
-from siftc.core import progress
-from siftc.recorder import PassRecorder
-from siftc.core.errors import CaptureError, SiftcError, UsageError
 from siftc.handle import SiftcHandle, attach, handle_of
 from siftc.pass_manager import PassManager
-from siftc.core.policy import Policy
+from siftc.recorder import PassRecorder
 
 TARGETS = ("cpu", "cuda", "onnx")
 MODES = ("train", "inference")
@@ -102,11 +102,19 @@ def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None"
         ctx.onnx_options = {"path": path, "exporter": exporter}
     elif path is not None:
         raise UsageError(f"path= is for target='onnx' (got target={target!r})")
-    default = ONNX_PIPELINE if target == "onnx" else INFERENCE_PIPELINE if mode == "inference" else TRAIN_PIPELINE
+    kind = "onnx" if target == "onnx" else mode
+    if prev is not None:       # a compiled GraphModule: its layers are not rewritten again
+        default = AGAIN_PIPELINES[kind]
+    else:
+        default = {"onnx": ONNX_PIPELINE, "inference": INFERENCE_PIPELINE, "train": TRAIN_PIPELINE}[kind]
     if path is not None:       # an ONNX path that cannot be written fails before any work
         from siftc.passes.export_onnx import _check_target
         _check_target(os.fspath(path))
     pm = PassManager(pipeline or default)      # a bad pipeline is refused here, before any file is touched
+    again = [i.name for i in pm.items if get_pass(i.name).once] if prev is not None else []
+    if again:
+        raise PipelineError(f"this GraphModule is already compiled: its layers are not rewritten again, so "
+                            f"{', '.join(again)} cannot run on it; compiling it again runs '{default}'")
     # the dump folder is cleared of old pass files only now, once every argument is known good
     directory = dump_dir_from_env(dump_dir)
     writer = DumpWriter(directory, policy, target) if directory else None

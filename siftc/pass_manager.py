@@ -14,6 +14,8 @@ import time
 from siftc.core.errors import PassError, SiftcError, VerifyError
 from siftc.core.pass_registry import GRAPH_PRESERVING, get_pass
 from siftc.core.pipeline import PipelineItem, format_pipeline, parse_pipeline
+from siftc.passes import flops as flops_pass
+from siftc.passes.shape_prop import ensure_shapes
 from siftc.passes.verify import check_graph
 
 
@@ -40,8 +42,10 @@ class PassManager:
             try:
                 result = info.fn(gm, ctx)
                 _check_contract(info, before, result)
+                if result.modified:
+                    result.gm.recompile()           # the code the analyses key their caches on
+                _refresh(result.gm, ctx, info.invalidates)
                 if result.modified and self.verify_each:
-                    result.gm.recompile()
                     check_graph(result.gm, ctx)
             except SiftcError as e:
                 _annotate(e, item.name, ctx.ran)
@@ -67,6 +71,15 @@ def _annotate(e: SiftcError, name: str, ran) -> None:
     where = f"\n  node: {node.format_node()}" if node is not None else ""
     before = ", ".join(ran) or "(none)"
     e.args = (f"pass '{name}' failed: {e.args[0] if e.args else ''}{where}\n  passes run before: {before}",)
+
+
+def _refresh(gm, ctx, stale) -> None:
+    """Re-run the analyses a pass made stale, when they had run (the verifier after it only checks)."""
+    # shapes also once the compile has output shapes to hold the graph to (a recompile's capture)
+    if "shapes" in stale and ("shape-prop" in ctx.ran or ctx.output_shapes is not None):
+        ensure_shapes(gm, ctx.example_inputs)
+    if "flops" in stale and "flops" in ctx.ran:
+        flops_pass.annotate(gm)
 
 
 def graph_fingerprint(gm):

@@ -7,6 +7,7 @@ from torch import nn
 
 import models_zoo
 import siftc
+from siftc import passes
 
 
 def test_dense_policy_is_identical_to_eager():
@@ -101,3 +102,15 @@ def test_report_fields_and_table():
     assert "bn1" in norms and "layer1.0.bn2" in norms and len(norms) == 20      # every BatchNorm, listed
     text = str(siftc.report(gm))
     assert "iso-FLOP ratio" in text and "layer1.0.conv1" in text and "stem" in text
+
+
+def test_compiling_again_is_its_own_pipeline():
+    """A compiled GraphModule is lowered or exported by a pipeline without the layer-rewriting passes;
+    naming one of them for it is refused."""
+    model, x = models_zoo.create("mlp"), models_zoo.example_inputs("mlp")
+    gm = siftc.compile(model, policy="wide:0.75,stem=sparse", example_inputs=x)
+    again = siftc.compile(gm)
+    assert again.siftc.pipeline == "capture,shape-prop,flops,verify,lower-train"
+    assert again.siftc.layers.keys() == gm.siftc.layers.keys()
+    with pytest.raises(siftc.PipelineError, match="already compiled: .*couple, substitute, masks cannot run on it"):
+        siftc.compile(gm, pipeline=passes.TRAIN_PIPELINE)

@@ -13,6 +13,22 @@ from siftc.cli import main
 SPECS = Path(__file__).resolve().parents[1] / "models_zoo" / "experiments"
 
 
+@pytest.fixture(autouse=True)
+def _work_in_tmp(tmp_path, monkeypatch):
+    """A spec's results path is relative to the working directory: run every test from tmp_path."""
+    monkeypatch.chdir(tmp_path)
+
+
+def test_results_go_to_the_working_directory_not_beside_the_spec(tmp_path, capsys):
+    spec_dir = tmp_path / "specs"
+    spec_dir.mkdir()
+    spec = spec_dir / "smoke.yaml"
+    shutil.copy(SPECS / "smoke.yaml", spec)
+    assert main(["experiment", str(spec), "--dry-run"]) == 0
+    assert f"results in {tmp_path / 'smoke_results.jsonl'}" in capsys.readouterr().out
+    assert ex.results_path(ex.load_spec(SPECS / "mnist.yaml")) == tmp_path / "models_zoo/results/mnist.jsonl"
+
+
 def test_smoke_grid_end_to_end_and_resume(tmp_path, capsys):
     spec = tmp_path / "smoke.yaml"
     shutil.copy(SPECS / "smoke.yaml", spec)
@@ -62,7 +78,7 @@ def test_shards_split_the_grid_without_overlap(tmp_path, capsys):
     spec = SPECS / "mnist.yaml"
     keys = {c.key for c in ex.cells(ex.load_spec(spec))}
     empty = tmp_path / "mnist.yaml"          # same grid, empty results file: every cell is to run
-    empty.write_text(spec.read_text().replace("results: ../results/mnist.jsonl", "results: none.jsonl"))
+    empty.write_text(spec.read_text().replace("results: models_zoo/results/mnist.jsonl", "results: none.jsonl"))
     got = []
     for i in range(3):
         assert main(["experiment", str(empty), "--dry-run", "--shard", f"{i}/3"]) == 0

@@ -94,11 +94,11 @@ def test_dump_dir_from_environment(tmp_path, monkeypatch):
 
 
 def test_a_pass_that_changes_nothing_is_one_line(tmp_path):
-    """print-after-change: capture already leaves shapes on the nodes, so shape-prop shows nothing new."""
+    """print-after-change: couple is a no-op unless the member is wide, so its file is one line."""
     _compile("mlp", "parallel:0.75", tmp_path)
-    text = (tmp_path / "02_shape_prop.py").read_text()
+    text = (tmp_path / "05_couple.py").read_text()
     assert text.splitlines()[-1] == ("# unchanged: the graph code, node table and weight modules are those of "
-                                     "01_capture.py")
+                                     "04_roles.py")
     assert "def forward" not in text and "def forward" in (tmp_path / "06_substitute.py").read_text()
 
 

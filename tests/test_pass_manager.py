@@ -149,3 +149,18 @@ def test_analyses_never_modify_the_graph():
         before = gm.code
         result = passes.get_pass(name).fn(gm, ctx)
         assert not result.modified and result.gm.code == before
+
+
+def test_a_pass_that_hides_stale_shapes_is_caught():
+    """The verifier only checks: a pass that changes weight shapes but declares nothing stale is
+    caught by the shape fingerprint instead of being silently re-propagated."""
+    if "resize-liar" not in passes.PASSES:
+        @register("resize-liar", "test pass that widens a hidden layer without saying so", kind="weights",
+                  invalidates=())
+        def resize(gm, ctx):
+            gm.add_submodule("2", nn.Linear(8, 16))      # Sequential children: 0 Linear, 1 ReLU, 2 Linear ...
+            gm.add_submodule("4", nn.Linear(16, 2))
+            return PassResult(gm, True, {})
+    pm = siftc.PassManager("capture,shape-prop,flops,resize-liar")
+    with pytest.raises(siftc.VerifyError, match="shape meta is stale"):
+        pm.run(None, _ctx(_model(), torch.randn(2, 4)))

@@ -426,3 +426,27 @@ def test_experiment_results_go_where_asked_and_are_checked_before_training(tmp_p
     out = experiment.run(spec, results=tmp_path / "r.jsonl", progress=False, dry_run=True)
     assert out == (tmp_path / "r.jsonl").resolve() and not trained
     assert not (spec.parent / "smoke_results.jsonl").exists()
+
+
+def test_a_writer_killed_mid_write_leaves_nothing_after_the_next_write(tmp_path):
+    """SIGKILL runs no exit path: the killed writer's temp file stays until the next write of the
+    same file removes it (its name carries the dead pid); the previous file is intact throughout."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    target = tmp_path / "m.onnx"
+    target.write_bytes(b"previous")
+    code = ("import os, signal, sys\nfrom siftc.core import atomic\n"
+            "def write(tmp):\n    open(tmp, 'wb').write(b'half')\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+            f"atomic.write_with({str(target)!r}, write)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL
+    orphans = list(tmp_path.glob(".m.onnx.*.tmp"))
+    assert len(orphans) == 1 and target.read_bytes() == b"previous"
+    from siftc.core import atomic
+    live = tmp_path / f".m.onnx.{os.getpid()}.x.tmp"        # a live writer's temp file is not touched
+    live.write_bytes(b"busy")
+    atomic.write_bytes(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.onnx", live.name])

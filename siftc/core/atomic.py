@@ -4,7 +4,8 @@ Every file siftc writes (dumps, the HTML viewer, experiment summaries, result li
 here. A whole file is written to a temp file in the same folder, given the usual permissions (the
 umask's, not mkstemp's 0600) and renamed over the target, so a crash or a full disk leaves the
 previous file as it was and no temp file behind (the temp file is removed on every exit path
-Python sees). A JSON line is appended with a single ``write`` on an O_APPEND descriptor, and
+Python sees; one left by a killed process, whose pid its name carries, is removed by the next
+write of the same file). A JSON line is appended with a single ``write`` on an O_APPEND descriptor, and
 ``read_json_lines`` skips a last line cut short by a kill (with a warning) instead of failing.
 """
 from __future__ import annotations
@@ -22,11 +23,35 @@ def _umask() -> int:
     return mask
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:          # another user's process: alive
+        return True
+    return True
+
+
+def remove_orphans(path: Path) -> int:
+    """Remove temp files of ``path`` left by a writer that was killed (SIGKILL, power loss: no
+    exit path ran). Temp names carry the writer's pid; a live writer's file is left alone."""
+    removed = 0
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def write_with(path, write) -> Path:
     """Call ``write(temp_path)`` on a temp file beside ``path``, give it the umask's permissions
-    and rename it over ``path``; the temp file is removed if anything fails."""
+    and rename it over ``path``; the temp file is removed if anything fails, and temp files of
+    ``path`` that a killed writer left are removed first."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_orphans(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)

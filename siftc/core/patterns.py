@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from siftc.core.errors import PolicyError
+
 
 @dataclass(frozen=True)
 class Pattern:
@@ -38,7 +40,7 @@ def parse_pattern(text: str) -> Pattern:
     mnm = re.fullmatch(r"(\d+):(\d+)", text)
     if mnm and 0 < int(mnm.group(1)) < int(mnm.group(2)):
         return Pattern("nm", n=int(mnm.group(1)), m=int(mnm.group(2)))
-    raise ValueError(f"pattern={text!r} is not allowed; allowed: none, block:B (B >= 2, e.g. block:16), "
+    raise PolicyError(f"pattern={text!r} is not allowed; allowed: none, block:B (B >= 2, e.g. block:16), "
                      f"N:M (0 < N < M, e.g. 2:4)")
 
 

@@ -21,6 +21,11 @@ _FRONT = "capture,shape-prop,flops,roles,couple,substitute,masks,verify"
 TRAIN_PIPELINE = f"{_FRONT},lower-train"
 ONNX_PIPELINE = f"{_FRONT},export-onnx"
 INFERENCE_PIPELINE = f"{_FRONT},lower-inference"
+# Compiling a compiled GraphModule again (a trained model to ONNX or to inference kernels): the
+# passes that rewrite layers (``once``) are left out; the rest re-checks and lowers what is there.
+_AGAIN = "capture,shape-prop,flops,verify"
+AGAIN_PIPELINES = {"train": f"{_AGAIN},lower-train", "onnx": f"{_AGAIN},export-onnx",
+                   "inference": f"{_AGAIN},lower-inference"}
 
 _ITEM = re.compile(r"\s*([a-z][a-z0-9-]*)\s*(?:\{([^{}]*)\})?\s*$")
 

@@ -78,11 +78,12 @@ class CompileState:
         model to ONNX): budget, layer records and densities are those of the first compile."""
         return dataclasses.replace(copy.deepcopy(self.kept()), model=model, target=target,
                                    example_inputs=example_inputs, mode=mode, leaf_modules=tuple(leaf_modules),
-                                   concrete_args=concrete_args, recompile=True, input_shapes=None, warnings=[])
+                                   concrete_args=concrete_args, recompile=True, input_shapes=None)
 
     def warn(self, message: str) -> None:
         import warnings
-        self.warnings.append(message)
+        if message not in self.warnings:     # a recompile keeps the first compile's warnings
+            self.warnings.append(message)
         warnings.warn(message, stacklevel=_user_stacklevel())
 
 

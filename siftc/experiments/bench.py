@@ -119,7 +119,7 @@ def onnx_main(args) -> int:
 
     import models_zoo
     import siftc
-    from siftc.core.pipeline import ONNX_PIPELINE
+    from siftc.core.pipeline import AGAIN_PIPELINES
     warnings.simplefilter("ignore")
     torch.manual_seed(0)
     policy = args.policy or "wide:0.9"
@@ -136,7 +136,7 @@ def onnx_main(args) -> int:
             for mode in ("never", "auto"):
                 path = os.path.join(tmp, f"{name}-{mode}.onnx")
                 proto = siftc.compile(gm, target="onnx", path=path,
-                                      pipeline=ONNX_PIPELINE.replace("export-onnx", f"export-onnx{{sparse={mode}}}"))
+                                      pipeline=AGAIN_PIPELINES["onnx"].replace("export-onnx", f"export-onnx{{sparse={mode}}}"))
                 sizes[mode] = os.path.getsize(path)
                 if mode == "auto":
                     check = siftc.onnx_check(proto, gm, inputs, rtol=1e-3)

@@ -14,7 +14,8 @@ training FLOPs).
 Spec (YAML)::
 
     name: mnist
-    results: models_zoo/results/mnist.jsonl      # relative to the spec's folder
+    results: models_zoo/results/mnist.jsonl      # relative to the working directory (as every path
+                                                 # on the command line), never to the spec's folder
     recipes:
       - recipe: mnist_mlp
         steps: 600                               # the dense run's steps: the FLOP budget
@@ -123,7 +124,9 @@ def _done(results: Path) -> set:
 
 
 def results_path(spec: dict) -> Path:
-    return (spec["_dir"] / spec.get("results", f"{spec.get('name', 'experiment')}.jsonl")).resolve()
+    """The spec's results file, relative to the working directory: running a spec that ships inside
+    the package or the source tree writes where the user is, not into the spec's folder."""
+    return Path(spec.get("results", f"{spec.get('name', 'experiment')}.jsonl")).resolve()
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -28,6 +28,7 @@ import sympy
 import torch
 from torch import nn
 
+from siftc.core.errors import UsageError, VerifyError
 from siftc.core.symdims import linear_form
 from siftc.core.members.base import mark_sparse
 
@@ -120,7 +121,7 @@ def _grow_derived(coupling, policy, factor: float) -> None:
         coeff, g = max(ups, key=lambda cg: cg[1].new_width)
         step = _multiple(g, policy) // g.unit        # symbol values per multiple of the group's width
         g.new_width += g.unit * step * math.ceil(deficit / (coeff * step))
-    raise ValueError(f"wide: the dims {', '.join(k for k, _, _ in short)} (sums of channel groups, e.g. concat "
+    raise UsageError(f"wide: the dims {', '.join(k for k, _, _ in short)} (sums of channel groups, e.g. concat "
                      f"branches) cannot all keep a positive widened size; exclude the concat's layers "
                      f"(exclude=...) or use another member")
 
@@ -148,7 +149,8 @@ def new_sizes(coupling, values: dict) -> dict:
     for key, ref in coupling.dims.items():
         v = sympy.sympify(coupling.expr(key).xreplace(values))
         if not v.is_Integer or int(v) < 1:
-            raise ValueError(f"widened size of {key} is {v}, not a positive integer")
+            raise VerifyError(f"wide: the widened size of {key} comes out as {v}, not a positive integer; "
+                              f"exclude the layers around it (exclude=...) or use another member")
         out[key] = int(v)
     return out
 
