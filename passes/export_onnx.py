@@ -26,6 +26,7 @@ import io
 import logging
 import os
 import re
+import tempfile
 import warnings
 
 import numpy as np
@@ -198,17 +199,45 @@ def _check_target(path) -> str:
     return directory
 
 
+def is_large(proto) -> bool:
+    """Over what protobuf serialises in one piece (2 GiB, less room for the graph): such a model is
+    written, checked and run from a file with its weights in a ``.data`` file beside it."""
+    return proto.ByteSize() > _EXTERNAL_DATA_BYTES
+
+
+def write_external(proto, path, data_name=None) -> None:
+    """Write ``proto`` to ``path`` with its initializers in ``data_name`` (default ``<file>.data``)
+    beside it, and leave ``proto`` as it was: onnx's writer moves the weights out of the message,
+    so they are read back."""
+    import onnx
+    onnx.save_model(proto, path, format="protobuf", save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=data_name or os.path.basename(path) + ".data", size_threshold=1024)
+    onnx.load_external_data_for_model(proto, os.path.dirname(os.path.abspath(path)))
+
+
+def check_proto(proto) -> None:
+    """onnx's checker, through a temporary file for a model over the 2 GiB limit."""
+    import onnx
+    if not is_large(proto):
+        onnx.checker.check_model(proto)
+        return
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "model.onnx")
+        write_external(proto, path)
+        onnx.checker.check_model(path)
+
+
 def save_onnx(proto, path) -> str:
     """Write ``proto`` to ``path`` atomically (no partial file on failure); external data over ~1.8 GB."""
     import onnx
     path = os.fspath(path)
     _check_target(path)
-    kwargs = {"format": "protobuf"}         # the temp file's suffix says nothing about the format
-    if proto.ByteSize() > _EXTERNAL_DATA_BYTES:
-        kwargs.update(save_as_external_data=True, all_tensors_to_one_file=True,
-                      location=os.path.basename(path) + ".data", size_threshold=1024)
+    if is_large(proto):
+        write = lambda tmp: write_external(proto, tmp, os.path.basename(path) + ".data")   # noqa: E731
+    else:                           # the temp file's suffix says nothing about the format
+        write = lambda tmp: onnx.save_model(proto, tmp, format="protobuf")                 # noqa: E731
     try:
-        atomic.write_with(path, lambda tmp: onnx.save_model(proto, tmp, **kwargs))
+        atomic.write_with(path, write)
     except OSError as e:
         raise ExportError(f"cannot write ONNX model to {path!r}: {e.strerror or e} "
                           f"(check that the directory is writable)") from e
@@ -218,7 +247,6 @@ def save_onnx(proto, path) -> str:
 def export_onnx(model: nn.Module, example_inputs: tuple, path=None, exporter: str = "dynamo",
                 sparse: str = "auto", metadata: dict | None = None):
     """Export ``model`` (a compiled GraphModule or any nn.Module) to an onnx.ModelProto."""
-    import onnx
     if exporter not in EXPORTERS:
         raise UsageError(f"unknown ONNX exporter {exporter!r}; allowed: {', '.join(EXPORTERS)}")
     if sparse not in SPARSE_MODES:
@@ -233,7 +261,7 @@ def export_onnx(model: nn.Module, example_inputs: tuple, path=None, exporter: st
     for k, v in (metadata or {}).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, str(v)
-    onnx.checker.check_model(proto)
+    check_proto(proto)
     proto.doc_string = (f"siftc export ({exporter}); {stats['sparse_initializers']} sparse initializers "
                         f"of {len(masked)} masked weights")
     if path is not None:

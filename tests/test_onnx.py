@@ -179,3 +179,22 @@ def test_rejected_op_names_op_and_node():
         siftc.compile(Wiggly(), target="onnx", policy="sparse:0.5", example_inputs=x)
     msg = str(err.value)
     assert "siftc_test" in msg and "wiggle" in msg and "node 'wiggle'" in msg
+
+
+def test_a_model_over_the_protobuf_limit_goes_through_files(tmp_path, monkeypatch):
+    """Models over ~1.8 GB (protobuf's 2 GiB limit) are checked, saved and run in onnxruntime with
+    their weights in a .data file; the in-memory proto keeps its weights. Forced here by lowering
+    the limit on a small model."""
+    from siftc.passes import export_onnx as exporter
+    model, inputs = small_model("mlp")
+    gm = siftc.compile(model, policy="parallel:0.75", example_inputs=inputs)
+    monkeypatch.setattr(exporter, "_EXTERNAL_DATA_BYTES", 1000)
+    proto = siftc.compile(gm, target="onnx", path=tmp_path / "big.onnx", exporter="torchscript")
+    assert exporter.is_large(proto)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data"]
+    assert (tmp_path / "big.onnx").stat().st_size < (tmp_path / "big.onnx.data").stat().st_size
+    assert all(not t.external_data for t in proto.graph.initializer)      # weights still in memory
+    siftc.onnx_check(proto, gm, inputs)                                    # onnxruntime from a file
+    loaded = onnx.load(str(tmp_path / "big.onnx"))                         # and the file is whole
+    onnx.checker.check_model(str(tmp_path / "big.onnx"))
+    assert len(loaded.graph.initializer) == len(proto.graph.initializer)

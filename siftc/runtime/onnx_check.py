@@ -1,6 +1,8 @@
 """``siftc.onnx_check``: run an exported ONNX model in onnxruntime and compare it with PyTorch."""
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -8,6 +10,7 @@ import torch
 from torch import nn
 
 from siftc.core.errors import VerifyError
+from siftc.passes.export_onnx import is_large, write_external
 
 
 @dataclass
@@ -25,9 +28,16 @@ def onnx_check(model_proto, gm: nn.Module, example_inputs: tuple, rtol: float = 
     """
     import onnxruntime as ort
     tensors = [x for x in example_inputs if isinstance(x, torch.Tensor)]
-    sess = ort.InferenceSession(model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    feeds = {i.name: x.detach().cpu().numpy() for i, x in zip(sess.get_inputs(), tensors)}
-    got = sess.run(None, feeds)
+    feeds_of = lambda sess: {i.name: x.detach().cpu().numpy() for i, x in zip(sess.get_inputs(), tensors)}  # noqa: E731
+    if is_large(model_proto):       # over protobuf's 2 GiB: onnxruntime loads it from a file + .data
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "model.onnx")
+            write_external(model_proto, path)
+            sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+            got = sess.run(None, feeds_of(sess))
+    else:
+        sess = ort.InferenceSession(model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        got = sess.run(None, feeds_of(sess))
     was_training = gm.training
     gm.eval()
     try:
