@@ -6,13 +6,15 @@ blocks (mobilenet_v3_small), a residual CNN (resnet18), windowed attention behin
 torch.export. Each cell compiles, keeps its output shape, trains a step at batch 1 and 2, matches
 FlopCounterMode's matmul-class FLOPs (original and compiled), is iso-FLOP and matches onnxruntime.
 The full matrix (every torchvision classification model) is ``-m slow``; its table is
-regenerated with ``siftc conformance --out models_zoo/results/conformance.jsonl --table ...``.
+regenerated with ``siftc conformance --out models_zoo/results/conformance.jsonl --page docs/compatibility.md``.
 """
 from __future__ import annotations
 
 import json
 
 import pytest
+
+import siftc
 
 pytest.importorskip("torchvision")
 pytest.importorskip("transformers")
@@ -64,8 +66,17 @@ def test_table_renders_ok_and_reasons(tmp_path):
     out = tmp_path / "c.jsonl"
     out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     text = conformance.table(conformance.load(out), members=("wide", "parallel", "sparse"))
-    assert "1 of 2 cells ok" in text
+    assert "1 of 2 cells ok" in text and "4 cells not run" not in text and "; 1 cells not run." in text
     assert "| a | ok 1.000/0.980 | compile: X / Y | not run |" in text
+    with_b = conformance.table(conformance.load(out), members=("wide", "parallel", "sparse"), models=["a", "b"])
+    assert "| b | not run | not run | not run |" in with_b and "; 4 cells not run." in with_b
+    page = tmp_path / "compat.md"
+    page.write_text(f"intro\n{conformance.PAGE_START}\nold matrix\n{conformance.PAGE_END}\noutro\n")
+    conformance.write_page(page, with_b)
+    assert page.read_text() == f"intro\n{conformance.PAGE_START}\n{with_b}\n{conformance.PAGE_END}\noutro\n"
+    page.write_text("no markers\n")
+    with pytest.raises(siftc.UsageError, match="markers"):
+        conformance.write_page(page, with_b)
 
 
 @pytest.mark.slow
