@@ -49,3 +49,19 @@ def test_no_comment_points_at_an_issue_number():
             and src.name != "test_docs.py"
             for i, line in enumerate(src.read_text().splitlines(), 1) if ISSUE.search(line)]
     assert not hits, "\n".join(hits)
+
+
+def test_the_pass_table_in_docs_matches_the_registry():
+    """docs/architecture.md's pass table says what each pass registered: kind, last, requires, policy keys."""
+    from siftc import passes
+    rows = {}
+    for line in (ROOT / "docs" / "architecture.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`") and cells[0].strip("`") in passes.PASSES:
+            rows[cells[0].strip("`")] = cells
+    assert sorted(rows) == sorted(passes.TRAIN_PIPELINE.split(",") + ["lower-inference", "export-onnx"])
+    for name, (_, kind, requires, keys) in rows.items():
+        info = passes.get_pass(name)
+        assert kind == info.kind + (", last" if info.last else ""), name
+        assert [r.strip() for r in requires.split(",") if r.strip() not in ("", "-")] == list(info.requires), name
+        assert [k.strip().strip("`") for k in keys.split(",") if k.strip()] == list(info.policy_keys), name
