@@ -50,10 +50,6 @@ class FlopInfo:
     note: str = ""       # how a node without a rule was costed (or why it could not be)
 
 
-def _numel(shape) -> int:
-    return math.prod(shape) if isinstance(shape, tuple) and all(isinstance(d, int) for d in shape) else 0
-
-
 def _shape(arg):
     if isinstance(arg, torch.fx.Node):
         s = arg.meta.get("siftc.shape")
@@ -68,18 +64,6 @@ def _weight_nnz(module) -> tuple[int, int]:
     if isinstance(mask, torch.Tensor):
         return mask.numel(), int(torch.count_nonzero(mask))
     return module.weight.numel(), module.weight.numel()
-
-
-def _linear(out_shape, weight_shape, nnz):
-    out_f, in_f = weight_shape
-    rows = _numel(out_shape) // out_f
-    return 2 * rows * in_f * out_f, 2 * rows * nnz
-
-
-def _conv(out_shape, weight_shape, nnz):
-    cout = weight_shape[0]
-    positions = _numel(out_shape) // cout          # batch x spatial output positions
-    return 2 * positions * _numel(weight_shape), 2 * positions * nnz
 
 
 def _module_flops(gm, node, mod) -> FlopInfo:
@@ -258,7 +242,7 @@ def _matmul(node):
     out = node.meta.get("siftc.shape")
     if not a or not b or not isinstance(out, tuple):
         return FlopInfo("matmul", 0, 0)
-    f = 2 * _numel(out) * a[-1]
+    f = 2 * ops.numel(out) * a[-1]
     return FlopInfo("matmul", f, f)
 
 
@@ -281,17 +265,17 @@ def _sdpa(node):
 def _function_flops(gm, node) -> FlopInfo:
     t = node.target
     out = node.meta.get("siftc.shape")
-    n_out = _numel(out) if isinstance(out, tuple) else 0
+    n_out = ops.numel(out) if isinstance(out, tuple) else 0
     if t is F.linear:
         w = _shape(node.args[1] if len(node.args) > 1 else node.kwargs.get("weight"))
         if w:
-            d, _ = _linear(out, w, 0)
-            return FlopInfo("linear", d, d, _numel(w), _numel(w))
+            d, _ = ops.linear_flops(out, w, 0)
+            return FlopInfo("linear", d, d, ops.numel(w), ops.numel(w))
     if t in (F.conv1d, F.conv2d, F.conv3d):
         w = _shape(node.args[1] if len(node.args) > 1 else node.kwargs.get("weight"))
         if w:
-            d, _ = _conv(out, w, 0)
-            return FlopInfo("conv", d, d, _numel(w), _numel(w))
+            d, _ = ops.conv_flops(out, w, 0)
+            return FlopInfo("conv", d, d, ops.numel(w), ops.numel(w))
     if t in _MATMUL_FUNCS:
         return _matmul(node)
     if t in _SDPA:
@@ -309,7 +293,7 @@ def _function_flops(gm, node) -> FlopInfo:
     if t in _ELEMENTWISE:
         return FlopInfo("elementwise", n_out, n_out)
     if t in (F.adaptive_avg_pool2d, torch.mean):
-        n_in = _numel(_shape(node.args[0]) or ())
+        n_in = ops.numel(_shape(node.args[0]) or ())
         return FlopInfo("pool", n_in, n_in)
     if t in (F.avg_pool2d, F.max_pool2d):     # one op per window element per output, as the modules
         k = node.args[1] if len(node.args) > 1 else node.kwargs.get("kernel_size")
@@ -322,7 +306,7 @@ def _function_flops(gm, node) -> FlopInfo:
 
 def _method_flops(gm, node) -> FlopInfo:
     out = node.meta.get("siftc.shape")
-    n_out = _numel(out) if isinstance(out, tuple) else 0
+    n_out = ops.numel(out) if isinstance(out, tuple) else 0
     if node.target in _MATMUL_METHODS:
         return _matmul(node)
     if node.target in _ACT_METHODS:
@@ -332,7 +316,7 @@ def _method_flops(gm, node) -> FlopInfo:
     if node.target == "softmax":
         return FlopInfo("softmax", 5 * n_out, 5 * n_out)
     if node.target == "mean":
-        n_in = _numel(_shape(node.args[0]) or ())
+        n_in = ops.numel(_shape(node.args[0]) or ())
         return FlopInfo("pool", n_in, n_in)
     if node.target in _FREE_METHODS:
         return FlopInfo("none", 0, 0)

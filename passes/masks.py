@@ -83,7 +83,7 @@ def masks(gm, ctx) -> PassResult:
     if not new:
         return PassResult(gm, False, {"masked": 0})
     policy = ctx.policy
-    flops_pass.annotate(gm)
+    # FLOP meta is current: substitute invalidates it and the pass manager re-annotated the graph
     per_module, rest = _layer_flops(gm, policy.count)
     budget = flops_pass.iso_budget(policy, ctx.budget_flops, ctx.budget_by_category)
     # masked modules of an earlier compile keep their masks: count them with the dense rest

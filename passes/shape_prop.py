@@ -108,14 +108,18 @@ def shapes_are_current(gm, inputs) -> bool:
     Fake propagation is the costliest analysis (FakeTensor dispatch per node), so the pass, the
     verifier and the report skip it when nothing it depends on changed.
     """
-    return (gm.meta.get("siftc.shapes_key") == _shapes_key(gm, inputs)
-            and all("siftc.shape" in n.meta for n in gm.graph.nodes))
+    return _current(gm, _shapes_key(gm, inputs))
+
+
+def _current(gm, key) -> bool:
+    return gm.meta.get("siftc.shapes_key") == key and all("siftc.shape" in n.meta for n in gm.graph.nodes)
 
 
 def ensure_shapes(gm, inputs) -> None:
-    if not shapes_are_current(gm, inputs):
+    key = _shapes_key(gm, inputs)          # propagation changes neither code nor weights: one key
+    if not _current(gm, key):
         propagate_shapes(gm, inputs)
-        gm.meta["siftc.shapes_key"] = _shapes_key(gm, inputs)
+        gm.meta["siftc.shapes_key"] = key
 
 
 def output_shapes(gm: torch.fx.GraphModule):

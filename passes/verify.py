@@ -2,8 +2,8 @@
 
 ``check_graph`` runs after every modifying pass (the pass manager calls it, once it has refreshed
 the analyses the pass invalidated): fx lint, every module target exists, shapes current, output
-shapes equal the original model's. It only checks; it changes no meta. The ``verify`` pass adds the end-of-pipeline checks:
-masked weights are zero, every mask has the planned non-zero count, and the compiled FLOPs
+shapes equal the original model's. It only checks; it changes no meta. The ``verify`` pass adds
+the end-of-pipeline checks: masked weights are zero, every mask has the planned non-zero count, and the compiled FLOPs
 (mask non-zeros counted) are within ``tol`` of the dense budget when iso=exact applies.
 """
 from __future__ import annotations

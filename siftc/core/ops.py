@@ -98,7 +98,8 @@ def members_for(module) -> tuple:
     return r.members if r is not None else ()
 
 
-def _numel(shape) -> int:
+def numel(shape) -> int:
+    """Elements of a static shape; 0 for an unknown or symbolic one."""
     return math.prod(shape) if isinstance(shape, tuple) and all(isinstance(d, int) for d in shape) else 0
 
 
@@ -111,29 +112,37 @@ def weight_shape(mod) -> tuple:
     return tuple(mask.shape) if isinstance(mask, torch.Tensor) else tuple(mod.weight.shape)
 
 
-def linear_cost(out, _in, mod, nnz):
-    out_f, in_f = weight_shape(mod)
-    rows = _numel(out) // out_f
+def linear_flops(out, shape, nnz):
+    """(dense, with nnz) FLOPs of a linear with weight ``shape`` (out x in) giving ``out``."""
+    out_f, in_f = shape
+    rows = numel(out) // out_f
     return 2 * rows * in_f * out_f, 2 * rows * nnz
 
 
-def conv_cost(out, _in, mod, nnz):
+def conv_flops(out, shape, nnz):
     """2 x output positions x weight entries (flop_counter's conv_flop)."""
-    shape = weight_shape(mod)
-    positions = _numel(out) // shape[0]
+    positions = numel(out) // shape[0]          # batch x spatial output positions
     return 2 * positions * math.prod(shape), 2 * positions * nnz
+
+
+def linear_cost(out, _in, mod, nnz):
+    return linear_flops(out, weight_shape(mod), nnz)
+
+
+def conv_cost(out, _in, mod, nnz):
+    return conv_flops(out, weight_shape(mod), nnz)
 
 
 def conv_transpose_cost(_out, inp, mod, nnz):
     """A transposed conv multiplies every *input* position by every weight entry (flop_counter's
     conv_flop with transposed=True: the input's spatial size, weight stored in x out/g x k)."""
-    positions = _numel(inp) // mod.weight.shape[0] if inp else 0
+    positions = numel(inp) // mod.weight.shape[0] if inp else 0
     return 2 * positions * mod.weight.numel(), 2 * positions * nnz
 
 
 def per_output(k: int):
     def cost(out, _in, _mod, _nnz):
-        n = k * _numel(out)
+        n = k * numel(out)
         return n, n
     return cost
 
@@ -142,11 +151,11 @@ def pool_window_cost(out, _in, mod, _nnz):
     k = mod.kernel_size
     dims = 3 if "3d" in type(mod).__name__ else 2 if "2d" in type(mod).__name__ else 1
     window = math.prod(k) if isinstance(k, tuple) else k ** dims
-    return window * _numel(out), window * _numel(out)
+    return window * numel(out), window * numel(out)
 
 
 def per_input(_out, inp, _mod, _nnz):
-    n = _numel(inp) if inp else 0
+    n = numel(inp) if inp else 0
     return n, n
 
 

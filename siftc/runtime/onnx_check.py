@@ -28,16 +28,14 @@ def onnx_check(model_proto, gm: nn.Module, example_inputs: tuple, rtol: float = 
     """
     import onnxruntime as ort
     tensors = [x for x in example_inputs if isinstance(x, torch.Tensor)]
-    feeds_of = lambda sess: {i.name: x.detach().cpu().numpy() for i, x in zip(sess.get_inputs(), tensors)}  # noqa: E731
-    if is_large(model_proto):       # over protobuf's 2 GiB: onnxruntime loads it from a file + .data
-        with tempfile.TemporaryDirectory() as d:
-            path = os.path.join(d, "model.onnx")
-            write_external(model_proto, path)
-            sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-            got = sess.run(None, feeds_of(sess))
-    else:
-        sess = ort.InferenceSession(model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
-        got = sess.run(None, feeds_of(sess))
+    with tempfile.TemporaryDirectory() as d:
+        if is_large(model_proto):   # over protobuf's 2 GiB: onnxruntime loads it from a file + .data
+            source = os.path.join(d, "model.onnx")
+            write_external(model_proto, source)
+        else:
+            source = model_proto.SerializeToString()
+        sess = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+        got = sess.run(None, {i.name: x.detach().cpu().numpy() for i, x in zip(sess.get_inputs(), tensors)})
     was_training = gm.training
     gm.eval()
     try:
