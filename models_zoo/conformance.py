@@ -174,17 +174,21 @@ def load(path) -> list[dict]:
     return atomic.read_json_lines(path)
 
 
-def run_cell_isolated(name: str, member: str, timeout: int = 1800, memory_gb: float = 14.0) -> dict:
-    """``run_cell`` in a child process: one cell cannot leak memory into the next, a cell over
-    ``memory_gb`` of address space fails with MemoryError (its reason) instead of taking the
-    machine down, and one over ``timeout`` seconds is stopped and says so."""
+def run_cell_isolated(name: str, member: str, timeout: int = 1800, memory_gb: float = 16.0) -> dict:
+    """``run_cell`` in a child process: one cell cannot leak memory into the next, a cell whose
+    private memory passes ``memory_gb`` fails with MemoryError (its reason) instead of taking the
+    machine down, and one over ``timeout`` seconds is stopped and says so.
+
+    The cap is RLIMIT_DATA (private writable memory: heap and anonymous maps, which is where
+    tensors live), not RLIMIT_AS: the CUDA build of torch and onnxruntime map about 3.6 GB of
+    address space that is never resident, so an address-space cap failed models that fit."""
     import resource
     import subprocess
     import sys
 
     def limit():
         cap = int(memory_gb * 2 ** 30)
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
     t0 = time.perf_counter()
     row = {"model": name, "member": member, "sparsity": 0.75, "status": "fail"}
     try:
@@ -197,7 +201,7 @@ def run_cell_isolated(name: str, member: str, timeout: int = 1800, memory_gb: fl
         return json.loads(lines[-1])
     tail = (done.stderr.strip().splitlines() or ["?"])[-1][:300]
     why = f"killed by signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}: {tail}"
-    return {**row, "reason": f"cell process failed ({why}; address space capped at {memory_gb:g} GB)",
+    return {**row, "reason": f"cell process failed ({why}; private memory capped at {memory_gb:g} GB)",
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
