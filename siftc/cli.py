@@ -179,6 +179,13 @@ def cmd_bench(args) -> int:
     return bench.main(args)
 
 
+def _add_threads(p) -> None:
+    # a busy 2-core machine: torch's default (all cores) measured 145 s for a 300-step MNIST run
+    # that takes 1 s with one thread; every figure siftc prints states its threads
+    p.add_argument("--threads", type=_positive, default=None,
+                   help="torch intra-op threads (default: torch's, usually one per core)")
+
+
 def main(argv=None) -> int:
     from siftc import __version__
     parser = argparse.ArgumentParser(prog="siftc", description="Sparse Iso-FLOP Transformation compiler")
@@ -219,6 +226,7 @@ def main(argv=None) -> int:
     p.add_argument("--equal-flops", action="store_true",
                    help="--steps are the dense run's: train floor(steps / iso_flop_ratio) steps, as siftc experiment does")
     p.add_argument("--no-progress", action="store_true")
+    _add_threads(p)
     p.set_defaults(fn=cmd_train)
     p = sub.add_parser("experiment", help="run a resumable grid of training runs at equal training FLOPs, "
                                           "then write a summary table and plots")
@@ -256,18 +264,22 @@ def main(argv=None) -> int:
     b.add_argument("--policy", default=None, help="policy for --models (default parallel:0.75)")
     b.add_argument("--repeat", type=_positive, default=3, help="eager forward passes timed (median)")
     b = benches.add_parser("dst", help="DST step / plain step of the same shape")
-    b.add_argument("--model", default="resnet18_cifar", help="zoo model")
-    b.add_argument("--policy", default=None, help="policy of the compiled model (default parallel:0.75)")
-    b.add_argument("--width", type=_positive, default=16, help="ResNet base width")
-    b.add_argument("--batch", type=_positive, default=32, help="batch size")
+    b.add_argument("--model", default=None, help="one zoo model instead of the default cases (mlp, resnet18_cifar)")
+    b.add_argument("--policy", default=None, help="policy of --model (default wide:0.9)")
+    b.add_argument("--width", type=_positive, default=16, help="ResNet base width of --model")
+    b.add_argument("--batch", type=_positive, default=None, help="batch size of --model (default 32)")
     b.add_argument("--steps", type=_positive, default=200, help="timed steps of each model")
     b = benches.add_parser("onnx", help="onnxruntime: sparse-initializer model vs dense, size and time")
     b.add_argument("--models", default=None, help="comma-separated zoo models (default gpt_tiny,resnet18_cifar)")
     b.add_argument("--policy", default=None, help="policy (default wide:0.9)")
     b = benches.add_parser("lower", help="CPU inference: lowered sparse kernels vs masked dense vs the dense original")
     b.add_argument("--sparsity", type=float, default=0.9, help="Sparse Wide sparsity")
+    for b in benches.choices.values():
+        _add_threads(b)
     p.set_defaults(fn=cmd_bench)
     args = parser.parse_args(argv)
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
     # exit codes as argparse tools have them: 2 for a bad argument, 1 when siftc refuses the model
     # or a file is missing; one line either way (no traceback)
     try:

@@ -131,16 +131,13 @@ def test_rigl_grows_where_the_dense_gradient_is_largest():
     dst = siftc.DST(gm, opt, total_steps=4)
     q, m = next(iter(dst.modules.items()))
     captured = {}
-    inner = m._siftc_dense_grad_sink
-
-    def spy(grad):
-        captured["g"] = grad.clone()
-        inner(grad)
-    setattr(m, "_siftc_dense_grad_sink", spy)
+    m.weight.register_hook(lambda grad: captured.setdefault("g", grad.clone()))
     before = m.weight_mask.clone()
     x, y = _batches(1)[0]
     F.cross_entropy(gm(x), y).backward()
-    assert torch.any(captured["g"][~before] != 0)          # the hook sees the dense gradient
+    assert torch.any(captured["g"][~before] != 0)          # DST's capture sees the dense gradient
+    assert torch.equal(dst._dense_grads[q], captured["g"])
+    assert not torch.any(m.weight.grad[~before] != 0)     # while .grad is masked
     opt.step()
     assert dst.step()
     grown = m.weight_mask & ~before
@@ -185,3 +182,85 @@ def test_dst_state_dict_loads_with_weights_only(tmp_path):
     state = torch.load(tmp_path / "c.pt", weights_only=True)
     dst.load_state_dict(state["dst"])
     assert dst.step_count == 0
+
+
+class _Drift(torch.optim.SGD):
+    """An optimizer that moves every weight, zero gradient or not (as a noisy optimizer would)."""
+
+    def step(self, closure=None):
+        super().step(closure)
+        with torch.no_grad():
+            for g in self.param_groups:
+                for p in g["params"]:
+                    p.add_(1e-3)
+
+
+def test_dst_notices_an_optimizer_that_moves_masked_weights_and_remasks_every_step():
+    """DST no longer re-masks every weight after every step (gradients are masked in place, which
+    keeps SGD/Adam/AdamW at zero by themselves); the invariant is checked on the first step and
+    every dT steps, and an optimizer that breaks it switches DST to re-masking every step."""
+    gm = _compiled("parallel:0.75,dst=set,dT=5")
+    opt = _Drift(gm.parameters(), lr=0.01)
+    dst = siftc.DST(gm, opt, total_steps=20)
+    counts = {q: int(m.weight_mask.sum()) for q, m in dst.modules.items()}
+    for i, (x, y) in enumerate(_batches(8)):
+        F.cross_entropy(gm(x), y).backward()
+        opt.step()
+        if i == 0:
+            with pytest.warns(UserWarning, match="_Drift changed .* masked weight"):
+                dst.step()
+        else:
+            dst.step()
+        opt.zero_grad()
+        _check_zero(gm, dst, counts)
+    assert dst.remask_every_step
+
+
+def test_well_behaved_optimizers_keep_masked_weights_zero_without_remasking():
+    for make in (lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-3),
+                 lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=0.1)):
+        gm = _compiled("parallel:0.75,dst=rigl,dT=3")
+        opt = make(gm.parameters())
+        dst = siftc.DST(gm, opt, total_steps=12)
+        counts = {q: int(m.weight_mask.sum()) for q, m in dst.modules.items()}
+        for x, y in _batches(10):
+            F.cross_entropy(gm(x), y).backward()
+            opt.step()
+            _check_zero(gm, dst, counts)       # before dst.step: the optimizer alone kept them zero
+            dst.step()
+            opt.zero_grad()
+            _check_zero(gm, dst, counts)
+        assert dst.updates >= 2 and not dst.remask_every_step
+
+
+def test_strip_removes_the_gradient_hooks_of_a_deepcopy():
+    """strip() of a deepcopy used to leave the copy's gradient hooks on its weights, whose next
+    backward then failed looking up the stripped mask."""
+    import copy
+    from siftc.core.masking import strip
+    gm = _compiled()
+    plain = copy.deepcopy(gm)
+    strip(plain)
+    x, y = _batches(1)[0]
+    F.cross_entropy(plain(x), y).backward()
+    assert all(not getattr(p, "_post_accumulate_grad_hooks", None) for p in plain.parameters())
+
+
+@pytest.mark.parametrize("largest", [True, False])
+@pytest.mark.parametrize("q", [0.001, 0.03, 0.2])
+def test_fast_top_k_selects_what_topk_selects(monkeypatch, largest, q):
+    """The sampled-threshold top-k of large weights (mask updates) picks the same entries as
+    torch.topk: the same set without ties, the same values with many ties (RigL scores of dead
+    units are exactly zero)."""
+    from siftc.runtime import dst as dst_mod
+    monkeypatch.setattr(dst_mod, "FAST_TOPK_MIN", 1000)
+    g = torch.Generator().manual_seed(int(q * 1000) + largest)
+    x = torch.randn(200_000, generator=g)
+    k = round(q * x.numel())
+    got = dst_mod.top_k(x, k, largest)
+    want = torch.topk(x, k, largest=largest).indices
+    assert got.numel() == k and torch.equal(got.sort().values, want.sort().values)
+    x[torch.rand(x.numel(), generator=g) < 0.5] = 0.0              # half the entries tie at zero
+    got = dst_mod.top_k(x, k, largest)
+    assert got.unique().numel() == k
+    assert torch.equal(x[got].sort().values, torch.topk(x, k, largest=largest).values.sort().values)

@@ -63,10 +63,21 @@ DEFAULT_CASES = [("resnet18", "parallel:0.75"), ("gpt3_small", "parallel:0.75"),
                  ("resnet50", "wide:0.75"), ("gpt3_small", "wide:0.75,iso=nominal")]
 
 
+DST_CASES = [   # (zoo model, create kwargs, policy, batch): the two cases the DST target is set on
+    ("mlp", {"hidden": (1024, 1024, 1024)}, "wide:0.9,stem=sparse", 64),
+    ("resnet18_cifar", {"width": 16}, "wide:0.9", 32),
+]
+
+
 def dst_main(args) -> int:
-    """``siftc bench dst``: mean step time of (a) the compiled model under DST (RigL, dT=100, update
-    steps included) and (b) a plain dense model of the same (wide) shape without masks or hooks,
-    measured alternately in one run. Target: (a)/(b) <= 1.10.
+    """``siftc bench dst``: step time of (a) the compiled model under DST (RigL, dT=100, so mask
+    updates and their dense-gradient capture fall inside the run) and (b) a plain model of the
+    same (wide) shape without masks or hooks, both with momentum SGD, measured alternately in one
+    run: the ratio of medians (the steady step, robust to a busy machine) and the amortized
+    ratio, which adds what the dense-gradient capture and mask-update steps cost above the
+    median, spread over all steps. Default cases: the MLP 784-1024x3-10 at
+    ``wide:0.9,stem=sparse`` batch 64 and resnet18_cifar (width 16) at ``wide:0.9`` batch 32.
+    Target: (a)/(b) <= 1.05.
     """
     import copy
 
@@ -76,36 +87,49 @@ def dst_main(args) -> int:
     import siftc
     from siftc.core.masking import strip
     warnings.simplefilter("ignore")
-    torch.manual_seed(0)
-    model = models_zoo.create(args.model, **({"width": args.width} if "resnet" in args.model else {}))
-    x = models_zoo.example_inputs(args.model, args.batch)[0]
-    y = torch.randint(0, 10, (args.batch,))
-    policy = args.policy or "parallel:0.75"
-    gm = siftc.compile(model, policy=f"{policy},dst=rigl,dT=100", example_inputs=(x,))
-    plain = copy.deepcopy(gm)               # same graph and shapes; strip masks and hooks
-    strip(plain)
-    opt_a = torch.optim.SGD(gm.parameters(), lr=0.01, momentum=0.9)
-    opt_b = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9)
-    dst = siftc.DST(gm, opt_a, total_steps=args.steps * 2)     # updates at t = 100, 200, ... < 0.75 T
+    if args.model:
+        kw = {"width": args.width} if "resnet" in args.model else {}
+        cases = [(args.model, kw, args.policy or "wide:0.9", args.batch or 32)]
+    else:
+        cases = DST_CASES
+    print(f"siftc bench dst  torch threads={torch.get_num_threads()}  steps={args.steps} per model "
+          f"(median ms/step, interleaved)")
+    print(f"{'model':16s} {'policy':22s} {'batch':>5s} {'(a) DST rigl':>12s} {'(b) plain':>10s} "
+          f"{'updates':>7s} {'median':>8s} {'amortized':>9s}  (a)/(b) target <= 1.05")
+    for name, kw, policy, batch in cases:
+        torch.manual_seed(0)
+        model = models_zoo.create(name, **kw)
+        x = models_zoo.example_inputs(name, batch)[0]
+        y = torch.randint(0, 10, (batch,))
+        gm = siftc.compile(model, policy=f"{policy},dst=rigl,dT=100", example_inputs=(x,))
+        plain = copy.deepcopy(gm)               # same graph and shapes; strip masks and hooks
+        strip(plain)
+        opt_a = torch.optim.SGD(gm.parameters(), lr=0.01, momentum=0.9)
+        opt_b = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9)
+        dst = siftc.DST(gm, opt_a, total_steps=(args.steps + 3) * 2)   # updates at t = 100, 200, ...
 
-    def step_a():
-        F.cross_entropy(gm(x), y).backward(); opt_a.step(); dst.step(); opt_a.zero_grad()
+        def step_a():
+            F.cross_entropy(gm(x), y).backward(); opt_a.step(); dst.step(); opt_a.zero_grad()
 
-    def step_b():
-        F.cross_entropy(plain(x), y).backward(); opt_b.step(); opt_b.zero_grad()
+        def step_b():
+            F.cross_entropy(plain(x), y).backward(); opt_b.step(); opt_b.zero_grad()
 
-    for _ in range(3):
-        step_a(); step_b()
-    ta, tb = [], []
-    for _ in range(args.steps):             # alternate so both see the same machine state
-        ta.append(_time(step_a))
-        tb.append(_time(step_b))
-    a, b = statistics.mean(ta), statistics.mean(tb)
-    print(f"siftc bench dst  model={args.model} policy={policy} batch={args.batch} steps={args.steps} "
-          f"(mask updates in run: {dst.updates})")
-    print(f"(a) compiled + DST RigL dT=100 : {a * 1000:8.2f} ms/step")
-    print(f"(b) plain dense, same shape    : {b * 1000:8.2f} ms/step")
-    print(f"(a)/(b) = {a / b:.3f}   target <= 1.10: {'ok' if a / b <= 1.10 else 'MISSED'}")
+        for _ in range(3):
+            step_a(); step_b()
+        ta, tb, special = [], [], set()
+        for i in range(args.steps):             # alternate so both see the same machine state
+            before = dst.updates
+            ta.append(_time(step_a))
+            tb.append(_time(step_b))
+            if dst.updates != before:           # this step updated masks, the one before captured
+                special |= {i - 1, i}           # the dense gradient (RigL)
+        # median: the steady step, robust to a busy machine. amortized: the median plus what the
+        # capture and update steps cost above it, spread over all steps (the mean, without
+        # charging noise on other steps to either side)
+        a, b = statistics.median(ta), statistics.median(tb)
+        amortized = (a * len(ta) + sum(ta[i] - a for i in special if 0 <= i < len(ta))) / (b * len(tb))
+        print(f"{name:16s} {policy:22s} {batch:5d} {a * 1e3:12.2f} {b * 1e3:10.2f} {dst.updates:7d} "
+              f"{a / b:8.3f} {amortized:9.3f}  {'ok' if max(a / b, amortized) <= 1.05 else 'MISSED'}")
     return 0
 
 
@@ -124,7 +148,7 @@ def onnx_main(args) -> int:
     torch.manual_seed(0)
     policy = args.policy or "wide:0.9"
     names = (args.models or "gpt_tiny,resnet18_cifar").split(",")
-    print(f"siftc bench onnx  policy={policy}  exporter=dynamo")
+    print(f"siftc bench onnx  policy={policy}  exporter=dynamo  torch threads={torch.get_num_threads()}")
     print(f"{'model':16s} {'dense init (MB)':>16s} {'sparse init (MB)':>17s} {'sparse/dense':>13s} "
           f"{'ORT rel err':>12s}  target <= 0.40")
     with tempfile.TemporaryDirectory() as tmp:
