@@ -16,6 +16,7 @@ import torch.fx
 from siftc.core.state import LayerRecord
 from siftc.core.errors import SiftcError
 from siftc.core.members import BUILDERS, sparse_children
+from siftc.core.members.base import seeded_init
 from siftc.core.members.wide import check_nonlinear, choose_widths, new_sizes, widen
 from siftc.core.symdims import target_name
 from .flops import MATMUL_CATEGORIES
@@ -73,9 +74,14 @@ def substitute(gm, ctx) -> PassResult:
     member = ctx.policy.member
     if member == "dense":
         return PassResult(gm, False, {"rewritten": 0})
-    if member == "wide":
-        return _substitute_wide(gm, ctx)
-    build = BUILDERS[member]
+    with seeded_init(gm, ctx.policy.seed):       # weights follow the policy's seed, as masks do
+        if member == "wide":
+            return _substitute_wide(gm, ctx)
+        return _substitute_members(gm, ctx, BUILDERS[member])
+
+
+def _substitute_members(gm, ctx, build) -> PassResult:
+    member = ctx.policy.member
     calls = _sparsifiable_calls(gm)
     for qualname, nodes in calls.items():
         original = gm.get_submodule(qualname)

@@ -1,6 +1,8 @@
 """Shared pieces of the members: the base class, fresh copies of a layer, sparse-weight marks."""
 from __future__ import annotations
 
+import contextlib
+
 import math
 
 import torch
@@ -31,6 +33,17 @@ def sparse_children(module: nn.Module):
     """(qualname, submodule) of every masked weight module under ``module``."""
     return [(n, m) for n, m in module.named_modules()
             if isinstance(getattr(m, "weight_mask", None), torch.Tensor)]
+
+
+@contextlib.contextmanager
+def seeded_init(model: nn.Module, seed: int):
+    """Draw every new weight inside from torch's generators seeded with ``seed``, and leave the
+    caller's random state as it was: the same model, policy and seed give the same weights (not
+    only the same masks), and compiling does not move the user's data-order randomness."""
+    devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 def kaiming_(layer: nn.Module) -> nn.Module:
