@@ -277,3 +277,19 @@ def test_concat_branch_derived_from_rounded_groups_keeps_its_share():
     assert b1 >= math.floor(4 * a1 / 8)                  # widened by the same factor as its sibling
     assert gm.get_submodule("a.2").in_channels == a1 + b1 and gm.get_submodule("norm.1").num_features == a1 + b1
     assert abs(siftc.report(gm).iso_flop_ratio - 1) <= 0.005
+
+
+def test_widened_modules_keep_their_own_weights():
+    """widen() matched tied parameters by id(); a freed old parameter's id could be reused by a
+    new one, which was then swapped for an unrelated tensor (resnet50 wide:0.75: a 1x1 conv got a
+    BatchNorm's 1-D weight, and the compile failed, or worse). Every conv/linear/norm must hold a
+    weight of its own size fields after widening."""
+    gm = siftc.compile(models_zoo.create("resnet50").eval(), policy="wide:0.75",
+                       example_inputs=(torch.randn(1, 3, 64, 64),))
+    for name, mod in gm.named_modules():
+        if isinstance(mod, nn.Conv2d):
+            assert tuple(mod.weight.shape[:2]) == (mod.out_channels, mod.in_channels // mod.groups), name
+        elif isinstance(mod, nn.BatchNorm2d):
+            assert mod.weight.shape == mod.running_mean.shape == (mod.num_features,), name
+        elif isinstance(mod, nn.Linear):
+            assert tuple(mod.weight.shape) == (mod.out_features, mod.in_features), name

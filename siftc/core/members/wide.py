@@ -203,7 +203,10 @@ def widen(gm: torch.fx.GraphModule, coupling, sizes: dict, sparse: set) -> dict:
         wanted.setdefault((owner, "param", "weight"), {})
     changed = {owner: tuple(modules[owner].weight.shape) for owner, kind, name in wanted
                if kind != "attr" and name == "weight" and isinstance(getattr(modules[owner], "weight", None), torch.Tensor)}
-    replaced: dict = {}    # id(old tensor) -> new tensor, so tied parameters stay one object
+    # id(old tensor) -> (old, new), so tied parameters stay one object. The old tensor is kept
+    # alive here: once freed, its id could be reused by a new tensor, which the tie fix-up below
+    # would then swap for an unrelated one (seen: a resnet50 conv given a BatchNorm's weight)
+    replaced: dict = {}
     for (owner, kind, name), dims in wanted.items():
         mod = modules[owner]
         old = getattr(mod, name)
@@ -221,12 +224,12 @@ def widen(gm: torch.fx.GraphModule, coupling, sizes: dict, sparse: set) -> dict:
             new = _fresh_like(old, shape, kaiming=is_weight)
             if isinstance(old, nn.Parameter):
                 new = nn.Parameter(new, requires_grad=old.requires_grad)
-            replaced[id(old)] = new
-        (mod._parameters if kind == "param" else mod._buffers)[name] = replaced[id(old)]
+            replaced[id(old)] = (old, new)
+        (mod._parameters if kind == "param" else mod._buffers)[name] = replaced[id(old)][1]
     for mod in modules.values():   # a parameter tied to a rewritten one (lm_head.weight is wte.weight)
         for name, p in list(mod._parameters.items()):
-            if p is not None and id(p) in replaced:
-                mod._parameters[name] = replaced[id(p)]
+            if p is not None and id(p) in replaced and replaced[id(p)][0] is p:
+                mod._parameters[name] = replaced[id(p)][1]
     for owner in {o for o, _, _ in wanted}:
         mod = modules[owner]
         _update_size_fields(mod)
