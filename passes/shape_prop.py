@@ -16,6 +16,7 @@ import torch.fx
 from torch._subclasses.fake_tensor import (DataDependentOutputException, DynamicOutputShapeException,
                                            FakeTensorMode, unset_fake_temporarily)
 
+from siftc.core import ops
 from siftc.core.errors import ShapeError
 from siftc.core.pass_registry import PassResult, register
 
@@ -35,6 +36,12 @@ class _FakeInterpreter(torch.fx.Interpreter):
         self.extra_traceback = False     # our error already names the node
 
     def call_module(self, target, args, kwargs):
+        mod = self.fetch_attr(target)
+        rule = ops.rule_for(mod)
+        if rule is not None and rule.shape is not None and len(args) == 1 and not kwargs:
+            out = rule.shape(mod, args[0])       # the op registry knows this output's shape
+            if out is not None:
+                return out
         try:
             return super().call_module(target, args, kwargs)
         except (DataDependentOutputException, DynamicOutputShapeException):

@@ -55,6 +55,25 @@ def test_exact_mask_counts_property():
             assert int(m.sum()) == min(n, max(1, round(d * n)))
 
 
+def test_exact_mask_is_exact_when_keys_tie(monkeypatch):
+    """Mask keys are float32 (cheaper to draw); tied keys at the k-th value are taken in index
+    order. Forced here: keys quantized to 1/64, so thousands tie at the k-th value."""
+    from siftc.core import masking
+    real = torch.rand
+
+    def coarse(*a, **kw):
+        return torch.floor(real(*a, **kw) * 64) / 64
+    monkeypatch.setattr(masking.torch, "rand", coarse)
+    g = torch.Generator().manual_seed(2)
+    for n, d in ((100_000, 0.25), (30_001, 0.9), (4097, 0.5)):
+        m = exact_mask((n,), d, g)
+        assert int(m.sum()) == round(d * n)
+        keys = coarse(n, generator=torch.Generator().manual_seed(0))   # the rule itself, on known keys
+        mk = exact_mask((n,), d, torch.Generator().manual_seed(0))
+        kth = keys.sort().values[round(d * n) - 1]
+        assert bool(mk[keys < kth].all()) and not bool(mk[keys > kth].any())
+
+
 def test_erk_hand_computed():
     # two layers: A (10x20) raw=(10+20)/200=0.15, B (30x40) raw=70/1200=0.058333...
     # total 1400 params, s=0.5 -> 700 non-zeros: eps*(0.15*200 + 0.0583333*1200) = eps*100 = 700 -> eps=7
