@@ -17,7 +17,7 @@ The package is layered (docs/architecture.md); each layer imports only the ones 
 Names below are loaded on first use, so ``import siftc`` (or importing one pass) does not load
 the DST runtime, the ONNX exporter or the viewer.
 """
-from .core.errors import (CaptureError, ExportError, IsoFlopError, PassError, PipelineError, PolicyError, ShapeError,
+from .core.errors import (CaptureError, CheckpointError, ExportError, IsoFlopError, PassError, PipelineError, PolicyError, ShapeError,
                           SiftcError, UsageError, VerifyError)
 from .core.policy import MEMBERS, Policy
 
@@ -30,13 +30,15 @@ _LAZY = {
     "DST": ("siftc.runtime.dst", "DST"),
     "export_onnx": ("siftc.passes.export_onnx", "export_onnx"),
     "onnx_check": ("siftc.runtime.onnx_check", "onnx_check"),
+    "save": ("siftc.runtime.checkpoint", "save"),
+    "load": ("siftc.runtime.checkpoint", "load"),
     "render_html": ("siftc.viewer", "render_html"),
     "ModuleRule": ("siftc.core.ops", "ModuleRule"),
     "register_module_rule": ("siftc.core.ops", "register_module"),
 }
 
 __all__ = ["compile", "report", "DST", "Policy", "MEMBERS", "TARGETS", "PassManager", "SiftcError", "PolicyError",
-           "PipelineError", "CaptureError", "ShapeError", "IsoFlopError", "VerifyError", "PassError", "ExportError", "UsageError",
+           "PipelineError", "CaptureError", "ShapeError", "IsoFlopError", "VerifyError", "PassError", "ExportError", "UsageError", "CheckpointError", "save", "load",
            "export_onnx", "onnx_check", "render_html", "ModuleRule", "register_module_rule"]
 __version__ = "0.1.0"
 

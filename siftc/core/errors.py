@@ -48,3 +48,8 @@ class PassError(SiftcError):
 
 class ExportError(SiftcError):
     """The ONNX exporter rejected the model, or the ONNX file could not be written."""
+
+
+class CheckpointError(SiftcError):
+    """siftc.save refused a model it cannot write as data, or siftc.load a directory that is not a
+    consistent siftc checkpoint (the message names the module, node or file)."""

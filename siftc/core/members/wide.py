@@ -230,6 +230,7 @@ def widen(gm: torch.fx.GraphModule, coupling, sizes: dict, sparse: set) -> dict:
         for name, p in list(mod._parameters.items()):
             if p is not None and id(p) in replaced and replaced[id(p)][0] is p:
                 mod._parameters[name] = replaced[id(p)][1]
+                _update_size_fields(mod)     # its in/out sizes follow the tied weight
     for owner in {o for o, _, _ in wanted}:
         mod = modules[owner]
         _update_size_fields(mod)
