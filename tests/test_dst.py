@@ -264,3 +264,23 @@ def test_fast_top_k_selects_what_topk_selects(monkeypatch, largest, q):
     got = dst_mod.top_k(x, k, largest)
     assert got.unique().numel() == k
     assert torch.equal(x[got].sort().values, torch.topk(x, k, largest=largest).values.sort().values)
+
+
+def test_a_compiled_model_trained_under_dst_is_freed():
+    """The gradient hook lives on the weight; holding its module strongly made a cycle through
+    torch's post-accumulate-grad hooks that the garbage collector cannot see: every compiled
+    model stayed alive (+420 MB per compile + DST cycle on resnet18_cifar, and an OOM-killed
+    test worker)."""
+    import gc
+    import weakref
+    gm = _compiled()
+    opt = torch.optim.SGD(gm.parameters(), lr=0.1, momentum=0.9)
+    dst = siftc.DST(gm, opt, total_steps=4)
+    for x, y in _batches(3):
+        F.cross_entropy(gm(x), y).backward()
+        opt.step(); dst.step(); opt.zero_grad()
+    ref = weakref.ref(gm)
+    weight = weakref.ref(next(iter(dst.modules.values())).weight)
+    del gm, opt, dst
+    gc.collect()
+    assert ref() is None and weight() is None

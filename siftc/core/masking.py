@@ -67,12 +67,19 @@ class GradMask:
     """Post-accumulate-grad hook: zero the masked entries of a weight's ``.grad`` in place."""
 
     def __init__(self, module):
-        self.module = module
+        # by weak reference: the hook lives on the weight, which the module holds, and torch does
+        # not show post-accumulate-grad hooks to the garbage collector, so a strong reference here
+        # kept every compiled model alive (measured: +420 MB per compile + DST cycle)
+        self._module = weakref.ref(module)
         self._mask = self._version = self._scale = None
+
+    @property
+    def module(self):
+        return self._module()
 
     def __call__(self, param):
         grad = param.grad
-        if grad is not None:
+        if grad is not None and self.module is not None:
             grad.mul_(self.scale(grad))
 
     def scale(self, like: torch.Tensor) -> torch.Tensor:
