@@ -78,3 +78,28 @@ def test_inference_mode_errors():
         siftc.compile(model, policy="sparse:0.9", example_inputs=inputs, mode="serve")
     with pytest.raises(ValueError, match="target='cpu'"):
         siftc.compile(model, target="cuda", policy="sparse:0.9", example_inputs=inputs, mode="inference")
+
+
+def test_kernel_timing_is_interleaved_min_and_a_win_is_rechecked(monkeypatch):
+    """A busy spell during one dense call cannot make sparse look faster (each candidate keeps its
+    fastest of interleaved rounds), and a sparse win must be confirmed by a second measurement."""
+    from siftc.core import kernels
+    clock = {"t": 0.0, "calls": 0}
+    costs = {"dense": 1.0, "sparse": 1.5}
+
+    def make(kind):
+        def fn():
+            clock["calls"] += 1
+            clock["t"] += costs[kind] * (50 if kind == "dense" and clock["calls"] == 4 else 1)   # one spike
+        return fn
+    times = kernels.interleaved_min_ms({"dense": make("dense"), "sparse": make("sparse")}, 5,
+                                       clock=lambda: clock["t"])
+    assert times == {"dense": 1000.0, "sparse": 1500.0}
+    # a first measurement says csr is 2x faster, the re-check says it is not: dense is kept
+    answers = iter([{"dense": 2.0, "csr": 1.0}, {"dense": 1.0, "csr": 1.2}])
+    monkeypatch.setattr(kernels, "interleaved_min_ms", lambda fns, repeat: next(answers))
+    monkeypatch.setattr(kernels, "_DECISIONS", {})
+    layer = nn.Linear(64, 64)
+    layer.register_buffer("weight_mask", torch.rand(64, 64) < 0.1)
+    d = kernels.choose(layer, torch.randn(4, 64))
+    assert d["kernel"] == "dense" and d["speedup"] < 1
