@@ -24,7 +24,7 @@ def _out(gm, x):
 
 @pytest.mark.parametrize("name,policy", [("resnet18_cifar", "parallel:0.75"), ("gpt_tiny", "wide:0.75"),
                                          ("resnet18_cifar", "factorized:0.75"), ("mobilenet_v2", "doped:0.75"),
-                                         ("vit_tiny", "sparse:0.9")])
+                                         ("vit_tiny", "sparse:0.9"), ("gpt2_tiny", "wide:0.75,capture=export")])
 def test_save_load_round_trip(tmp_path, name, policy):
     torch.manual_seed(0)
     x = models_zoo.example_inputs(name, 2)
