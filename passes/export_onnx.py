@@ -159,7 +159,9 @@ def _rename(graph, old: str, new: str) -> None:
 
 
 def _sparsify(proto, masked: dict, mode: str) -> dict:
-    """Move masked weights to graph.sparse_initializer where ``mode`` says; returns counts."""
+    """Move masked weights to graph.sparse_initializer where ``mode`` says; returns counts. A
+    weight whose sparse form protobuf cannot hold stays dense (counted in ``kept_dense_too_large``)."""
+    from google.protobuf.message import EncodeError
     from onnx import helper, numpy_helper
     graph = proto.graph
     stats = {"sparse_initializers": 0, "dense_bytes_saved": 0}
@@ -180,7 +182,12 @@ def _sparsify(proto, masked: dict, mode: str) -> dict:
         values = numpy_helper.from_array(flat[idx], name=init.name)
         values.doc_string = init.doc_string
         indices = numpy_helper.from_array(idx.astype(np.int64), name=f"{init.name}.indices")
-        graph.sparse_initializer.append(helper.make_sparse_tensor(values, indices, list(arr.shape)))
+        try:
+            graph.sparse_initializer.append(helper.make_sparse_tensor(values, indices, list(arr.shape)))
+        except EncodeError:     # protobuf cannot copy a message this large (vgg11 parallel:0.75's fc)
+            keep.append(init)
+            stats["kept_dense_too_large"] = stats.get("kept_dense_too_large", 0) + 1
+            continue
         stats["sparse_initializers"] += 1
         stats["dense_bytes_saved"] += flat.nbytes - sparse_bytes
     del graph.initializer[:]

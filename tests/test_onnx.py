@@ -221,3 +221,24 @@ def test_a_model_protobuf_cannot_even_size_counts_as_large():
         assert exporter.is_large(many)              # decided by the initializers alone
     finally:
         exporter._EXTERNAL_DATA_BYTES = old
+
+
+def test_a_weight_protobuf_cannot_hold_sparse_stays_dense(monkeypatch):
+    """vgg11 parallel:0.75: appending one fc weight's sparse form raised EncodeError and failed
+    the export. Such a weight now stays a dense initializer (counted) and the model still runs."""
+    import onnx.helper
+    from google.protobuf.message import EncodeError
+    model, inputs = small_model("mlp")
+    gm = siftc.compile(model, policy="sparse:0.9", example_inputs=inputs)
+
+    def too_large(*a, **k):
+        raise EncodeError("Failed to serialize proto")
+    monkeypatch.setattr(onnx.helper, "make_sparse_tensor", too_large)
+    from siftc.passes import export_onnx as exporter
+    seen = {}
+    real = exporter._sparsify
+    monkeypatch.setattr(exporter, "_sparsify", lambda *a: seen.setdefault("stats", real(*a)))
+    proto = siftc.compile(gm, target="onnx")
+    assert len(proto.graph.sparse_initializer) == 0
+    assert seen["stats"]["kept_dense_too_large"] >= 1 and seen["stats"]["sparse_initializers"] == 0
+    siftc.onnx_check(proto, gm, inputs)
