@@ -21,7 +21,7 @@ LAYERS = [
     ("front door", ["siftc.compiler", "siftc.handle", "siftc.reporting", "siftc.pass_manager", "siftc.recorder",
                     "siftc.dumps", "siftc.viewer"]),
     ("runtime", ["siftc.runtime"]),
-    ("experiments", ["siftc.experiments", "models_zoo"]),
+    ("experiments", ["siftc.experiments", "siftc.integrations", "models_zoo"]),
     ("command line", ["siftc.cli"]),
 ]
 EXPERIMENT_LIBRARIES = {"matplotlib", "yaml", "PIL"}

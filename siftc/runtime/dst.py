@@ -148,6 +148,14 @@ class DST:
             raise SiftcError("siftc.DST: this model already has a DST object; two would both move its masks. "
                              "Call .close() on the old one (or keep using it)")
         self.closed = False
+        # wrappers (accelerate's AcceleratedOptimizer, which the HF Trainer hands out) step the
+        # torch optimizer they hold: hooks and state live on that one
+        # (AcceleratedOptimizer subclasses Optimizer without being one: unwrap by the attribute)
+        while isinstance(getattr(optimizer, "optimizer", None), torch.optim.Optimizer):
+            optimizer = optimizer.optimizer
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise SiftcError(f"siftc.DST expects a torch.optim.Optimizer (or a wrapper holding one as .optimizer), "
+                             f"got {type(optimizer).__name__}")
         self.gm, self.optimizer, self.total_steps = gm, optimizer, int(total_steps)
         self.method = method or p.dst
         if self.method not in ("static", "set", "rigl"):
