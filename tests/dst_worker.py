@@ -75,5 +75,34 @@ def ddp_main(rank, world, init_file, out_dir):
         dist.destroy_process_group()
 
 
+def fsdp_main(rank, world, init_file, out_dir, per_module=False):
+    """FSDP2 (fully_shard) on gloo: weights, gradients and optimizer state are sharded DTensors;
+    ``per_module``: every weight layer is its own FSDP unit too (then the root)."""
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        gm, _ = build()
+        if per_module:
+            for mod in [m for m in gm.modules() if isinstance(m, nn.Linear)]:
+                fully_shard(mod)
+        fully_shard(gm)
+        opt = torch.optim.SGD(gm.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+        dst = siftc.DST(gm, opt, total_steps=TOTAL)
+        masks = []
+        for i in range(TOTAL):
+            run(gm, opt, dst, i, i + 1, part=(rank, world))
+            masks.append({q: m.weight_mask.clone() for q, m in dst.modules.items()})
+        state = {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().clone()
+                 for k, v in gm.state_dict().items()}
+        momentum = {q: opt.state[m.weight]["momentum_buffer"].full_tensor() for q, m in dst.modules.items()}
+        torch.save({"state": state, "masks": masks, "updates": dst.updates, "momentum": momentum,
+                    "sharded": type(next(iter(dst.modules.values())).weight).__name__},
+                   os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
 if __name__ == "__main__":
     resume_main(sys.argv[1], sys.argv[2], int(sys.argv[3]))

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -50,3 +51,30 @@ def test_ddp_two_processes_masks_equal_and_match_single_process(tmp_path):
             assert torch.equal(v, r0["state"][k]), k
         elif v.is_floating_point():
             assert torch.allclose(v, r0["state"][k], atol=1e-5, rtol=1e-4), k
+
+
+@pytest.mark.parametrize("per_module", [False, True], ids=["root", "per-module"])
+def test_fsdp2_two_processes_masks_equal_and_match_single_process(tmp_path, per_module):
+    """siftc.DST on a model sharded with FSDP2's fully_shard (gloo, CPU): masks stay full and
+    identical on every rank, each rank masks its own weight, gradient and momentum shards, and
+    RigL ranks the global weights and the globally averaged dense gradient, so the run equals
+    one process on the global batches. (Before: masked_fill_ 'got mixed torch.Tensor and DTensor'.)"""
+    mp.spawn(W.fsdp_main, args=(2, str(tmp_path / "init"), str(tmp_path), per_module), nprocs=2, join=True)
+    r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert r0["sharded"] == "DTensor"
+    assert r0["updates"] == r1["updates"] == 4
+    for m0, m1 in zip(r0["masks"], r1["masks"]):
+        assert all(torch.equal(m0[q], m1[q]) for q in m0)
+    for q, mask in r0["masks"][-1].items():
+        assert not torch.any(r0["state"][f"{q}.weight"][~mask] != 0), q
+        assert not torch.any(r0["momentum"][q][~mask] != 0), q
+    gm, opt = W.build()
+    dst = siftc.DST(gm, opt, total_steps=W.TOTAL)
+    W.run(gm, opt, dst, 0, W.TOTAL)
+    single = W.snapshot(gm)
+    for k, v in single.items():
+        if v.dtype == torch.bool:
+            assert torch.equal(v, r0["state"][k]), k
+        elif v.is_floating_point():
+            assert torch.allclose(v, r0["state"][k], atol=1e-5, rtol=1e-4), k
+

@@ -79,7 +79,10 @@ class GradMask:
 
     def __call__(self, param):
         grad = param.grad
-        if grad is not None and self.module is not None:
+        module = self.module
+        # a DST capture step under FSDP2 keeps this gradient dense: DST reads and masks the
+        # reduced shards before the optimizer step (siftc/runtime/dst.py)
+        if grad is not None and module is not None and not getattr(module, "_siftc_capture", False):
             grad.mul_(self.scale(grad))
 
     def scale(self, like: torch.Tensor) -> torch.Tensor:

@@ -120,6 +120,16 @@ def update_mask(weight: torch.Tensor, mask: torch.Tensor, k: int, grow_score=Non
     return new.view_as(mask)
 
 
+def _sharded(t) -> bool:
+    """A DTensor (a weight, gradient or optimizer state sharded by FSDP2's fully_shard)."""
+    return type(t).__name__ == "DTensor" and hasattr(t, "to_local")
+
+
+def _local(t):
+    """The rank's own shard of a DTensor (same storage: in-place ops write the DTensor), else t."""
+    return t.to_local() if _sharded(t) else t
+
+
 def _zero_at(x, index: torch.Tensor) -> None:
     """x.flatten()[index] = 0, in place (x may be None: a weight without a gradient yet)."""
     if x is None:
@@ -181,6 +191,9 @@ class DST:
         self.updates = 0
         self._dense_grads: dict = {}
         self._capture_hooks: list = []
+        self._capturing = False
+        self._local_masks: dict = {}
+        self.fsdp = any(_sharded(m.weight) for m in self.modules.values())
         self.remask_every_step = False     # set when an optimizer moves zero-gradient weights
         ex = handle.example_inputs[0]
         self.example_batch = int(ex.shape[0]) if isinstance(ex, torch.Tensor) and ex.dim() > 0 else 1
@@ -219,13 +232,24 @@ class DST:
         """Hand the dense gradient of the coming step to us if that step updates masks (RigL)."""
         self._disarm_capture()
         if self.method == "rigl" and self.is_update_step(self.step_count + 1):
+            if self.fsdp:
+                # FSDP2 computes gradients on unsharded copies of the weights and reduce-scatters
+                # them: the gradient hook leaves this step's unmasked, and the optimizer pre-step
+                # hook reads the (globally averaged) dense gradient shard before masking it
+                for m in self.modules.values():
+                    m._siftc_capture = True
+                self._capturing = True
+                return
             # a pre-accumulate tensor hook sees each backward's gradient before it is masked
             self._capture_hooks = [m.weight.register_hook(self._sink(q)) for q, m in self.modules.items()]
 
     def _disarm_capture(self) -> None:
         for h in self._capture_hooks:
             h.remove()
+        for m in self.modules.values():
+            m._siftc_capture = False
         self._capture_hooks = []
+        self._capturing = False
         self._dense_grads = {}
 
     def _sink(self, q):
@@ -280,7 +304,7 @@ class DST:
                 raise SiftcError(f"DST (rigl) step {t}: no dense gradient was captured for {missing[0]}; "
                                  "call loss.backward() through the compiled model before optimizer.step() "
                                  "and dst.step()")
-            if distributed:
+            if distributed and not self.fsdp:      # (FSDP2 has already averaged them)
                 for g in self._dense_grads.values():
                     dist.all_reduce(g)
                     g /= dist.get_world_size()
@@ -289,19 +313,32 @@ class DST:
                 mask = m.weight_mask
                 # (only the ranking matters, but a score divided by accum is the mean gradient)
                 score = self._dense_grads[q] if self.method == "rigl" else None
+                weight = m.weight.full_tensor() if _sharded(m.weight) else m.weight    # rank globally
+                if score is not None and _sharded(m.weight):
+                    from torch.distributed.tensor import DTensor
+                    score = DTensor.from_local(score, m.weight.device_mesh, m.weight.placements,
+                                               shape=m.weight.shape, stride=m.weight.stride()).full_tensor()
                 if score is not None and self.accum > 1:
                     score = score / self.accum
                 if self.pattern.kind == "block" and patterns.supports(mask.shape, self.pattern):
-                    new = self._update_blocks(m.weight, mask, frac, score)
+                    new = self._update_blocks(weight, mask, frac, score)
                 else:
                     k = round(frac * int(torch.count_nonzero(mask)))
-                    new = update_mask(m.weight, mask.cpu(), k, None if score is None else score.cpu(), self.generator,
+                    new = update_mask(weight, mask.cpu(), k, None if score is None else score.cpu(), self.generator,
                                       own_score=True)     # the captured gradients are dropped after
                 new = new.to(mask.device)
                 if distributed:
                     dist.broadcast(new, src=0)
                 # grown weights start at zero, dropped ones become zero; the rest already is (the
                 # invariant): touch the changed positions only, by flat index
+                if self.fsdp:
+                    changed = self._local_of(new != mask, m.weight)
+                    for x in (m.weight, m.weight.grad):
+                        if x is not None:
+                            _local(x).masked_fill_(changed, 0.0)
+                    self._zero_state(m.weight, changed)
+                    mask.copy_(new)
+                    continue
                 changed = (new != mask).reshape(-1).nonzero().squeeze(1)
                 hook = grad_mask_of(m)
                 current = hook is not None and hook.current()
@@ -337,12 +374,43 @@ class DST:
                              f"optimizer from gm.parameters() (or param groups covering every masked weight)")
 
     def _mask_unhooked_grads(self, optimizer, args, kwargs) -> None:
+        if self.fsdp:
+            self._mask_sharded_grads()
+            return
         for m in self.modules.values():
             if m.weight.grad is None or has_grad_mask(m):
                 continue
             with torch.no_grad():
                 m.weight.grad.masked_fill_(~m.weight_mask, 0.0)
             install_grad_masks(m)
+
+    def _mask_sharded_grads(self) -> None:
+        """FSDP2: each rank masks its gradient shards (and, on a capture step, first keeps them as
+        the dense gradient, summed over the accumulated micro-batches by FSDP2 itself)."""
+        with torch.no_grad():
+            for q, m in self.modules.items():
+                g = m.weight.grad
+                if g is None:
+                    continue
+                if self._capturing:
+                    self._dense_grads[q] = _local(g).detach().float().clone()
+                _local(g).mul_(self._local_of(m.weight_mask, m.weight, cache=True).to(_local(g).dtype))
+
+    def _local_of(self, full: torch.Tensor, like, cache: bool = False) -> torch.Tensor:
+        """This rank's shard of the full tensor ``full``, sharded as ``like`` is (no communication:
+        every rank holds the same masks); ``full`` itself for a plain ``like``. With ``cache``
+        (masks, which live as long as their module) the shard is kept until the mask changes."""
+        if not _sharded(like):
+            return full
+        key = (full._version, tuple(like.placements), tuple(like.shape))
+        hit = self._local_masks.get(id(full)) if cache else None
+        if hit is not None and hit[0] is full and hit[1] == key:
+            return hit[2]
+        from torch.distributed.tensor import distribute_tensor
+        local = distribute_tensor(full, like.device_mesh, like.placements, src_data_rank=None).to_local()
+        if cache:
+            self._local_masks[id(full)] = (full, key, local)
+        return local
 
     def _zero_state(self, weight, positions: torch.Tensor) -> None:
         """Zero the optimizer state of ``weight`` at ``positions``: a bool mask of its shape, or
@@ -353,7 +421,7 @@ class DST:
         for key, value in state.items():
             if key in KNOWN_STATE:
                 if positions.dtype == torch.bool:
-                    value.masked_fill_(positions, 0)
+                    _local(value).masked_fill_(positions, 0)
                 else:
                     _zero_at(value, positions)
             elif key in SCALAR_STATE or not (isinstance(value, torch.Tensor) and value.shape == weight.shape):
@@ -368,6 +436,11 @@ class DST:
         gradient is zero (e.g. one adding noise, or with non-zero initial state) would break it;
         DST then re-masks weights and state after every step from here on, and says so."""
         def nonzero_off(m) -> bool:
+            if self.fsdp:          # each rank checks its own shards
+                off = ~self._local_of(m.weight_mask, m.weight, cache=True)
+                state = self.optimizer.state.get(m.weight) or {}
+                tensors = [m.weight] + [v for k, v in state.items() if k in KNOWN_STATE]
+                return any(bool(torch.any(_local(x).masked_select(off) != 0)) for x in tensors)
             # x == x * mask everywhere, with the mask as 0/1 floats (the gradient hook's copy when
             # it has one): ~8x faster than selecting through a bool mask
             hook = grad_mask_of(m)
@@ -389,6 +462,13 @@ class DST:
     def _apply_masks(self) -> None:
         with torch.no_grad():
             for m in self.modules.values():
+                if self.fsdp:
+                    off = ~self._local_of(m.weight_mask, m.weight, cache=True)
+                    for x in (m.weight, m.weight.grad):
+                        if x is not None:
+                            _local(x).masked_fill_(off, 0.0)
+                    self._zero_state(m.weight, off)
+                    continue
                 off = ~m.weight_mask
                 m.weight.masked_fill_(off, 0.0)
                 if m.weight.grad is not None:
