@@ -123,6 +123,9 @@ def cmd_compile(args) -> int:
     if args.dump_dir:
         print(f"\ndumps written to {args.dump_dir.rstrip('/')}/ (pipeline.txt, NN_<pass>.py, flops.md, stats.json, "
               f"viewer.json)")
+    if args.save:
+        siftc.save(gm, args.save)
+        print(f"\ncompiled model saved to {args.save.rstrip('/')}/ (model.safetensors, siftc.json; siftc.load reads it)")
     if args.html:
         siftc.render_html(gm, args.html)
         print(f"\nHTML viewer written to {args.html} ({os.path.getsize(args.html) / 1e6:.2f} MB, self-contained)")
@@ -205,6 +208,8 @@ def main(argv=None) -> int:
     p.add_argument("--dump-dir", default=None, help="write pass-by-pass dumps here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--html", default=None, metavar="PATH", help="write the pass-by-pass HTML viewer here")
+    p.add_argument("--save", default=None, metavar="DIR", help="also save the compiled model here (siftc.save: "
+                                                              "safetensors + JSON, reload with siftc.load)")
     p.set_defaults(fn=cmd_compile)
     p = sub.add_parser("html", help="write the pass-by-pass HTML viewer of a dump directory")
     p.add_argument("dump_dir", help="a folder written by siftc compile --dump-dir")

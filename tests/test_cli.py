@@ -61,3 +61,11 @@ def test_an_experiment_command_without_the_extra_says_how_to_install_it(tmp_path
     assert main(["experiment", str(spec), "--dry-run"]) == 1
     err = capsys.readouterr().err
     assert "needs yaml" in err and "pip install 'siftc[experiments]'" in err
+
+
+def test_cli_compile_saves_the_model(tmp_path, capsys):
+    import siftc
+    assert main(["compile", "mlp", "--policy", "sparse:0.9", "--save", str(tmp_path / "ckpt")]) == 0
+    assert "compiled model saved to" in capsys.readouterr().out
+    gm = siftc.load(tmp_path / "ckpt")
+    assert str(gm.siftc.policy).startswith("sparse:0.9") and gm.siftc.masks()
