@@ -311,14 +311,13 @@ class DST:
         with torch.no_grad():
             for q, m in self.modules.items():
                 mask = m.weight_mask
-                # (only the ranking matters, but a score divided by accum is the mean gradient)
                 score = self._dense_grads[q] if self.method == "rigl" else None
                 weight = m.weight.full_tensor() if _sharded(m.weight) else m.weight    # rank globally
                 if score is not None and _sharded(m.weight):
                     from torch.distributed.tensor import DTensor
                     score = DTensor.from_local(score, m.weight.device_mesh, m.weight.placements,
                                                shape=m.weight.shape, stride=m.weight.stride()).full_tensor()
-                if score is not None and self.accum > 1:
+                if score is not None and self.accum > 1:   # the mean gradient (the ranking is the same)
                     score = score / self.accum
                 if self.pattern.kind == "block" and patterns.supports(mask.shape, self.pattern):
                     new = self._update_blocks(weight, mask, frac, score)
