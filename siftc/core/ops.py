@@ -177,6 +177,8 @@ register_module((nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d),
                            members=("sparse", "wide", "parallel"), widen=True))
 register_module((nn.Embedding, nn.EmbeddingBag),
                 ModuleRule("embedding", "embedding", free, weight="embedding", members=("wide",), widen=True))
+
+
 def norm_shape(mod, x):
     """A norm's output has its input's shape and dtype: shape-prop takes it from here instead of
     running the norm on fake tensors (eval-mode batch_norm goes through a Python decomposition

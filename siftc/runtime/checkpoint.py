@@ -26,7 +26,6 @@ import importlib
 import inspect
 import json
 import math
-import operator
 import os
 
 import torch
@@ -198,7 +197,7 @@ def _plain_arg(v, where: str):
 def _graph_spec(gm) -> list:
     nodes = []
     for n in gm.graph.nodes:
-        if n.op in ("call_function",):
+        if n.op == "call_function":
             target = {"fn": _qualified(n.target, n.name)}
         else:
             target = n.target
@@ -323,7 +322,6 @@ def load(directory, device=None):
         if spec.get("repr") is not None and mod.extra_repr() != spec["repr"]:
             raise CheckpointError(f"siftc.load: module '{name}' rebuilt as {mod.extra_repr()!r}, saved as "
                                   f"{spec['repr']!r}; the checkpoint is inconsistent or from another torch")
-        mod.train(spec["training"])
     graph = _build_graph(meta["graph"])
     gm = torch.fx.GraphModule(root, graph, class_name=meta.get("class_name", "GraphModule"))
     # GraphModule() copies modules in the order the graph uses them; take the saved tree as is,
@@ -331,7 +329,7 @@ def load(directory, device=None):
     gm._modules, gm._parameters, gm._buffers = root._modules, root._parameters, root._buffers
     gm._non_persistent_buffers_set = root._non_persistent_buffers_set
     gm.train(meta.get("training", True))
-    for name, spec in meta["modules"].items():        # GraphModule() keeps the modules' own flags
+    for name, spec in meta["modules"].items():        # then each module's own flag, as saved
         gm.get_submodule(name).train(spec["training"])
     inputs = tuple(tensors[k] for k in meta["example_inputs"])
     state = _build_state(meta["state"], inputs)
@@ -403,8 +401,10 @@ def _load_tensors(root, index: dict, tensors: dict) -> None:
         t = values[e["alias"]] if "alias" in e else values[full]
         owner = root.get_submodule(e["owner"]) if e["owner"] else root
         if e["kind"] == "param":
-            p = values.setdefault(("param", e.get("alias", full)),
-                                  torch.nn.Parameter(t, requires_grad=e.get("requires_grad", True)))
+            key = ("param", e.get("alias", full))     # one Parameter per tie
+            if key not in values:
+                values[key] = torch.nn.Parameter(t, requires_grad=e.get("requires_grad", True))
+            p = values[key]
             _check_shape(owner, e["name"], full, p)
             owner._parameters[e["name"]] = p
         elif e["kind"] == "buffer":
@@ -519,6 +519,3 @@ def _build_state(spec: dict, inputs: tuple) -> CompileState:
     state.layers = {q: LayerRecord(**{**r, "orig_shape": tuple(r["orig_shape"])}) for q, r in spec["layers"].items()}
     return state
 
-
-# keep linters from flagging the allowlisted roots as unused: they are what targets resolve against
-_ROOT_MODULES = (builtins, operator, math)

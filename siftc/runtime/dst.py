@@ -130,10 +130,16 @@ def _local(t):
     return t.to_local() if _sharded(t) else t
 
 
-def _zero_at(x, index: torch.Tensor) -> None:
-    """x.flatten()[index] = 0, in place (x may be None: a weight without a gradient yet)."""
+def _zero_at(x, positions: torch.Tensor) -> None:
+    """Zero ``x`` in place at ``positions``: a bool mask of its (local shard's) shape, or flat
+    indices. ``x`` may be None (a weight without a gradient yet) or a DTensor (its own shard)."""
     if x is None:
         return
+    x = _local(x)
+    if positions.dtype == torch.bool:
+        x.masked_fill_(positions, 0)
+        return
+    index = positions
     if x.is_contiguous():
         x.view(-1).index_fill_(0, index, 0)
     else:
@@ -246,8 +252,9 @@ class DST:
     def _disarm_capture(self) -> None:
         for h in self._capture_hooks:
             h.remove()
-        for m in self.modules.values():
-            m._siftc_capture = False
+        if self._capturing:               # (set only by an FSDP2 capture: not every step)
+            for m in self.modules.values():
+                m._siftc_capture = False
         self._capture_hooks = []
         self._capturing = False
         self._dense_grads = {}
@@ -330,20 +337,14 @@ class DST:
                     dist.broadcast(new, src=0)
                 # grown weights start at zero, dropped ones become zero; the rest already is (the
                 # invariant): touch the changed positions only, by flat index
-                if self.fsdp:
-                    changed = self._local_of(new != mask, m.weight)
-                    for x in (m.weight, m.weight.grad):
-                        if x is not None:
-                            _local(x).masked_fill_(changed, 0.0)
-                    self._zero_state(m.weight, changed)
+                if self.fsdp:           # a bool mask of this rank's shard
+                    self._zero_where(m, self._local_of(new != mask, m.weight))
                     mask.copy_(new)
                     continue
                 changed = (new != mask).reshape(-1).nonzero().squeeze(1)
                 hook = grad_mask_of(m)
                 current = hook is not None and hook.current()
-                _zero_at(m.weight, changed)
-                _zero_at(m.weight.grad, changed)
-                self._zero_state(m.weight, changed)
+                self._zero_where(m, changed)
                 mask.copy_(new)
                 if current:
                     hook.patch(changed)
@@ -411,18 +412,20 @@ class DST:
             self._local_masks[id(full)] = (full, key, local)
         return local
 
+    def _zero_where(self, m, positions: torch.Tensor) -> None:
+        """Zero ``m``'s weight, its gradient and their optimizer state at ``positions``."""
+        _zero_at(m.weight, positions)
+        _zero_at(m.weight.grad, positions)
+        self._zero_state(m.weight, positions)
+
     def _zero_state(self, weight, positions: torch.Tensor) -> None:
-        """Zero the optimizer state of ``weight`` at ``positions``: a bool mask of its shape, or
-        flat indices."""
+        """Zero the optimizer state of ``weight`` at ``positions`` (as ``_zero_at`` takes them)."""
         state = self.optimizer.state.get(weight)
         if not state:
             return
         for key, value in state.items():
             if key in KNOWN_STATE:
-                if positions.dtype == torch.bool:
-                    _local(value).masked_fill_(positions, 0)
-                else:
-                    _zero_at(value, positions)
+                _zero_at(value, positions)
             elif key in SCALAR_STATE or not (isinstance(value, torch.Tensor) and value.shape == weight.shape):
                 continue
             else:
@@ -435,17 +438,15 @@ class DST:
         gradient is zero (e.g. one adding noise, or with non-zero initial state) would break it;
         DST then re-masks weights and state after every step from here on, and says so."""
         def nonzero_off(m) -> bool:
+            state = self.optimizer.state.get(m.weight) or {}
+            tensors = [m.weight] + [v for k, v in state.items() if k in KNOWN_STATE]
             if self.fsdp:          # each rank checks its own shards
                 off = ~self._local_of(m.weight_mask, m.weight, cache=True)
-                state = self.optimizer.state.get(m.weight) or {}
-                tensors = [m.weight] + [v for k, v in state.items() if k in KNOWN_STATE]
                 return any(bool(torch.any(_local(x).masked_select(off) != 0)) for x in tensors)
             # x == x * mask everywhere, with the mask as 0/1 floats (the gradient hook's copy when
             # it has one): ~8x faster than selecting through a bool mask
             hook = grad_mask_of(m)
             scale = hook.scale(m.weight) if hook is not None else m.weight_mask.to(m.weight.dtype)
-            state = self.optimizer.state.get(m.weight) or {}
-            tensors = [m.weight] + [v for k, v in state.items() if k in KNOWN_STATE]
             return not all(torch.equal(x, x * scale.to(x.dtype)) or not torch.any(x.masked_select(~m.weight_mask) != 0)
                            for x in tensors)    # (the exact test runs only when the fast one fails: NaNs)
         with torch.no_grad():
@@ -461,18 +462,7 @@ class DST:
     def _apply_masks(self) -> None:
         with torch.no_grad():
             for m in self.modules.values():
-                if self.fsdp:
-                    off = ~self._local_of(m.weight_mask, m.weight, cache=True)
-                    for x in (m.weight, m.weight.grad):
-                        if x is not None:
-                            _local(x).masked_fill_(off, 0.0)
-                    self._zero_state(m.weight, off)
-                    continue
-                off = ~m.weight_mask
-                m.weight.masked_fill_(off, 0.0)
-                if m.weight.grad is not None:
-                    m.weight.grad.masked_fill_(off, 0.0)
-                self._zero_state(m.weight, off)
+                self._zero_where(m, ~self._local_of(m.weight_mask, m.weight, cache=True))
 
     # ------------------------------------------------------------------ ledger and checkpoints
     def flops(self) -> dict:
