@@ -90,6 +90,19 @@ def build(name: str):
     return model.train(), lambda b, s=side: (torch.randn(b, 3, s, s),)
 
 
+def hf_gpt2() -> nn.Module:
+    """The sweep's tiny Hugging Face GPT-2 (logits out), for ``siftc compile models_zoo.conformance:hf_gpt2``."""
+    return build("hf_gpt2")[0]
+
+
+def hf_bert() -> nn.Module:
+    return build("hf_bert")[0]
+
+
+def hf_llama() -> nn.Module:
+    return build("hf_llama")[0]
+
+
 def flop_counter(model, inputs) -> int:
     """FlopCounterMode's count, math SDPA. Gradients stay on: under no_grad an eval-mode
     nn.MultiheadAttention takes its fused fast path, whose attention FlopCounterMode does not see."""

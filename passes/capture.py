@@ -133,6 +133,25 @@ def _warn_mode_branches(ctx, model: nn.Module, traced: torch.fx.GraphModule, fix
                  f"{mode}-mode branch in both modes. Compile the model in the mode you will run it in")
 
 
+def hf_source(model: nn.Module) -> "dict | None":
+    """Where the user's model holds a Hugging Face ``PreTrainedModel`` (the model itself or one
+    wrapped inside it): its module path, class and config as a dict, so ``siftc.save_pretrained``
+    can write the compiled model back as that class. None when there is no such module, or more
+    than one outside each other (which one would be the checkpoint is then not clear)."""
+    found = []
+    for name, mod in model.named_modules():
+        if any(f"{c.__module__}.{c.__name__}" == "transformers.modeling_utils.PreTrainedModel"
+               for c in type(mod).__mro__) and not any(name.startswith(f"{f}.") or not f for f, _ in found):
+            found.append((name, mod))
+    if len(found) != 1:
+        return None
+    name, mod = found[0]
+    cls = type(mod)
+    import json         # the config as transformers writes config.json: plain JSON values only
+    return {"path": name, "class": f"{cls.__module__}.{cls.__qualname__}",
+            "config": json.loads(mod.config.to_json_string(use_diff=False))}
+
+
 @register("capture", "trace the model into a torch.fx GraphModule (deep copy; user model untouched); "
                     "torch.export when fx cannot (policy capture=auto|fx|export)",
           kind="transform", policy_keys=("capture",))
@@ -143,6 +162,7 @@ def capture(gm, ctx) -> PassResult:
     if isinstance(model, torch.fx.GraphModule):
         out = copy.deepcopy(model)
         return PassResult(out, True, {"retraced": 0})
+    ctx.hf_source = hf_source(model)
     how = ctx.policy.capture
     if how in ("auto", "fx"):
         copied = copy.deepcopy(model)

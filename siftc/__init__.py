@@ -32,6 +32,7 @@ _LAZY = {
     "onnx_check": ("siftc.runtime.onnx_check", "onnx_check"),
     "save": ("siftc.runtime.checkpoint", "save"),
     "load": ("siftc.runtime.checkpoint", "load"),
+    "save_pretrained": ("siftc.runtime.hf_pretrained", "save_pretrained"),
     "render_html": ("siftc.viewer", "render_html"),
     "ModuleRule": ("siftc.core.ops", "ModuleRule"),
     "register_module_rule": ("siftc.core.ops", "register_module"),
@@ -39,6 +40,7 @@ _LAZY = {
 
 __all__ = ["compile", "report", "DST", "Policy", "MEMBERS", "TARGETS", "PassManager", "SiftcError", "PolicyError",
            "PipelineError", "CaptureError", "ShapeError", "IsoFlopError", "VerifyError", "PassError", "ExportError", "UsageError", "CheckpointError", "save", "load",
+           "save_pretrained",
            "export_onnx", "onnx_check", "render_html", "ModuleRule", "register_module_rule"]
 __version__ = "0.1.0"
 

@@ -126,6 +126,10 @@ def cmd_compile(args) -> int:
     if args.save:
         siftc.save(gm, args.save)
         print(f"\ncompiled model saved to {args.save.rstrip('/')}/ (model.safetensors, siftc.json; siftc.load reads it)")
+    if args.save_pretrained:
+        siftc.save_pretrained(gm, args.save_pretrained)
+        print(f"\nHugging Face checkpoint written to {args.save_pretrained.rstrip('/')}/ (config.json with the widened "
+              f"sizes, model.safetensors; transformers' from_pretrained reads it, siftc.load resumes it)")
     if args.html:
         siftc.render_html(gm, args.html)
         print(f"\nHTML viewer written to {args.html} ({os.path.getsize(args.html) / 1e6:.2f} MB, self-contained)")
@@ -210,6 +214,9 @@ def main(argv=None) -> int:
     p.add_argument("--html", default=None, metavar="PATH", help="write the pass-by-pass HTML viewer here")
     p.add_argument("--save", default=None, metavar="DIR", help="also save the compiled model here (siftc.save: "
                                                               "safetensors + JSON, reload with siftc.load)")
+    p.add_argument("--save-pretrained", default=None, metavar="DIR",
+                   help="also write a Hugging Face model compiled with wide or sparse as its own class "
+                        "(siftc.save_pretrained: from_pretrained loads it, siftc.load resumes DST on it)")
     p.set_defaults(fn=cmd_compile)
     p = sub.add_parser("html", help="write the pass-by-pass HTML viewer of a dump directory")
     p.add_argument("dump_dir", help="a folder written by siftc compile --dump-dir")

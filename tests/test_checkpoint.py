@@ -188,3 +188,31 @@ def test_files_that_do_not_belong_together_are_refused(tmp_path):
     (tmp_path / "b" / "siftc.json").write_text(json.dumps(meta))
     with pytest.raises(siftc.CheckpointError, match="calls 'os.system', which is not a function under torch"):
         siftc.load(tmp_path / "b")             # os is never imported, nothing is called
+
+
+class _Dropping(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(8, 32), nn.Linear(32, 4)
+
+    def forward(self, x):
+        return self.fc2(F.dropout(torch.relu(self.fc1(x)), 0.5, self.training))
+
+
+def test_train_eval_following_calls_are_saved_as_data(tmp_path):
+    """Capture turns F.dropout(training=self.training) into siftc's FollowTraining module (it
+    would otherwise freeze the flag); save/load keeps it, so the loaded model drops in train
+    mode and not in eval mode, like the compiled one, draw for draw."""
+    x = (torch.randn(4, 8),)
+    gm = siftc.compile(_Dropping(), policy="sparse:0.5,head=sparse", example_inputs=x)
+    assert any(type(m).__name__ == "FollowTraining" for m in gm.modules())
+    siftc.save(gm, tmp_path)
+    back = siftc.load(tmp_path)
+    assert any(type(m).__name__ == "FollowTraining" for m in back.modules())
+    assert torch.equal(_out(gm, x), _out(back, x))
+    outs = []
+    for model in (gm, back):
+        model.train()
+        torch.manual_seed(3)
+        outs.append(model(*x))
+    assert torch.equal(*outs) and not torch.equal(outs[0], _out(gm, x))

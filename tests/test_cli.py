@@ -1,6 +1,8 @@
 """The command line: flops and compile (with dumps)."""
 import json
 
+import pytest
+
 from siftc.cli import main
 
 
@@ -69,3 +71,13 @@ def test_cli_compile_saves_the_model(tmp_path, capsys):
     assert "compiled model saved to" in capsys.readouterr().out
     gm = siftc.load(tmp_path / "ckpt")
     assert str(gm.siftc.policy).startswith("sparse:0.9") and gm.siftc.masks()
+
+
+def test_cli_compile_writes_a_hugging_face_checkpoint(tmp_path, capsys):
+    transformers = pytest.importorskip("transformers")
+    out = tmp_path / "hf"
+    assert main(["compile", "models_zoo.conformance:hf_llama", "--input-shape", "2,16", "--input-dtype", "int64",
+                 "--policy", "wide:0.75", "--save-pretrained", str(out)]) == 0
+    assert "Hugging Face checkpoint written to" in capsys.readouterr().out
+    hf = transformers.LlamaForCausalLM.from_pretrained(out)
+    assert (hf.config.hidden_size, hf.config.intermediate_size) == (128, 256)

@@ -66,6 +66,8 @@ class CompileState:
     onnx_model: Any = None                             # target onnx: the exported ModelProto
     coupling: Any = None                               # couple's channel groups (Sparse Wide)
     groups: list = field(default_factory=list)         # report rows: group, widths, members
+    hf_source: Optional[dict] = None                   # the Hugging Face model inside the user's model
+                                                       # (path, class, config; capture): save_pretrained
     warnings: list = field(default_factory=list)
 
     def kept(self) -> "CompileState":

@@ -40,14 +40,22 @@ from siftc.handle import SiftcHandle, attach, handle_of
 FORMAT = 1
 WEIGHTS = "model.safetensors"
 META = "siftc.json"
+PRETRAINED = "siftc"        # siftc's files inside a siftc.save_pretrained directory
 # where call targets may come from: importing these runs no code from the checkpoint
 _TARGET_ROOTS = ("torch", "operator", "math", "builtins", "_operator")
 _SKIP_INIT_ARGS = {"self", "device", "dtype"}
+# siftc's own modules a compiled graph may call besides torch.nn's (capture's train/eval-following
+# wrappers of dropout and attention): plain data in, no code from the file
+_SIFTC_MODULES = ("siftc.passes.mode_ops.FollowTraining", "siftc.passes.mode_ops.TrainingSDPA")
 
 
 # ------------------------------------------------------------------------------------------- save
-def save(gm, directory) -> str:
-    """Write the compiled GraphModule ``gm`` to ``directory`` (created if missing); returns it."""
+def save(gm, directory, external: "dict | None" = None) -> str:
+    """Write the compiled GraphModule ``gm`` to ``directory`` (created if missing); returns it.
+
+    ``external`` (used by ``siftc.save_pretrained``): ``{"file": path relative to directory,
+    "tensors": {gm tensor name: (key in that file, transposed)}}``: those tensors are not copied
+    but read from that safetensors file at load time, which is bound by its SHA-256 as well."""
     from safetensors.torch import save_file
     from siftc import __version__
     handle = handle_of(gm)
@@ -82,6 +90,11 @@ def save(gm, directory) -> str:
                     index[full] = {**entry, "alias": seen[id(t)]}
                     continue
                 seen[id(t)] = full
+                if external and full in external["tensors"]:
+                    key, transposed = external["tensors"][full]
+                    index[full] = {**entry, "stored": "external", "key": key, "transposed": bool(transposed),
+                                   "shape": list(t.shape)}
+                    continue
                 index[full] = {**entry, **_store(full, t.detach(), masked.get(full), tensors)}
     for node in gm.graph.nodes:         # tensor constants referenced by get_attr, not registered
         if node.op == "get_attr" and node.target not in index:
@@ -107,6 +120,9 @@ def save(gm, directory) -> str:
     weights = os.path.join(directory, WEIGHTS)
     save_file({k: v.contiguous() for k, v in tensors.items()}, weights, metadata={"format": f"siftc-{FORMAT}"})
     meta["weights_sha256"] = _sha256(weights)     # binds the two files: a swapped one is refused
+    if external:
+        meta["external"] = {"file": external["file"],
+                            "sha256": _sha256(os.path.join(directory, external["file"]))}
     with open(os.path.join(directory, META), "w") as f:
         json.dump(meta, f, indent=1, default=_json_default)
     return str(directory)
@@ -166,7 +182,7 @@ def _module_spec(name: str, mod) -> dict:
     if cls is torch.nn.Module:
         return _container_spec(mod)
     path = f"{cls.__module__}.{cls.__qualname__}"
-    if not cls.__module__.startswith("torch.nn.") or _resolve(path) is not cls:
+    if path not in _SIFTC_MODULES and (not cls.__module__.startswith("torch.nn.") or _resolve(path) is not cls):
         raise CheckpointError(f"siftc.save: module '{name}' is a {path}, not a torch.nn class; siftc saves "
                               f"models as data and cannot rebuild a user class without its source. Compile "
                               f"without keeping it as a leaf (leaf_modules), or save with torch.save")
@@ -191,6 +207,8 @@ def _plain_arg(v, where: str):
         return v
     if isinstance(v, (tuple, list)):
         return {"tuple" if isinstance(v, tuple) else "list": [_plain_arg(x, where) for x in v]}
+    if callable(v) and not isinstance(v, torch.nn.Module):     # a torch function, by name
+        return {"fn": _qualified(v, where)}
     raise CheckpointError(f"siftc.save: {where} is a {type(v).__name__}; siftc saves plain values only")
 
 
@@ -267,7 +285,7 @@ def _state_spec(state: CompileState) -> dict:
     out = {}
     for f in ("target", "mode", "model_name", "input_shapes", "output_shapes", "budget_flops", "budget_by_category",
               "original_params", "original_flops_by_node", "left_dense", "densities", "planned_nonzeros",
-              "iso_note", "groups", "warnings"):
+              "iso_note", "groups", "warnings", "hf_source"):
         out[f] = getattr(kept, f)
     out["policy"] = str(kept.policy)
     out["layers"] = {q: vars(r) for q, r in kept.layers.items()}
@@ -296,6 +314,8 @@ def load(directory, device=None):
     """The compiled GraphModule saved in ``directory``: same graph, weights, masks (gradient
     hooks installed), policy, report and pass records; ``siftc.DST`` runs on it."""
     from safetensors.torch import load_file
+    if not os.path.isfile(os.path.join(directory, META)) and os.path.isfile(os.path.join(directory, PRETRAINED, META)):
+        directory = os.path.join(directory, PRETRAINED)      # a siftc.save_pretrained directory
     meta_path, weights_path = os.path.join(directory, META), os.path.join(directory, WEIGHTS)
     for p in (meta_path, weights_path):
         if not os.path.isfile(p):
@@ -309,6 +329,8 @@ def load(directory, device=None):
         raise CheckpointError(f"siftc.load: {weights_path} is not the weights file {meta_path} was saved with "
                               f"(its SHA-256 differs): the files do not belong together")
     tensors = load_file(weights_path, device=str(device) if device is not None else "cpu")
+    if "external" in meta:
+        _add_external(tensors, meta, directory, device)
     root = torch.nn.Module()
     for name in sorted(meta["modules"], key=lambda q: q.count(".")):   # parents first
         spec = meta["modules"][name]
@@ -340,6 +362,23 @@ def load(directory, device=None):
     return gm
 
 
+def _add_external(tensors: dict, meta: dict, directory, device) -> None:
+    """The tensors stored in the Hugging Face weights file beside a save_pretrained directory,
+    under ``::external::<key>``; refused when that file is not the one saved with it."""
+    from safetensors.torch import load_file
+    path = os.path.normpath(os.path.join(directory, meta["external"]["file"]))
+    if not os.path.isfile(path):
+        raise CheckpointError(f"siftc.load: {path} is missing; siftc's files in {directory} read the model's weights "
+                              f"from it")
+    if _sha256(path) != meta["external"]["sha256"]:
+        raise CheckpointError(f"siftc.load: {path} is not the weights file siftc.save_pretrained wrote (its SHA-256 "
+                              f"differs): the weights were changed outside siftc, so the masks saved beside them no "
+                              f"longer describe them. Load the directory with transformers' from_pretrained, or "
+                              f"compile and save it again")
+    for key, t in load_file(path, device=str(device) if device is not None else "cpu").items():
+        tensors[f"::external::{key}"] = t
+
+
 def _check_tensor_names(root, index: dict) -> None:
     """Each rebuilt torch.nn module must have exactly the parameters and buffers saved for it:
     a constructor argument siftc could not read back would show here."""
@@ -358,9 +397,13 @@ def _check_tensor_names(root, index: dict) -> None:
 
 
 def _build_module(name: str, spec: dict):
-    cls = _resolve(spec["class"])
+    if spec["class"] in _SIFTC_MODULES:
+        module, _, attr = spec["class"].rpartition(".")
+        cls = getattr(importlib.import_module(module), attr)
+    else:
+        cls = _resolve(spec["class"])
     if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)) or \
-            not (cls is torch.nn.Module or cls.__module__.startswith("torch.nn.")):
+            not (cls is torch.nn.Module or cls.__module__.startswith("torch.nn.") or spec["class"] in _SIFTC_MODULES):
         raise CheckpointError(f"siftc.load: module '{name}' names class {spec['class']!r}, not a torch.nn module")
     config = {k: _plain_value(v) for k, v in spec["config"].items()}
     with torch.device("meta"):      # shapes only: the tensors come from the file
@@ -368,6 +411,11 @@ def _build_module(name: str, spec: dict):
 
 
 def _plain_value(v):
+    if isinstance(v, dict) and "fn" in v:
+        fn = _resolve(v["fn"])
+        if fn is None or not callable(fn):
+            raise CheckpointError(f"siftc.load: {v['fn']!r} is not a function under {', '.join(_TARGET_ROOTS)}")
+        return fn
     if isinstance(v, dict):
         if "tuple" in v:
             return tuple(_plain_value(x) for x in v["tuple"])
@@ -417,6 +465,16 @@ def _load_tensors(root, index: dict, tensors: dict) -> None:
 
 
 def _tensor(full: str, e: dict, tensors: dict) -> torch.Tensor:
+    if e.get("stored") == "external":
+        t = tensors.get(f"::external::{e['key']}")
+        if t is None:
+            raise CheckpointError(f"siftc.load: {full} is stored as {e['key']!r} in the model's weights file, which "
+                                  f"lacks it")
+        t = t.t().contiguous() if e.get("transposed") else t
+        if list(t.shape) != e["shape"]:
+            raise CheckpointError(f"siftc.load: {full} has shape {list(t.shape)} in the model's weights file, "
+                                  f"{e['shape']} when saved")
+        return t
     if e.get("stored") == "bits":
         bits = tensors.get(f"{full}::bits")
         if bits is None:
@@ -515,6 +573,7 @@ def _build_state(spec: dict, inputs: tuple) -> CompileState:
     for f in ("input_shapes", "output_shapes", "budget_flops", "budget_by_category", "original_params",
               "left_dense", "densities", "planned_nonzeros", "iso_note", "groups", "warnings"):
         setattr(state, f, spec[f])
+    state.hf_source = spec.get("hf_source")
     state.original_flops_by_node = {k: tuple(v) for k, v in spec["original_flops_by_node"].items()}
     state.layers = {q: LayerRecord(**{**r, "orig_shape": tuple(r["orig_shape"])}) for q, r in spec["layers"].items()}
     return state
