@@ -161,7 +161,10 @@ def capture(gm, ctx) -> PassResult:
         raise CaptureError(f"siftc.compile expects a torch.nn.Module, got {type(model).__name__}")
     if isinstance(model, torch.fx.GraphModule):
         out = copy.deepcopy(model)
-        return PassResult(out, True, {"retraced": 0})
+        # layers trained through sparse kernels (policy kernels=...) go back to masked dense
+        # linears: export and the analyses see the layers the compile made; lower-train swaps again
+        from siftc.core.train_kernels import to_dense_layers
+        return PassResult(out, True, {"retraced": 0, "sparse_kernels_undone": to_dense_layers(out)})
     ctx.hf_source = hf_source(model)
     how = ctx.policy.capture
     if how in ("auto", "fx"):

@@ -24,6 +24,9 @@ from siftc.core.pass_registry import PassResult, register
           invalidates=())       # hooks and the device: no count changes
 def lower_train(gm, ctx) -> PassResult:
     hooked = install(gm)
+    lowered = 0
+    if ctx.policy.kernels != "dense" and ctx.mode == "train":
+        lowered = _sparse_kernels(gm, ctx)
     device = "cpu"
     if ctx.target == "cuda":
         if torch.cuda.is_available():
@@ -32,4 +35,28 @@ def lower_train(gm, ctx) -> PassResult:
             ctx.warn("target='cuda' but CUDA is not available: the compiled graph (the same training "
                      "graph for cpu and cuda) is left on the CPU; move it with gm.to('cuda')")
     gm.to(device)
-    return PassResult(gm, False, {"hooked": hooked, "device": device})
+    stats = {"hooked": hooked, "device": device}
+    if ctx.policy.kernels != "dense":
+        stats["sparse_kernels"] = lowered
+    return PassResult(gm, lowered > 0, stats)
+
+
+def _sparse_kernels(gm, ctx) -> int:
+    """Policy kernels=auto|csr|sparseprop: masked linears train through sparse kernels where
+    measured faster at the example inputs (siftc/core/train_kernels.py)."""
+    from siftc.core.errors import UsageError
+    from siftc.core.train_kernels import lower_for_training, sparseprop_available
+    if ctx.policy.kernels == "sparseprop" and not sparseprop_available():
+        raise UsageError("policy kernels=sparseprop needs the sparseprop package (pip install pybind11 && pip install "
+                         "--no-build-isolation sparseprop); kernels=auto uses it when installed, torch's CSR otherwise")
+    decisions = lower_for_training(gm, ctx.example_inputs, ctx.policy.kernels)
+    ctx.kernels = decisions
+    # the swapped layers hold their kept values instead of a dense weight: the shapes' key (which
+    # covers the weights) moved, not a shape; re-propagating here keeps this pass out of the
+    # 'transform' kind, which would re-run analyses after every training compile
+    from .shape_prop import ensure_shapes
+    ensure_shapes(gm, ctx.example_inputs)
+    if not decisions:
+        ctx.warn(f"policy kernels={ctx.policy.kernels}: no masked nn.Linear to run through a sparse kernel (convs "
+                 f"and other layers stay dense-with-zeros)")
+    return sum(d["kernel"] != "dense" for d in decisions.values())

@@ -2,7 +2,7 @@
 
     siftc flops resnet18_cifar
     siftc compile resnet18_cifar --policy wide:0.75 --dump-dir dumps/ --onnx model.onnx
-    siftc bench compile | dst | onnx
+    siftc bench compile | dst | train | onnx | lower
 
 MODEL is a models_zoo name (``resnet18``), ``models_zoo:resnet18``, or ``package.module:factory``
 (a callable returning an nn.Module; then pass --input-shape).
@@ -281,6 +281,12 @@ def main(argv=None) -> int:
     b.add_argument("--width", type=_positive, default=16, help="ResNet base width of --model")
     b.add_argument("--batch", type=_positive, default=None, help="batch size of --model (default 32)")
     b.add_argument("--steps", type=_positive, default=200, help="timed steps of each model")
+    b = benches.add_parser("train", help="train step: dense original vs masked dense vs kernels=auto")
+    b.add_argument("--model", default=None, help="one zoo model instead of the default cases (mlp, resnet18_cifar)")
+    b.add_argument("--policy", default=None, help="policy of --model (default wide:0.9)")
+    b.add_argument("--width", type=_positive, default=16, help="ResNet base width of --model")
+    b.add_argument("--batch", type=_positive, default=None, help="batch size of --model (default 32)")
+    b.add_argument("--steps", type=_positive, default=10, help="timed steps of each model (min is kept)")
     b = benches.add_parser("onnx", help="onnxruntime: sparse-initializer model vs dense, size and time")
     b.add_argument("--models", default=None, help="comma-separated zoo models (default gpt_tiny,resnet18_cifar)")
     b.add_argument("--policy", default=None, help="policy (default wide:0.9)")

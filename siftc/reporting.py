@@ -66,7 +66,8 @@ class Report:
             for g in self.groups:
                 lines.append("  " + _group_line(g))
         if self.kernels:
-            lines += ["", "  inference kernel | layer | density | dense ms | sparse ms | speedup"]
+            use = "training" if any(k.get("use") == "training" for k in self.kernels.values()) else "inference"
+            lines += ["", f"  {use} kernel | layer | density | dense ms | sparse ms | speedup"]
             for name, k in self.kernels.items():
                 if "dense_ms" in k:
                     lines.append(f"  {k['kernel']} | {name} | {k['density']:.4f} | {k['dense_ms']:.3f} | "

@@ -51,6 +51,8 @@ def _unique_nonzeros(named) -> int:
     ("hf_llama", "wide:0.9", {"hidden_size": 200, "intermediate_size": 400, "head_dim": 16,
                               "num_attention_heads": 4, "num_key_value_heads": 2}),
     ("hf_llama", "sparse:0.9", {"hidden_size": 64, "intermediate_size": 128}),
+    # layers trained through sparse kernels are written as the masked linears they stand for
+    ("hf_llama", "wide:0.75,kernels=csr", {"hidden_size": 128, "intermediate_size": 256}),
 ])
 def test_from_pretrained_loads_the_original_class_widened_with_the_same_logits(tmp_path, name, policy, sizes):
     gm, x, cls = _compile(name, policy)
@@ -60,7 +62,9 @@ def test_from_pretrained_loads_the_original_class_widened_with_the_same_logits(t
     assert {k: getattr(hf.config, k) for k in sizes} == sizes
     saved = json.loads((tmp_path / "config.json").read_text())
     assert all(saved[k] == v for k, v in sizes.items() if k in saved)
-    assert torch.equal(_logits(hf, x), _logits(gm, x))
+    # a sparse kernel sums in another order than the dense matmul: equal to rounding there
+    same = torch.equal if "kernels" not in policy else lambda a, b: torch.allclose(a, b, atol=1e-5)
+    assert same(_logits(hf, x), _logits(gm, x))
     # the sparse weights arrive as zeros: the class holds exactly the compiled model's non-zeros
     assert _unique_nonzeros(hf.state_dict(keep_vars=True).items()) == \
         _unique_nonzeros(gm.state_dict(keep_vars=True).items())
@@ -69,9 +73,11 @@ def test_from_pretrained_loads_the_original_class_widened_with_the_same_logits(t
     assert torch.equal(_logits(back, x), _logits(gm, x))
     masks, loaded = gm.siftc.masks(), back.siftc.masks()
     assert masks and masks.keys() == loaded.keys() and all(torch.equal(masks[q], loaded[q]) for q in masks)
-    # siftc's files hold masks and the graph, not a second copy of the weights
+    # siftc's files hold masks and the graph, not a second copy of the weights (kernel layers'
+    # kept values are named differently from the class's dense weights: stored once more, compact)
     siftc_bytes = sum(f.stat().st_size for f in (tmp_path / "siftc").iterdir() if f.suffix == ".safetensors")
-    assert siftc_bytes < 0.2 * (tmp_path / "model.safetensors").stat().st_size
+    limit = 0.2 if "kernels" not in policy else 0.3
+    assert siftc_bytes < limit * (tmp_path / "model.safetensors").stat().st_size
 
 
 def test_dst_resumes_from_a_save_pretrained_directory_bit_identically(tmp_path):

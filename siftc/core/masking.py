@@ -156,7 +156,10 @@ def install(gm) -> int:
     """Hook every masked weight now and keep it hooked (module pre-hooks, deepcopy hook)."""
     count = 0
     for _, mod in gm.named_modules():
-        if isinstance(getattr(mod, "weight_mask", None), torch.Tensor):
+        # a masked module whose weight is not a parameter (sparse kernels: only the kept values
+        # are trained, siftc/core/train_kernels.py) has no dense gradient to mask
+        if isinstance(getattr(mod, "weight_mask", None), torch.Tensor) and \
+                isinstance(getattr(mod, "weight", None), torch.nn.Parameter):
             hook = next((h for h in mod._forward_pre_hooks.values() if isinstance(h, InstallGradMask)), None)
             if hook is None:
                 hook = InstallGradMask()

@@ -33,6 +33,8 @@ _CHOICES = {
     "grouped": ("dense", "apply"),        # grouped/depthwise convs: left dense, or the member per group
     "combine": ("sum", "mean"),           # Sparse Parallel: branch outputs summed (docs/method.md) or averaged
     "count": ("all", "matmul"),           # which FLOPs iso=exact equalises: every op, or matmul-class only
+    "kernels": ("dense", "auto", "csr", "sparseprop"),  # training: masked linears dense-with-zeros, or sparse
+                                                        # kernels where measured faster (siftc/core/train_kernels.py)
 }
 
 
@@ -61,6 +63,7 @@ class Policy:
     include: str = "*"          # module-path globs ('|'-separated) a member may rewrite
     exclude: str = ""           # module-path globs ('|'-separated) left dense, e.g. *.attn.*
     count: str = "all"          # iso=exact equalises all FLOPs (norms, activations too) or matmul-class only
+    kernels: str = "dense"      # training kernels of masked linears: dense | auto | csr | sparseprop
 
     def __post_init__(self):
         if self.member not in MEMBERS:
@@ -92,6 +95,10 @@ class Policy:
             if not isinstance(globs, str) or any(not g.strip() for g in globs.split("|")) and globs:
                 raise PolicyError(f"policy key {key}={globs!r} must be module-path globs separated by '|', "
                                   f"e.g. {key}=*.attn.*|*.mlp.c_proj")
+        if self.kernels != "dense" and self.dst != "static":
+            raise PolicyError(f"policy kernels={self.kernels} trains masked layers through sparse kernels, which give "
+                              f"no dense gradient, and dst={self.dst} moves masks by it; use dst=static with "
+                              f"kernels={self.kernels}, or kernels=dense with dst={self.dst}")
         if not self.include:
             raise PolicyError("policy key include= is empty; leave it out (default '*': every module)")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:

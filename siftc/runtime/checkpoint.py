@@ -45,8 +45,10 @@ PRETRAINED = "siftc"        # siftc's files inside a siftc.save_pretrained direc
 _TARGET_ROOTS = ("torch", "operator", "math", "builtins", "_operator")
 _SKIP_INIT_ARGS = {"self", "device", "dtype"}
 # siftc's own modules a compiled graph may call besides torch.nn's (capture's train/eval-following
-# wrappers of dropout and attention): plain data in, no code from the file
-_SIFTC_MODULES = ("siftc.passes.mode_ops.FollowTraining", "siftc.passes.mode_ops.TrainingSDPA")
+# wrappers of dropout and attention, the sparse training kernels' linear): plain data in, no code
+# from the file
+_SIFTC_MODULES = ("siftc.passes.mode_ops.FollowTraining", "siftc.passes.mode_ops.TrainingSDPA",
+                  "siftc.core.train_kernels.SparseTrainLinear")
 
 
 # ------------------------------------------------------------------------------------------- save

@@ -191,6 +191,12 @@ class DST:
                              f"'static' (or dst=static in the policy), or pattern=block:B for moving structured masks")
         self.generator = torch.Generator().manual_seed(p.seed if seed is None else seed)
         self.modules = {q: m for q, m in gm.named_modules() if isinstance(getattr(m, "weight_mask", None), torch.Tensor)}
+        kernel_layers = [q for q, m in self.modules.items() if not isinstance(m.weight, torch.nn.Parameter)]
+        if kernel_layers:
+            raise SiftcError(f"siftc.DST: {', '.join(kernel_layers[:3])}{' ...' if len(kernel_layers) > 3 else ''} "
+                             f"train through sparse kernels (policy kernels={p.kernels}): only their kept weights are "
+                             f"parameters, there is no dense gradient to rank by and nothing for DST to move. Their "
+                             f"masks are static and need no DST object; compile with kernels=dense to run SET/RigL")
         if not self.modules:
             raise SiftcError("siftc.DST: the compiled model has no masked weights (policy dense?)")
         self.step_count = 0

@@ -63,6 +63,8 @@ def save_pretrained(gm, directory, atol: float = 1e-4) -> str:
                               "save the model compiled for training")
     cls = _hf_class(source["class"])
     prefix = f"{source['path']}." if source["path"] else ""
+    full = gm
+    gm = _with_dense_layers(gm)     # layers trained through sparse kernels: as the masked linears they are
     # the sparse member keeps a layer's shape but moves it one level down (q_proj -> q_proj.W)
     renames = {r.new_modules[0]: r.name for r in handle.state.layers.values()
                if len(r.new_modules) == 1 and r.new_modules[0] != r.name}
@@ -96,9 +98,22 @@ def save_pretrained(gm, directory, atol: float = 1e-4) -> str:
         if found is not None:
             external[name] = (found, flip)
     from siftc.runtime.checkpoint import PRETRAINED, save
-    save(gm, os.path.join(directory, PRETRAINED), external={"file": os.path.join("..", "model.safetensors"),
-                                                           "tensors": external})
+    save(full, os.path.join(directory, PRETRAINED), external={"file": os.path.join("..", "model.safetensors"),
+                                                             "tensors": external})
     return str(directory)
+
+
+def _with_dense_layers(gm):
+    """``gm``, or a copy of it whose SparseTrainLinear layers (policy kernels=...) are the masked
+    nn.Linear they stand for: the class has a dense weight there. Their values are then saved by
+    siftc's files too (the names differ), which is correct, only not deduplicated."""
+    from siftc.core.train_kernels import SparseTrainLinear, to_dense_layers
+    if not any(isinstance(m, SparseTrainLinear) for m in gm.modules()):
+        return gm
+    import copy
+    out = copy.deepcopy(gm)
+    to_dense_layers(out)
+    return out
 
 
 def _hf_class(path: str):

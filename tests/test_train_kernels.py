@@ -1,0 +1,121 @@
+"""Sparse kernels in training (policy kernels=auto|csr|sparseprop): exact against masked dense.
+
+Oracle: the masked dense nn.Linear with its gradient mask. A SparseTrainLinear must give the same
+output, the same input gradient and, at the kept positions, the same weight gradient (float64:
+to rounding); a model compiled with kernels=csr must train to the same weights as one compiled
+with kernels=dense. Timing lives in ``siftc bench train``, not here.
+"""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import models_zoo
+import siftc
+from siftc.core import train_kernels as tk
+
+BACKENDS = ["csr"] + (["sparseprop"] if tk.sparseprop_available() else [])
+
+
+def _masked_linear(n_in, n_out, density, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lin = nn.Linear(n_in, n_out, dtype=dtype)
+    mask = torch.rand(n_out, n_in, generator=g) < density
+    mask[3] = False                                   # an empty row
+    mask[:, 5] = False                                # an empty column
+    with torch.no_grad():
+        lin.weight.mul_(mask)
+    lin.register_buffer("weight_mask", mask)
+    return lin
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", [(2, 40), (3, 7, 40)])     # rows, and a (batch, seq, features) input
+def test_sparse_linear_equals_masked_dense_forward_and_backward(backend, shape):
+    dtype = torch.float32 if backend == "sparseprop" else torch.float64     # sparseprop is float32 only
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    dense = _masked_linear(40, 24, 0.15, dtype)
+    sparse = tk.SparseTrainLinear.from_linear(copy.deepcopy(dense), backend)
+    x = torch.randn(shape, dtype=dtype)
+    xd, xs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    g = torch.randn(*shape[:-1], 24, dtype=dtype)
+    yd, ys = dense(xd), sparse(xs)
+    assert ys.shape == yd.shape and torch.allclose(ys, yd, atol=tol, rtol=0)
+    yd.backward(g)
+    ys.backward(g)
+    assert torch.allclose(xs.grad, xd.grad, atol=tol, rtol=0)
+    mask = dense.weight_mask
+    assert torch.allclose(sparse.values.grad, dense.weight.grad[mask], atol=tol, rtol=0)
+    assert torch.allclose(sparse.bias.grad, dense.bias.grad, atol=tol, rtol=0)
+    assert torch.equal(sparse.weight, dense.weight) and torch.equal(sparse.to_linear().weight, dense.weight)
+
+
+def test_kernels_csr_trains_to_the_same_weights_as_masked_dense():
+    """Same model, policy and seed, kernels=csr vs kernels=dense: 6 momentum-SGD steps end with the
+    same weights (to float32 rounding), zeros where masked, and the same masks."""
+    x = models_zoo.example_inputs("mlp", 16)
+    y = torch.randint(0, 10, (16,))
+    models = {}
+    for kernels in ("dense", "csr"):
+        gm = siftc.compile(models_zoo.create("mlp"), policy=f"wide:0.9,stem=sparse,kernels={kernels}",
+                           example_inputs=x)
+        opt = torch.optim.SGD(gm.parameters(), lr=0.05, momentum=0.9)
+        for _ in range(6):
+            F.cross_entropy(gm(*x), y).backward()
+            opt.step()
+            opt.zero_grad()
+        models[kernels] = gm
+    dense, csr = models["dense"], models["csr"]
+    swapped = [q for q, m in csr.named_modules() if isinstance(m, tk.SparseTrainLinear)]
+    assert swapped == list(dense.siftc.masks())           # every masked linear, forced
+    for q in swapped:
+        a, b = dense.get_submodule(q), csr.get_submodule(q)
+        assert torch.equal(a.weight_mask, b.weight_mask)
+        assert torch.allclose(a.weight, b.weight, atol=1e-5) and not torch.any(b.weight[~b.weight_mask] != 0)
+    # the kept values are the parameters: the optimizer steps over no masked position
+    masked_out = sum(int((~m).sum()) for m in dense.siftc.masks().values())
+    assert sum(p.numel() for p in csr.parameters()) == sum(p.numel() for p in dense.parameters()) - masked_out
+
+
+def test_kernels_auto_records_measured_decisions_in_the_report():
+    x = models_zoo.example_inputs("mlp", 32)
+    gm = siftc.compile(models_zoo.create("mlp"), policy="wide:0.9,stem=sparse,kernels=auto", example_inputs=x)
+    decisions = gm.siftc.state.kernels
+    assert set(decisions) == set(gm.siftc.masks())
+    for q, d in decisions.items():
+        assert d["use"] == "training" and d["dense_ms"] > 0 and d["sparse_ms"] > 0
+        assert isinstance(gm.get_submodule(q), tk.SparseTrainLinear) == (d["kernel"] != "dense")
+    assert "training kernel | layer" in str(siftc.report(gm))
+
+
+def test_a_kernels_model_exports_to_onnx_saves_and_loads(tmp_path):
+    x = models_zoo.example_inputs("mlp", 4)
+    gm = siftc.compile(models_zoo.create("mlp"), policy="wide:0.9,stem=sparse,kernels=csr", example_inputs=x)
+    proto = siftc.compile(gm, target="onnx", path=str(tmp_path / "m.onnx"))     # layers back to masked dense
+    assert siftc.onnx_check(proto, gm, x).max_rel_err < 1e-4      # raises past rtol too
+    assert any(isinstance(m, tk.SparseTrainLinear) for m in gm.modules())    # the user's model untouched
+    siftc.save(gm, tmp_path / "ckpt")
+    back = siftc.load(tmp_path / "ckpt")
+    assert [type(m).__name__ for m in back.modules()] == [type(m).__name__ for m in gm.modules()]
+    gm.eval()
+    back.eval()
+    with torch.no_grad():
+        assert torch.equal(back(*x), gm(*x))
+    back.train()
+    F.cross_entropy(back(*x), torch.zeros(4, dtype=torch.long)).backward()
+    assert all(m.values.grad is not None for m in back.modules() if isinstance(m, tk.SparseTrainLinear))
+
+
+def test_what_kernels_cannot_do_is_refused(monkeypatch):
+    with pytest.raises(siftc.PolicyError, match="kernels=auto .* dst=rigl"):
+        siftc.Policy.parse("wide:0.9,kernels=auto,dst=rigl")
+    x = models_zoo.example_inputs("mlp", 2)
+    gm = siftc.compile(models_zoo.create("mlp"), policy="sparse:0.9,kernels=csr", example_inputs=x)
+    opt = torch.optim.SGD(gm.parameters(), lr=0.1)
+    with pytest.raises(siftc.SiftcError, match="train through sparse kernels"):
+        siftc.DST(gm, opt, total_steps=10)
+    monkeypatch.setattr(tk, "sparseprop_available", lambda: False)
+    with pytest.raises(siftc.UsageError, match="needs the sparseprop package"):
+        siftc.compile(models_zoo.create("mlp"), policy="sparse:0.9,kernels=sparseprop", example_inputs=x)
