@@ -25,8 +25,8 @@ from siftc.core.pass_registry import PassResult, register
 def lower_train(gm, ctx) -> PassResult:
     hooked = install(gm)
     lowered = 0
-    if ctx.policy.kernels != "dense" and ctx.mode == "train":
-        lowered = _sparse_kernels(gm, ctx)
+    if ctx.policy.kernels != "dense" and ctx.mode == "train" and ctx.policy.dst == "static":
+        lowered = _sparse_kernels(gm, ctx)      # (SET/RigL: siftc.DST swaps them in when masks stop moving)
     device = "cpu"
     if ctx.target == "cuda":
         if torch.cuda.is_available():

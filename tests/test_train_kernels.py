@@ -108,14 +108,44 @@ def test_a_kernels_model_exports_to_onnx_saves_and_loads(tmp_path):
     assert all(m.values.grad is not None for m in back.modules() if isinstance(m, tk.SparseTrainLinear))
 
 
+def test_rigl_swaps_in_kernels_at_its_end_fraction_with_the_optimizer_state():
+    """dst=rigl,kernels=csr: masks move until the end fraction, then DST swaps the masked linears
+    for sparse kernels and moves their momentum to the kept values. Against the same run with
+    kernels=dense: the same mask updates, the same masks, the same weights at the end."""
+    x = models_zoo.example_inputs("mlp", 16)
+    y = torch.randint(0, 10, (16,))
+    runs = {}
+    for kernels in ("dense", "csr"):
+        gm = siftc.compile(models_zoo.create("mlp"), example_inputs=x,
+                           policy=f"wide:0.9,stem=sparse,dst=rigl,dT=2,end=0.5,kernels={kernels}")
+        assert not any(isinstance(m, tk.SparseTrainLinear) for m in gm.modules())   # masks still move
+        opt = torch.optim.SGD(gm.parameters(), lr=0.05, momentum=0.9)
+        dst = siftc.DST(gm, opt, total_steps=16)
+        kinds = []
+        for _ in range(16):
+            F.cross_entropy(gm(*x), y).backward()
+            opt.step()
+            dst.step()
+            opt.zero_grad()
+            kinds.append(sum(isinstance(m, tk.SparseTrainLinear) for m in gm.modules()))
+        runs[kernels] = (gm, dst, kinds)
+    (dense, dst_d, _), (csr, dst_c, kinds) = runs["dense"], runs["csr"]
+    assert dst_c.updates == dst_d.updates >= 3
+    assert kinds[:7] == [0] * 7 and kinds[8:] == [len(dense.siftc.masks())] * 8     # swapped at step 8 = end
+    for q in dense.siftc.masks():
+        a, b = dense.get_submodule(q), csr.get_submodule(q)
+        assert torch.equal(a.weight_mask, b.weight_mask)
+        assert torch.allclose(a.weight, b.weight, atol=1e-5), q      # momentum carried over, not reset
+
+
 def test_what_kernels_cannot_do_is_refused(monkeypatch):
-    with pytest.raises(siftc.PolicyError, match="kernels=auto .* dst=rigl"):
-        siftc.Policy.parse("wide:0.9,kernels=auto,dst=rigl")
     x = models_zoo.example_inputs("mlp", 2)
     gm = siftc.compile(models_zoo.create("mlp"), policy="sparse:0.9,kernels=csr", example_inputs=x)
     opt = torch.optim.SGD(gm.parameters(), lr=0.1)
-    with pytest.raises(siftc.SiftcError, match="train through sparse kernels"):
-        siftc.DST(gm, opt, total_steps=10)
+    dst = siftc.DST(gm, opt, total_steps=10, method="set", dT=2)     # static kernels, then asked to move them
+    dst.step()
+    with pytest.raises(siftc.SiftcError, match="mask update is due, but .* train through sparse kernels"):
+        dst.step()
     monkeypatch.setattr(tk, "sparseprop_available", lambda: False)
     with pytest.raises(siftc.UsageError, match="needs the sparseprop package"):
         siftc.compile(models_zoo.create("mlp"), policy="sparse:0.9,kernels=sparseprop", example_inputs=x)

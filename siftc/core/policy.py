@@ -64,6 +64,7 @@ class Policy:
     exclude: str = ""           # module-path globs ('|'-separated) left dense, e.g. *.attn.*
     count: str = "all"          # iso=exact equalises all FLOPs (norms, activations too) or matmul-class only
     kernels: str = "dense"      # training kernels of masked linears: dense | auto | csr | sparseprop
+                                # (dst=static: from compile on; set/rigl: from their end fraction, by DST)
 
     def __post_init__(self):
         if self.member not in MEMBERS:
@@ -95,10 +96,6 @@ class Policy:
             if not isinstance(globs, str) or any(not g.strip() for g in globs.split("|")) and globs:
                 raise PolicyError(f"policy key {key}={globs!r} must be module-path globs separated by '|', "
                                   f"e.g. {key}=*.attn.*|*.mlp.c_proj")
-        if self.kernels != "dense" and self.dst != "static":
-            raise PolicyError(f"policy kernels={self.kernels} trains masked layers through sparse kernels, which give "
-                              f"no dense gradient, and dst={self.dst} moves masks by it; use dst=static with "
-                              f"kernels={self.kernels}, or kernels=dense with dst={self.dst}")
         if not self.include:
             raise PolicyError("policy key include= is empty; leave it out (default '*': every module)")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:

@@ -20,8 +20,9 @@ inputs (so give example inputs at the training batch size), dense-with-zeros (pl
 mask) against each kernel, interleaved min-of-N with a re-check as for the inference kernels
 (siftc/core/kernels.py); a kernel must win by 10%.
 
-Only masks that do not move: the dense gradient SET/RigL rank by does not exist here (policy
-``kernels`` needs ``dst=static``). docs/api.md, "Sparse kernels in training", has the measurements.
+Only masks that do not move: the dense gradient SET/RigL rank by does not exist here. With
+``dst=static`` the lower-train pass swaps at compile; with SET/RigL ``siftc.DST`` swaps at the end
+fraction, when masks stop moving. docs/api.md, "Sparse kernels in training", has the measurements.
 """
 from __future__ import annotations
 

@@ -147,6 +147,17 @@ def _zero_at(x, positions: torch.Tensor) -> None:
         x.copy_(flat.view_as(x))
 
 
+def _move_param(optimizer, old, new, mask) -> None:
+    """Put ``new`` (the kept values of ``old`` under ``mask``) where ``old`` was in the optimizer,
+    with ``old``'s per-weight state cut to the kept positions (scalars such as Adam's step kept)."""
+    for group in optimizer.param_groups:
+        group["params"] = [new if p is old else p for p in group["params"]]
+    state = optimizer.state.pop(old, None)
+    if state:
+        optimizer.state[new] = {k: v[mask].clone() if isinstance(v, torch.Tensor) and v.shape == mask.shape else v
+                                for k, v in state.items()}
+
+
 class DST:
     def __init__(self, gm, optimizer, total_steps: int, method: str | None = None, dT: int | None = None,
                  drop: float | None = None, end: float | None = None, begin: int = 0,
@@ -191,12 +202,11 @@ class DST:
                              f"'static' (or dst=static in the policy), or pattern=block:B for moving structured masks")
         self.generator = torch.Generator().manual_seed(p.seed if seed is None else seed)
         self.modules = {q: m for q, m in gm.named_modules() if isinstance(getattr(m, "weight_mask", None), torch.Tensor)}
-        kernel_layers = [q for q, m in self.modules.items() if not isinstance(m.weight, torch.nn.Parameter)]
-        if kernel_layers:
-            raise SiftcError(f"siftc.DST: {', '.join(kernel_layers[:3])}{' ...' if len(kernel_layers) > 3 else ''} "
-                             f"train through sparse kernels (policy kernels={p.kernels}): only their kept weights are "
-                             f"parameters, there is no dense gradient to rank by and nothing for DST to move. Their "
-                             f"masks are static and need no DST object; compile with kernels=dense to run SET/RigL")
+        # policy kernels=...: with SET/RigL, masked linears move to sparse kernels once masks stop
+        # moving (the end fraction); a model saved after that has them already (SparseTrainLinear:
+        # kept values only, no dense gradient, so no update may reach them)
+        self.kernels = p.kernels
+        self._kernels_done = False
         if not self.modules:
             raise SiftcError("siftc.DST: the compiled model has no masked weights (policy dense?)")
         self.step_count = 0
@@ -205,7 +215,7 @@ class DST:
         self._capture_hooks: list = []
         self._capturing = False
         self._local_masks: dict = {}
-        self.fsdp = any(_sharded(m.weight) for m in self.modules.values())
+        self.fsdp = any(_sharded(m.weight) for m in self._dense_modules().values())
         self.remask_every_step = False     # set when an optimizer moves zero-gradient weights
         ex = handle.example_inputs[0]
         self.example_batch = int(ex.shape[0]) if isinstance(ex, torch.Tensor) and ex.dim() > 0 else 1
@@ -228,6 +238,19 @@ class DST:
         gm._siftc_dst = weakref.ref(self)
         self._warned_past_end = False
 
+    def _dense_modules(self) -> dict:
+        """The masked modules that keep a dense weight parameter (not a sparse training kernel)."""
+        return {q: m for q, m in self.modules.items() if isinstance(m.weight, torch.nn.Parameter)}
+
+    def _refuse_kernel_layers(self, t: int) -> None:
+        kernel = [q for q in self.modules if q not in self._dense_modules()]
+        if kernel:
+            raise SiftcError(f"siftc.DST step {t}: a mask update is due, but {', '.join(kernel[:3])}"
+                             f"{' ...' if len(kernel) > 3 else ''} train through sparse kernels (kept values only: "
+                             f"no dense gradient to rank by, no positions to grow into). Sparse kernels are for masks "
+                             f"that no longer move: dst=static, or SET/RigL past their end fraction, where DST swaps "
+                             f"them in itself; compile with kernels=dense to move these masks")
+
     def close(self) -> None:
         """Detach from the model and optimizer (hooks and gradient sinks removed); a new DST may
         then be made on the same model."""
@@ -244,6 +267,7 @@ class DST:
         """Hand the dense gradient of the coming step to us if that step updates masks (RigL)."""
         self._disarm_capture()
         if self.method == "rigl" and self.is_update_step(self.step_count + 1):
+            self._refuse_kernel_layers(self.step_count + 1)
             if self.fsdp:
                 # FSDP2 computes gradients on unsharded copies of the weights and reduce-scatters
                 # them: the gradient hook leaves this step's unmasked, and the optimizer pre-step
@@ -290,8 +314,11 @@ class DST:
         updated = False
         n = samples or self.samples_per_step
         if self.is_update_step(t):
+            self._refuse_kernel_layers(t)
             self._update(t)
             updated = True
+        elif self.kernels != "dense" and self.method != "static" and t >= self.end_step and not self._kernels_done:
+            self._to_kernels(t)
         if self.remask_every_step:
             self._apply_masks()
         elif t == 1 or (updated and self.updates % 10 == 1):
@@ -367,12 +394,14 @@ class DST:
 
     # ------------------------------------------------------------------ masking
     def _check_optimizer(self) -> None:
-        params = {id(m.weight) for m in self.modules.values()}
+        def param(m):
+            return m.weight if isinstance(m.weight, torch.nn.Parameter) else m.values
+        params = {id(param(m)) for m in self.modules.values()}
         in_opt = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
         if not params & in_opt:
             raise SiftcError("siftc.DST: the optimizer holds none of the compiled model's masked weights; "
                              "build it from gm.parameters()")
-        missing = [q for q, m in self.modules.items() if id(m.weight) not in in_opt]
+        missing = [q for q, m in self.modules.items() if id(param(m)) not in in_opt]
         if missing:   # RigL/SET would grow weights that nothing trains
             shown = ", ".join(f"{q}.weight" for q in missing[:5]) + (f", ... ({len(missing)} in all)" if len(missing) > 5 else "")
             raise SiftcError(f"siftc.DST: the optimizer lacks {len(missing)} of the {len(self.modules)} masked "
@@ -383,7 +412,7 @@ class DST:
         if self.fsdp:
             self._mask_sharded_grads()
             return
-        for m in self.modules.values():
+        for m in self._dense_modules().values():
             if m.weight.grad is None or has_grad_mask(m):
                 continue
             with torch.no_grad():
@@ -394,7 +423,7 @@ class DST:
         """FSDP2: each rank masks its gradient shards (and, on a capture step, first keeps them as
         the dense gradient, summed over the accumulated micro-batches by FSDP2 itself)."""
         with torch.no_grad():
-            for q, m in self.modules.items():
+            for q, m in self._dense_modules().items():
                 g = m.weight.grad
                 if g is None:
                     continue
@@ -456,7 +485,7 @@ class DST:
             return not all(torch.equal(x, x * scale.to(x.dtype)) or not torch.any(x.masked_select(~m.weight_mask) != 0)
                            for x in tensors)    # (the exact test runs only when the fast one fails: NaNs)
         with torch.no_grad():
-            moved = [q for q, m in self.modules.items() if nonzero_off(m)]
+            moved = [q for q, m in self._dense_modules().items() if nonzero_off(m)]
         if moved:
             warnings.warn(f"siftc.DST step {t}: {type(self.optimizer).__name__} changed {len(moved)} masked "
                           f"weight tensor(s) or their state (e.g. {moved[0]}.weight) although their gradients are masked; "
@@ -467,8 +496,29 @@ class DST:
 
     def _apply_masks(self) -> None:
         with torch.no_grad():
-            for m in self.modules.values():
+            for m in self._dense_modules().values():
                 self._zero_where(m, ~self._local_of(m.weight_mask, m.weight, cache=True))
+
+    def _to_kernels(self, t: int) -> None:
+        """Masks stopped moving: swap masked linears for sparse training kernels where measured
+        faster (policy kernels=..., siftc/core/train_kernels.py), moving each one's optimizer
+        state to its kept values (the mask's row-major order, the order of ``values``)."""
+        self._kernels_done = True
+        if dist.is_available() and dist.is_initialized():
+            warnings.warn(f"siftc.DST step {t}: policy kernels={self.kernels} is not applied under torch.distributed "
+                          f"(DDP/FSDP hold the dense weights); the layers stay masked dense", stacklevel=3)
+            return
+        from siftc.core.train_kernels import lower_for_training
+        handle = handle_of(self.gm)
+        before = self._dense_modules()
+        decisions = lower_for_training(self.gm, handle.example_inputs, self.kernels)
+        for q, d in decisions.items():
+            if d["kernel"] == "dense":
+                continue
+            old, new = before[q], self.gm.get_submodule(q)
+            _move_param(self.optimizer, old.weight, new.values, new.weight_mask)
+            self.modules[q] = new
+        handle.state.kernels = {**handle.state.kernels, **decisions}
 
     # ------------------------------------------------------------------ ledger and checkpoints
     def flops(self) -> dict:
