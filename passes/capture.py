@@ -160,7 +160,11 @@ def capture(gm, ctx) -> PassResult:
     if not isinstance(model, nn.Module):
         raise CaptureError(f"siftc.compile expects a torch.nn.Module, got {type(model).__name__}")
     if isinstance(model, torch.fx.GraphModule):
-        out = copy.deepcopy(model)
+        # a compiled model going to ONNX: nothing in that pipeline writes a weight (no member, no
+        # lower-train moving devices), so the copy shares the tensors instead of holding a second
+        # set of a possibly huge model's weights
+        from siftc.core.masking import shared_copy
+        out = shared_copy(model) if ctx.target == "onnx" else copy.deepcopy(model)
         # layers trained through sparse kernels (policy kernels=...) go back to masked dense
         # linears: export and the analyses see the layers the compile made; lower-train swaps again
         from siftc.core.train_kernels import to_dense_layers

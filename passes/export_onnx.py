@@ -21,7 +21,6 @@ against). onnxruntime loads sparse initializers and densifies them at load (docs
 """
 from __future__ import annotations
 
-import copy
 import io
 import logging
 import os
@@ -35,7 +34,7 @@ from torch import nn
 
 from siftc.core import atomic
 from siftc.core.errors import ExportError, UsageError
-from siftc.core.masking import strip
+from siftc.core.masking import shared_copy, strip
 from siftc.core.pass_registry import PassResult, register
 from .verify import iso_flop_ratio
 
@@ -50,9 +49,15 @@ def _masked_weights(model: nn.Module) -> dict:
 
 
 def _export_copy(model: nn.Module) -> nn.Module:
-    """An eval-mode copy without training hooks or mask buffers (nothing of them may be exported)."""
-    m = copy.deepcopy(model).eval()
-    strip(m)
+    """An eval-mode copy without training hooks or mask buffers (nothing of them may be exported).
+
+    Only the module tree is copied: parameters and buffers are shared with ``model`` (the export
+    reads them and writes nothing), so a large model is not held twice more during its export
+    (the peak was ~6x the weights: this copy, the ONNX exporter's and the serialized proto).
+    The shared weights keep their own gradient-mask hooks (the model still trains); the copy gets
+    none and loses its mask buffers."""
+    m = shared_copy(model).eval()
+    strip(m, tensor_hooks=False)
     if hasattr(m, "siftc"):
         del m.siftc
     return m

@@ -242,3 +242,26 @@ def test_a_weight_protobuf_cannot_hold_sparse_stays_dense(monkeypatch):
     assert len(proto.graph.sparse_initializer) == 0
     assert seen["stats"]["kept_dense_too_large"] >= 1 and seen["stats"]["sparse_initializers"] == 0
     siftc.onnx_check(proto, gm, inputs)
+
+
+def test_export_shares_the_weights_and_leaves_the_compiled_model_training():
+    """The export copies the module tree only (a large model is not held twice more): its
+    tensors are the compiled model's own. The compiled model keeps its masks and exactly one
+    gradient-mask hook per weight however often it is exported, and still trains masked."""
+    from siftc.passes.export_onnx import _export_copy
+    x = models_zoo.example_inputs("mlp", 2)
+    gm = siftc.compile(models_zoo.create("mlp"), policy="sparse:0.9,head=sparse", example_inputs=x)
+    clean = _export_copy(gm)
+    assert all(a is b for a, b in zip(clean.parameters(), gm.parameters()))
+    assert not any(hasattr(m, "weight_mask") for m in clean.modules())
+    for _ in range(2):
+        siftc.compile(gm, target="onnx", example_inputs=x)
+    masks = gm.siftc.masks()
+    assert masks
+    for q in masks:
+        hooks = gm.get_submodule(q).weight._post_accumulate_grad_hooks or {}
+        assert len(hooks) == 1, q
+    gm.train()
+    F.cross_entropy(gm(*x), torch.tensor([1, 2])).backward()
+    for q, m in masks.items():
+        assert not torch.any(gm.get_submodule(q).weight.grad[~m] != 0), q

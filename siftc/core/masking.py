@@ -172,14 +172,38 @@ def install(gm) -> int:
     return count
 
 
-def strip(model) -> None:
+def shared_copy(model):
+    """A copy of ``model``'s module tree that shares every parameter and buffer with it, for work
+    that reads weights and writes none (ONNX export of a large model would otherwise hold each
+    weight twice more). Nothing of the gradient masking is installed on it: a copy's hook on a
+    shared weight would outlive the copy and mask every gradient twice."""
+    import copy
+    hooks = getattr(model, "_deepcopy_hooks", None)
+    had = hooks is not None and install in hooks
+    if had:
+        hooks.remove(install)
+    try:
+        out = copy.deepcopy(model, memo={id(t): t for t in (*model.parameters(), *model.buffers())})
+    finally:
+        if had:
+            hooks.append(install)
+    for mod in out.modules():
+        for k, h in list(mod._forward_pre_hooks.items()):
+            if isinstance(h, InstallGradMask):
+                del mod._forward_pre_hooks[k]
+    return out
+
+
+def strip(model, tensor_hooks: bool = True) -> None:
     """Undo ``install`` and drop the masks, in place: a plain model of the same shapes and weights
-    (what ONNX export and the dense baseline of ``siftc bench dst`` need)."""
+    (what ONNX export and the dense baseline of ``siftc bench dst`` need). ``tensor_hooks=False``
+    leaves the weights' own gradient hooks alone (a module tree that shares its weights with a
+    model still training)."""
     for mod in model.modules():
         for k, h in list(mod._forward_pre_hooks.items()):
             if isinstance(h, InstallGradMask):
                 del mod._forward_pre_hooks[k]
-        w = getattr(mod, "weight", None)
+        w = getattr(mod, "weight", None) if tensor_hooks else None
         hooks = getattr(w, "_post_accumulate_grad_hooks", None) if isinstance(w, torch.Tensor) else None
         for k, h in list((hooks or {}).items()):
             if isinstance(h, GradMask):
