@@ -41,6 +41,11 @@ from .verify import iso_flop_ratio
 EXPORTERS = ("dynamo", "torchscript")
 SPARSE_MODES = ("auto", "always", "never")
 _EXTERNAL_DATA_BYTES = 1_800_000_000      # protobuf's hard limit is 2 GiB; leave room for the graph
+# sparse initializers always stay inside the .onnx message (onnx writes only dense initializers
+# and attribute tensors as external data): past this many bytes of them, further masked weights
+# stay dense initializers, which can go to the .data file (efficientnet_v2_l wide:0.75 failed its
+# export with EncodeError: its sparse weights alone were over 2 GiB with their int64 indices)
+_SPARSE_INLINE_BYTES = 1_500_000_000
 
 
 def _masked_weights(model: nn.Module) -> dict:
@@ -173,6 +178,7 @@ def _sparsify(proto, masked: dict, mode: str) -> dict:
     if mode == "never":
         return stats
     keep = []
+    inline = 0
     for init in list(graph.initializer):
         if init.name not in masked:
             keep.append(init)
@@ -183,6 +189,10 @@ def _sparsify(proto, masked: dict, mode: str) -> dict:
         sparse_bytes = idx.size * (flat.itemsize + 8)
         if mode == "auto" and sparse_bytes >= flat.nbytes:
             keep.append(init)
+            continue
+        if inline + sparse_bytes > _SPARSE_INLINE_BYTES:
+            keep.append(init)
+            stats["kept_dense_inline_limit"] = stats.get("kept_dense_inline_limit", 0) + 1
             continue
         values = numpy_helper.from_array(flat[idx], name=init.name)
         values.doc_string = init.doc_string
@@ -195,6 +205,7 @@ def _sparsify(proto, masked: dict, mode: str) -> dict:
             continue
         stats["sparse_initializers"] += 1
         stats["dense_bytes_saved"] += flat.nbytes - sparse_bytes
+        inline += sparse_bytes
     del graph.initializer[:]
     graph.initializer.extend(keep)
     return stats
@@ -218,7 +229,8 @@ def is_large(proto) -> bool:
     The initializers' bytes are summed first: past 4 GiB protobuf cannot even size the message
     (ByteSize raises EncodeError, seen on vgg11 ``parallel:0.75``)."""
     from google.protobuf.message import EncodeError
-    data = sum(len(t.raw_data) for t in proto.graph.initializer)
+    data = sum(len(t.raw_data) for t in proto.graph.initializer) + \
+        sum(len(t.values.raw_data) + len(t.indices.raw_data) for t in getattr(proto.graph, "sparse_initializer", ()))
     if data > _EXTERNAL_DATA_BYTES:
         return True
     try:
@@ -284,8 +296,11 @@ def export_onnx(model: nn.Module, example_inputs: tuple, path=None, exporter: st
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, str(v)
     check_proto(proto)
+    dense_why = {"kept_dense_too_large": "too large for protobuf as sparse",
+                 "kept_dense_inline_limit": "kept dense past 1.5 GB of inline sparse data"}
+    extra = "".join(f"; {stats[k]} {why}" for k, why in dense_why.items() if stats.get(k))
     proto.doc_string = (f"siftc export ({exporter}); {stats['sparse_initializers']} sparse initializers "
-                        f"of {len(masked)} masked weights")
+                        f"of {len(masked)} masked weights{extra}")
     if path is not None:
         save_onnx(proto, path)
     return proto

@@ -265,3 +265,29 @@ def test_export_shares_the_weights_and_leaves_the_compiled_model_training():
     F.cross_entropy(gm(*x), torch.tensor([1, 2])).backward()
     for q, m in masks.items():
         assert not torch.any(gm.get_submodule(q).weight.grad[~m] != 0), q
+
+
+def test_sparse_initializers_stop_before_the_inline_limit(monkeypatch):
+    """Sparse initializers cannot go to the .data file (onnx externalises dense ones only): once
+    they would pass the inline budget, further masked weights stay dense initializers, the model
+    still runs, and its doc_string says how many."""
+    from siftc.passes import export_onnx as exporter
+    model, inputs = small_model("mlp")
+    gm = siftc.compile(model, policy="sparse:0.9,stem=sparse,head=sparse", example_inputs=inputs)
+    full = siftc.compile(gm, target="onnx")
+    sizes = sorted(len(t.values.raw_data) + len(t.indices.raw_data) for t in full.graph.sparse_initializer)
+    assert len(sizes) >= 2
+    monkeypatch.setattr(exporter, "_SPARSE_INLINE_BYTES", sizes[0])          # room for one only
+    proto = siftc.compile(gm, target="onnx")
+    assert len(proto.graph.sparse_initializer) == 1
+    assert f"{len(sizes) - 1} kept dense past" in proto.doc_string
+    siftc.onnx_check(proto, gm, inputs)
+    # the size test counts the sparse bytes that stay inline
+    from types import SimpleNamespace
+    dense = sum(len(t.raw_data) for t in full.graph.initializer)
+    fake = SimpleNamespace(graph=SimpleNamespace(initializer=full.graph.initializer,
+                                                 sparse_initializer=full.graph.sparse_initializer), ByteSize=lambda: 0)
+    monkeypatch.setattr(exporter, "_EXTERNAL_DATA_BYTES", dense + sum(sizes) - 1)
+    assert exporter.is_large(fake)
+    monkeypatch.setattr(exporter, "_EXTERNAL_DATA_BYTES", dense + sum(sizes))
+    assert not exporter.is_large(fake)
