@@ -30,10 +30,13 @@ def _masked(layer, density, seed=0):
     (nn.Conv2d(8, 16, 3, padding=1), (2, 8, 9, 9)), (nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), (2, 8, 9, 9)),
     (nn.Conv2d(8, 16, 1), (2, 8, 5, 5)), (nn.Conv2d(8, 16, (3, 1), stride=(1, 2), padding=(1, 0), dilation=(2, 1)), (1, 8, 9, 8)),
 ])
-def test_kernels_equal_dense_layers(layer, shape):
+@pytest.mark.parametrize("kernel", ["csr", pytest.param("mkl", marks=pytest.mark.skipif(
+    not kernels.mkl_available(), reason="MKL sparse BLAS not installed (pip install sparse-dot-mkl mkl)"))])
+def test_kernels_equal_dense_layers(layer, shape, kernel):
     layer = _masked(layer, 0.2)
     x = torch.randn(*shape)
-    sparse = kernels.lower(layer)
+    sparse = kernels.lower(layer, kernel)
+    assert sparse.layout == kernel
     with torch.no_grad():
         ref, got = layer(x), sparse(x)
     assert got.shape == ref.shape

@@ -35,6 +35,11 @@ MARGIN = 1.10             # the sparse kernel must be at least 10% faster to be 
 _DECISIONS: dict = {}     # cache key -> (speedup, dense_ms, sparse_ms)
 
 
+def _np_dtype(dtype: torch.dtype):
+    import numpy as np
+    return np.float64 if dtype == torch.float64 else np.float32
+
+
 def _compress(w2d: torch.Tensor, blocksize):
     """CSR, or BSR with BxB blocks (for block-structured masks)."""
     with warnings.catch_warnings():       # torch's "Sparse CSR tensor support is in beta": not the user's concern
@@ -42,18 +47,58 @@ def _compress(w2d: torch.Tensor, blocksize):
         return w2d.to_sparse_bsr((blocksize, blocksize)) if blocksize else w2d.to_sparse_csr()
 
 
-class _SparseKernel(nn.Module):
-    """What both kernels keep of the masked layer: its weight as an (out x rest) CSR/BSR matrix,
-    its mask, its bias (frozen), and the weight's shape for a dense copy on request."""
+def mkl_available() -> bool:
+    """Whether MKL's sparse x dense product can run (``pip install sparse-dot-mkl mkl``). The
+    pip ``mkl`` package puts ``libmkl_rt`` in the environment's lib folder, where the loader does
+    not look: it is named to sparse_dot_mkl through ``MKL_RT``."""
+    import glob
+    import os
+    import sys
+    if "MKL_RT" not in os.environ:
+        found = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")))
+        if found:
+            os.environ["MKL_RT"] = found[0]
+    try:
+        import sparse_dot_mkl  # noqa: F401
+    except (ImportError, OSError):
+        return False
+    return True
 
-    def __init__(self, layer: nn.Module, blocksize=None):
+
+class _SparseKernel(nn.Module):
+    """What the kernels keep of the masked layer: its weight as an (out x rest) CSR/BSR matrix,
+    its mask, its bias (frozen), and the weight's shape for a dense copy on request. ``mkl``: the
+    product runs in MKL's sparse BLAS (sparse_dot_mkl, on a scipy CSR copy of the weight) instead
+    of torch's CSR matmul: 2.8x faster for one row on gpt3_small's MLP weight, about even from
+    32 rows on (docs/results.md); ``choose`` times both."""
+
+    def __init__(self, layer: nn.Module, blocksize=None, mkl: bool = False):
         super().__init__()
         w = layer.weight.detach()
         self.blocksize = blocksize
+        self.mkl = mkl and not blocksize
         self._shape = tuple(w.shape)
         self.register_buffer("weight_csr", _compress(w.reshape(w.shape[0], -1), blocksize))
         self.register_buffer("weight_mask", layer.weight_mask.clone())
         self.bias = None if layer.bias is None else nn.Parameter(layer.bias.detach().clone(), requires_grad=False)
+        self._scipy = None
+
+    def _spmm(self, cols: torch.Tensor) -> torch.Tensor:
+        """W (out x K) @ cols (K x N)."""
+        # fake tensors (shape propagation), tracing and other devices take torch's kernel: MKL
+        # runs on the numbers of a real CPU tensor only
+        if not self.mkl or type(cols) is not torch.Tensor or cols.device.type != "cpu" \
+                or cols.dtype not in (torch.float32, torch.float64) or torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return self.weight_csr @ cols
+        import sparse_dot_mkl
+        if self._scipy is None or self._scipy.dtype != _np_dtype(cols.dtype):
+            import scipy.sparse
+            c = self.weight_csr
+            self._scipy = scipy.sparse.csr_matrix(
+                (c.values().to(cols.dtype).numpy(), c.col_indices().numpy(), c.crow_indices().numpy()),
+                shape=tuple(c.shape))
+        sparse_dot_mkl.mkl_set_num_threads_local(torch.get_num_threads())
+        return torch.from_numpy(sparse_dot_mkl.dot_product_mkl(self._scipy, cols.detach().contiguous().numpy()))
 
     @property
     def weight(self) -> torch.Tensor:
@@ -61,23 +106,23 @@ class _SparseKernel(nn.Module):
 
     @property
     def layout(self) -> str:
-        return "bsr" if self.blocksize else "csr"
+        return "bsr" if self.blocksize else "mkl" if self.mkl else "csr"
 
     def _format(self) -> str:
         b = self.blocksize
-        return f"nnz={self.weight_csr.values().numel()}, " + (f"BSR {b}x{b}" if b else "CSR")
+        return f"nnz={self.weight_csr.values().numel()}, " + (f"BSR {b}x{b}" if b else "CSR (MKL)" if self.mkl else "CSR")
 
 
 class CSRLinear(_SparseKernel):
     """y = (W_csr @ x.T).T + b over the last dim of x; W stored as CSR (or BSR: ``blocksize``)."""
 
-    def __init__(self, linear: nn.Linear, blocksize=None):
-        super().__init__(linear, blocksize)
+    def __init__(self, linear: nn.Linear, blocksize=None, mkl: bool = False):
+        super().__init__(linear, blocksize, mkl)
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x):
         rows = x.reshape(-1, self.in_features)
-        y = (self.weight_csr @ rows.T).T
+        y = self._spmm(rows.T).T
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*x.shape[:-1], self.out_features)
@@ -89,8 +134,8 @@ class CSRLinear(_SparseKernel):
 class CSRConv2d(_SparseKernel):
     """A conv as im2col + W_csr (out x in*kh*kw) @ columns; NCHW in and out."""
 
-    def __init__(self, conv: nn.Conv2d, blocksize=None):
-        super().__init__(conv, blocksize)
+    def __init__(self, conv: nn.Conv2d, blocksize=None, mkl: bool = False):
+        super().__init__(conv, blocksize, mkl)
         self.out_channels, self.in_channels = conv.out_channels, conv.in_channels
         self.kernel_size, self.stride = conv.kernel_size, conv.stride
         self.padding, self.dilation = conv.padding, conv.dilation
@@ -106,7 +151,7 @@ class CSRConv2d(_SparseKernel):
         else:
             unf = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)   # B, C*kh*kw, L
             cols = unf.transpose(0, 1).reshape(unf.shape[1], B * unf.shape[2])
-        y = (self.weight_csr @ cols).reshape(self.out_channels, B, Ho, Wo).transpose(0, 1)
+        y = self._spmm(cols).reshape(self.out_channels, B, Ho, Wo).transpose(0, 1)
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)
         return y.contiguous()
@@ -132,8 +177,10 @@ def lowerable(mod: nn.Module) -> bool:
 
 
 def lower(mod: nn.Module, kernel: str = "csr", blocksize=None) -> nn.Module:
+    """The kernel module for ``kernel``: "csr" (torch), "bsr" (torch, ``blocksize``), "mkl"."""
     b = blocksize if kernel == "bsr" else None
-    return CSRLinear(mod, b) if isinstance(mod, nn.Linear) else CSRConv2d(mod, b)
+    cls = CSRLinear if isinstance(mod, nn.Linear) else CSRConv2d
+    return cls(mod, b, mkl=kernel == "mkl")
 
 
 def interleaved_min_ms(fns: dict, repeat: int, clock=time.perf_counter) -> dict:
@@ -152,7 +199,7 @@ def interleaved_min_ms(fns: dict, repeat: int, clock=time.perf_counter) -> dict:
 
 def choose(mod: nn.Module, example_input: torch.Tensor, blocksize=None, repeat: int = 7) -> dict:
     """Measure ``mod`` (dense) against its CSR kernel (and BSR with ``blocksize``) on
-    ``example_input``; cached. Returns {"kernel": "csr" | "bsr" | "dense", "speedup": dense_ms /
+    ``example_input``; cached. Returns {"kernel": "csr" | "bsr" | "mkl" | "dense", "speedup": dense_ms /
     best sparse ms, "dense_ms", "sparse_ms", "density"}; a kernel is chosen when it is at least
     ``MARGIN`` faster than dense in two independent interleaved min-of-``repeat`` measurements
     (the reported speedup is the smaller of the two).
@@ -163,12 +210,16 @@ def choose(mod: nn.Module, example_input: torch.Tensor, blocksize=None, repeat: 
     if blocksize and (rows % blocksize or cols % blocksize):
         blocksize = None
     key = (type(mod).__name__, tuple(mod.weight.shape), tuple(example_input.shape), blocksize,
-           getattr(mod, "stride", None), getattr(mod, "padding", None), round(density, 2), torch.get_num_threads())
+           getattr(mod, "stride", None), getattr(mod, "padding", None), round(density, 2), torch.get_num_threads(),
+           mkl_available())
     if key not in _DECISIONS:
         x = example_input.detach()
         with torch.no_grad():
             fns = {"dense": lambda: mod(x)}
-            for kernel in ("csr", "bsr") if blocksize else ("csr",):
+            kernels = ["csr", "bsr"] if blocksize else ["csr"]
+            if mkl_available() and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+                kernels.append("mkl")
+            for kernel in kernels:
                 fns[kernel] = (lambda sparse: lambda: sparse(x))(lower(mod, kernel, blocksize))
             timed = interleaved_min_ms(fns, repeat)
             best = min((k for k in timed if k != "dense"), key=timed.get)
