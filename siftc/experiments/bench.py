@@ -230,15 +230,23 @@ def onnx_main(args) -> int:
 def lower_main(args) -> int:
     """``siftc bench lower``: inference latency, measured side by side in one run, of
     (a) the dense original, (b) its Sparse Wide version with masked dense weights, (c) the same
-    lowered (siftc.kernels: CSR, or BSR for block masks, where measured faster at that batch), at
-    batch 1, 32 and 256, with unstructured masks and with ``pattern=block:16``, for gpt3_small's
-    MLP block as it is inside the widened model (taken from a compiled 1-block gpt3_small with
-    iso=nominal, so its layers have density 1-s exactly; with iso=exact a 1-block model's density
-    is set by its huge LM head) and the MNIST mlp (stem=sparse).
-    Targets (s=0.9): unstructured (b)/(c) >= 3 at batch 1 and 32, (c)/(a) <= 2.5;
-    block:16 (c)/(a) <= 1.5.
+    lowered (siftc.kernels: torch CSR, BSR for block masks, or MKL, where measured faster at that
+    batch), (d) the Sparse Wide model exported to ONNX (sparse initializers) in onnxruntime and
+    (e) the same model in OpenVINO (f32, from the dense-initializer export: OpenVINO's ONNX reader
+    takes no sparse initializers; when ``openvino`` is installed), at batch 1, 32 and 256,
+    with unstructured masks and with ``pattern=block:16``, for gpt3_small's MLP block as it is
+    inside the widened model (taken from a compiled 1-block gpt3_small with iso=nominal, so its
+    layers have density 1-s exactly; with iso=exact a 1-block model's density is set by its huge LM
+    head), resnet18_cifar (width 16, batch 1 and 32; unstructured only) and the MNIST mlp (stem=sparse). Every runtime
+    gets the same threads. Targets (s=0.9): unstructured (b)/(c) >= 3 at batch 1 and 32, (c)/(a)
+    <= 2.5; block:16 (c)/(a) <= 1.5.
     """
     import copy
+    import os
+    import tempfile
+
+    import numpy as np
+    import onnxruntime as ort
 
     import models_zoo
     import siftc
@@ -247,9 +255,16 @@ def lower_main(args) -> int:
     warnings.simplefilter("ignore")
     torch.manual_seed(0)
     s = args.sparsity
-    print(f"siftc bench lower  s={s}  torch threads={torch.get_num_threads()}  (ms per forward, fastest of interleaved runs)")
+    threads = torch.get_num_threads()
+    try:
+        import openvino
+    except ImportError:
+        openvino = None
+    print(f"siftc bench lower  s={s}  threads={threads} (torch, onnxruntime, OpenVINO)  (ms per forward, fastest "
+          f"of interleaved runs)" + ("" if openvino else "  [OpenVINO column: pip install openvino]"))
     print(f"{'model':15s} {'pattern':9s} {'batch':>5s} {'(a) dense':>10s} {'(b) wide masked':>16s} "
-          f"{'(c) lowered':>12s} {'kernels':>9s} {'(b)/(c)':>8s} {'(c)/(a)':>8s}  targets")
+          f"{'(c) lowered':>12s} {'(d) ORT':>8s} {'(e) OV':>8s} {'kernels':>9s} {'(b)/(c)':>8s} {'(c)/(a)':>8s} "
+          f"{'(d)/(a)':>8s} {'(e)/(a)':>8s}  targets")
     for pattern in ("none", "block:16"):
         extra = "" if pattern == "none" else f",pattern={pattern}"
         gpt = siftc.compile(models_zoo.create("gpt3_small", n_layer=1), policy=f"wide:{s},iso=nominal{extra}",
@@ -260,27 +275,60 @@ def lower_main(args) -> int:
                             example_inputs=models_zoo.example_inputs("mlp", 2)).eval()
         d_wide = block[0].weight.shape[1]
         cases = [("gpt3_small.mlp", MLPBlock(GPTConfig()).eval(), block, lambda b: (torch.randn(b, 768),),
-                  lambda b, d=d_wide: (torch.randn(b, d),)),
-                 ("mlp", models_zoo.create("mlp").eval(), mlp, lambda b: (torch.rand(b, 1, 28, 28),), None)]
+                  lambda b, d=d_wide: (torch.randn(b, d),), (1, 32, 256))]
+        if pattern == "none":     # (block:16 on its 16-wide convs misses the iso tolerance; the block
+            resnet = models_zoo.create("resnet18_cifar", width=16).eval()      # target is set on the MLP block)
+            resnet_wide = siftc.compile(resnet, policy=f"wide:{s}",
+                                        example_inputs=models_zoo.example_inputs("resnet18_cifar", 2)).eval()
+            cases.append(("resnet18_cifar", resnet, resnet_wide, lambda b: (torch.randn(b, 3, 32, 32),), None, (1, 32)))
+        cases.append(("mlp", models_zoo.create("mlp").eval(), mlp, lambda b: (torch.rand(b, 1, 28, 28),), None,
+                      (1, 32, 256)))
         blocksize = 16 if pattern != "none" else None
-        for name, dense, wide, inputs_a, inputs_b in cases:
-            for batch in (1, 32, 256):
+        for name, dense, wide, inputs_a, inputs_b, batches in cases:
+            runtimes = _exported_runtimes(wide, (inputs_b or inputs_a)(2), threads, ort, openvino, tempfile, os)
+            for batch in batches:
                 xa = inputs_a(batch)
                 xb = inputs_b(batch) if inputs_b else xa
                 low = copy.deepcopy(wide)
                 decisions, _ = kernels.lower_tree(low, xb, blocksize=blocksize)
+                feed = [np.ascontiguousarray(x.numpy()) for x in xb]
+                fns = {"a": lambda: dense(*xa), "b": lambda: wide(*xb), "c": lambda: low(*xb)}
+                fns.update({k: (lambda run=run: run(feed)) for k, run in runtimes.items()})
                 repeat = 20 if batch < 256 else 8
                 with torch.no_grad():       # interleaved, fastest of each: side by side in one run
-                    t = kernels.interleaved_min_ms({"a": lambda: dense(*xa), "b": lambda: wide(*xb),
-                                                    "c": lambda: low(*xb)}, repeat)
+                    t = kernels.interleaved_min_ms(fns, repeat)
                 ta, tb, tc = t["a"], t["b"], t["c"]
-                used = "/".join(k["kernel"] for k in decisions.values())
+                used = "/".join(sorted({k["kernel"] for k in decisions.values()}))
                 bc, ca = tb / tc, tc / ta
                 if pattern == "none":
                     verdict = ("" if batch == 256 else f"(b)/(c)>=3 {'ok' if bc >= 3 else 'MISSED'}; ") + \
                         f"(c)/(a)<=2.5 {'ok' if ca <= 2.5 else 'MISSED'}"
                 else:
                     verdict = f"(c)/(a)<=1.5 {'ok' if ca <= 1.5 else 'MISSED'}"
-                print(f"{name:15s} {pattern:9s} {batch:5d} {ta:10.3f} {tb:16.3f} {tc:12.3f} "
-                      f"{used:>9s} {bc:8.2f} {ca:8.2f}  {verdict}")
+                cols = [f"{t[k]:8.3f}" if k in t else f"{'n/a':>8s}" for k in ("d", "e")]
+                ratios = [f"{t[k] / ta:8.2f}" if k in t else f"{'n/a':>8s}" for k in ("d", "e")]
+                print(f"{name:15s} {pattern:9s} {batch:5d} {ta:10.3f} {tb:16.3f} {tc:12.3f} {cols[0]} {cols[1]} "
+                      f"{used:>9s} {bc:8.2f} {ca:8.2f} {ratios[0]} {ratios[1]}  {verdict}")
     return 0
+
+
+def _exported_runtimes(wide, example: tuple, threads: int, ort, openvino, tempfile, os) -> dict:
+    """{"d": onnxruntime run, "e": OpenVINO run (when installed)} of ``wide`` exported to ONNX
+    with sparse initializers (dynamic batch), each taking a list of numpy inputs."""
+    import siftc
+    proto = siftc.export_onnx(wide, example)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    out = {"d": lambda feed: sess.run(None, dict(zip(names, feed)))}
+    if openvino is not None:      # its ONNX reader takes no sparse initializers: the dense-initializer export
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "model.onnx")
+            with open(path, "wb") as f:
+                f.write(siftc.export_onnx(wide, example, sparse="never").SerializeToString())
+            core = openvino.Core()
+            compiled = core.compile_model(core.read_model(path), "CPU",
+                                          {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
+        out["e"] = lambda feed: compiled(feed)
+    return out
