@@ -78,6 +78,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _add_case_args(b, steps: int, steps_help: str) -> None:
+    """The options of the benches that time training steps on one model (dst, train)."""
+    b.add_argument("--model", default=None, help="one zoo model instead of the default cases (mlp, resnet18_cifar)")
+    b.add_argument("--policy", default=None, help="policy of --model (default wide:0.9)")
+    b.add_argument("--width", type=_positive, default=16, help="ResNet base width of --model")
+    b.add_argument("--batch", type=_positive, default=None, help="batch size of --model (default 32)")
+    b.add_argument("--steps", type=_positive, default=steps, help=steps_help)
+
+
 def _add_model_args(p):
     p.add_argument("model", help="models_zoo name, models_zoo:NAME or package.module:factory")
     p.add_argument("--batch-size", type=_positive, default=2, help="batch of the example inputs (default 2)")
@@ -275,18 +284,10 @@ def main(argv=None) -> int:
     b.add_argument("--models", default=None, help="comma-separated zoo models (default: the cases in siftc/experiments/bench.py)")
     b.add_argument("--policy", default=None, help="policy for --models (default parallel:0.75)")
     b.add_argument("--repeat", type=_positive, default=3, help="eager forward passes timed (median)")
-    b = benches.add_parser("dst", help="DST step / plain step of the same shape")
-    b.add_argument("--model", default=None, help="one zoo model instead of the default cases (mlp, resnet18_cifar)")
-    b.add_argument("--policy", default=None, help="policy of --model (default wide:0.9)")
-    b.add_argument("--width", type=_positive, default=16, help="ResNet base width of --model")
-    b.add_argument("--batch", type=_positive, default=None, help="batch size of --model (default 32)")
-    b.add_argument("--steps", type=_positive, default=200, help="timed steps of each model")
-    b = benches.add_parser("train", help="train step: dense original vs masked dense vs kernels=auto")
-    b.add_argument("--model", default=None, help="one zoo model instead of the default cases (mlp, resnet18_cifar)")
-    b.add_argument("--policy", default=None, help="policy of --model (default wide:0.9)")
-    b.add_argument("--width", type=_positive, default=16, help="ResNet base width of --model")
-    b.add_argument("--batch", type=_positive, default=None, help="batch size of --model (default 32)")
-    b.add_argument("--steps", type=_positive, default=10, help="timed steps of each model (min is kept)")
+    _add_case_args(benches.add_parser("dst", help="DST step / plain step of the same shape"), 200,
+                   "timed steps of each model")
+    _add_case_args(benches.add_parser("train", help="train step: dense original vs masked dense vs kernels=auto"),
+                   10, "timed steps of each model (min is kept)")
     b = benches.add_parser("onnx", help="onnxruntime: sparse-initializer model vs dense, size and time")
     b.add_argument("--models", default=None, help="comma-separated zoo models (default gpt_tiny,resnet18_cifar)")
     b.add_argument("--policy", default=None, help="policy (default wide:0.9)")

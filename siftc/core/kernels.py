@@ -197,6 +197,41 @@ def interleaved_min_ms(fns: dict, repeat: int, clock=time.perf_counter) -> dict:
     return {k: 1000 * v for k, v in best.items()}
 
 
+def race(fns: dict, repeat: int, recheck: bool = True) -> tuple:
+    """(fastest non-dense candidate, its speedup over ``fns["dense"]``, {name: ms}): interleaved
+    min-of-``repeat``; a win of at least ``MARGIN`` is measured again, dense against the winner
+    alone, and the smaller of the two speedups is kept, so one lucky run cannot decide."""
+    timed = interleaved_min_ms(fns, repeat)
+    best = min((k for k in timed if k != "dense"), key=timed.get)
+    speedup = timed["dense"] / timed[best] if timed[best] > 0 else math.inf
+    if recheck and speedup >= MARGIN:
+        again = interleaved_min_ms({"dense": fns["dense"], best: fns[best]}, repeat)
+        second = again["dense"] / again[best] if again[best] > 0 else math.inf
+        if second < speedup:
+            speedup, timed = second, {**timed, **again}
+    return best, speedup, timed
+
+
+def input_shapes(model: nn.Module, example_inputs: tuple, wanted) -> tuple:
+    """({module path: (shape, dtype) of its first input}, the model's output) for every module
+    ``wanted(module)`` accepts, from one no-grad run on ``example_inputs``."""
+    shapes: dict = {}
+    handles = []
+    for name, mod in model.named_modules():
+        if wanted(mod):
+            def record(m, args, name=name):
+                if name not in shapes and args and isinstance(args[0], torch.Tensor):
+                    shapes[name] = (tuple(args[0].shape), args[0].dtype)
+            handles.append(mod.register_forward_pre_hook(record))
+    try:
+        with torch.no_grad():
+            out = model(*example_inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return shapes, out
+
+
 def choose(mod: nn.Module, example_input: torch.Tensor, blocksize=None, repeat: int = 7) -> dict:
     """Measure ``mod`` (dense) against its CSR kernel (and BSR with ``blocksize``) on
     ``example_input``; cached. Returns {"kernel": "csr" | "bsr" | "mkl" | "dense", "speedup": dense_ms /
@@ -221,14 +256,7 @@ def choose(mod: nn.Module, example_input: torch.Tensor, blocksize=None, repeat: 
                 kernels.append("mkl")
             for kernel in kernels:
                 fns[kernel] = (lambda sparse: lambda: sparse(x))(lower(mod, kernel, blocksize))
-            timed = interleaved_min_ms(fns, repeat)
-            best = min((k for k in timed if k != "dense"), key=timed.get)
-            speedup = timed["dense"] / timed[best] if timed[best] > 0 else math.inf
-            if speedup >= MARGIN:         # re-check before trusting a win
-                again = interleaved_min_ms({"dense": fns["dense"], best: fns[best]}, repeat)
-                second = again["dense"] / again[best] if again[best] > 0 else math.inf
-                if second < speedup:
-                    speedup, timed = second, {**timed, **again}
+            best, speedup, timed = race(fns, repeat)
         _DECISIONS[key] = (best, speedup, timed["dense"], timed[best])
     best, speedup, dense_ms, sparse_ms = _DECISIONS[key]
     return {"kernel": best if speedup >= MARGIN else "dense", "speedup": round(speedup, 3),
@@ -240,20 +268,7 @@ def lower_tree(model: nn.Module, example_inputs: tuple, blocksize=None, seed: in
     """Measure every lowerable module of ``model`` at the input shape it sees on ``example_inputs``
     and swap in its sparse kernel where that is faster. Returns ({module path: decision}, the
     unlowered model's output on ``example_inputs``, from the run that recorded the shapes)."""
-    shapes: dict = {}
-    handles = []
-    for name, mod in model.named_modules():
-        if lowerable(mod):
-            def record(m, args, name=name):
-                if name not in shapes and args and isinstance(args[0], torch.Tensor):
-                    shapes[name] = (tuple(args[0].shape), args[0].dtype)
-            handles.append(mod.register_forward_pre_hook(record))
-    try:
-        with torch.no_grad():
-            reference = model(*example_inputs)
-    finally:
-        for h in handles:
-            h.remove()
+    shapes, reference = input_shapes(model, example_inputs, lowerable)
     g = torch.Generator().manual_seed(seed)
     decisions = {}
     for name, (shape, dtype) in shapes.items():

@@ -26,14 +26,13 @@ fraction, when masks stop moving. docs/api.md, "Sparse kernels in training", has
 """
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch
 from torch import nn
 
 from . import ops
-from .kernels import MARGIN, interleaved_min_ms
+from .kernels import MARGIN, input_shapes, race
 
 BACKENDS = ("csr", "sparseprop")
 
@@ -93,7 +92,9 @@ class _CSRLinearFn(torch.autograd.Function):
             wt = _csr(L.tcrow, L.tcol, values.index_select(0, L.tperm), (L.shape[1], L.shape[0]))
             grad_rows = (wt @ grad.t()).t()
         if ctx.needs_input_grad[1]:
-            pattern = _csr(L.crow, L.col, torch.empty_like(values), L.shape)
+            # zeros, not empty: sampled_addmm computes beta * input even for beta=0, and
+            # uninitialised memory holding a NaN made 0 * NaN = NaN gradients now and then
+            pattern = _csr(L.crow, L.col, torch.zeros_like(values), L.shape)
             grad_values = torch.sparse.sampled_addmm(pattern, grad.t().contiguous(), rows, beta=0.0).values()
         return grad_rows, grad_values, None
 
@@ -224,14 +225,7 @@ def choose(mod: nn.Module, input_shape: tuple, kernels: str = "auto", repeat: in
     fns = {"dense": _step_fn(dense, x, grad)}
     for backend in _candidates(mod, kernels):
         fns[backend] = _step_fn(SparseTrainLinear.from_linear(copy.deepcopy(dense), backend), x, grad)
-    timed = interleaved_min_ms(fns, repeat)
-    best = min((k for k in timed if k != "dense"), key=timed.get)
-    speedup = timed["dense"] / timed[best] if timed[best] > 0 else math.inf
-    if kernels == "auto" and speedup >= MARGIN:         # re-check before trusting a win
-        again = interleaved_min_ms({"dense": fns["dense"], best: fns[best]}, repeat)
-        second = again["dense"] / again[best] if again[best] > 0 else math.inf
-        if second < speedup:
-            speedup, timed = second, {**timed, **again}
+    best, speedup, timed = race(fns, repeat, recheck=kernels == "auto")
     chosen = best if kernels != "auto" or speedup >= MARGIN else "dense"
     return {"kernel": chosen, "speedup": round(speedup, 3), "dense_ms": round(timed["dense"], 4),
             "sparse_ms": round(timed[best], 4), "density": round(density, 4), "use": "training"}
@@ -240,22 +234,9 @@ def choose(mod: nn.Module, input_shape: tuple, kernels: str = "auto", repeat: in
 def lower_for_training(model: nn.Module, example_inputs: tuple, kernels: str = "auto") -> dict:
     """Swap every eligible masked linear of ``model`` for a SparseTrainLinear where ``choose``
     says so (every one for a forced backend). Returns {module path: decision}."""
-    shapes: dict = {}
-    handles = []
-    for name, mod in model.named_modules():
-        if eligible(mod):
-            def record(m, args, name=name):
-                if name not in shapes and args and isinstance(args[0], torch.Tensor):
-                    shapes[name] = tuple(args[0].shape)
-            handles.append(mod.register_forward_pre_hook(record))
-    try:
-        with torch.no_grad():
-            model(*example_inputs)
-    finally:
-        for h in handles:
-            h.remove()
+    shapes, _ = input_shapes(model, example_inputs, eligible)
     decisions = {}
-    for name, shape in shapes.items():
+    for name, (shape, _) in shapes.items():
         mod = model.get_submodule(name)
         decisions[name] = d = choose(mod, shape, kernels)
         if d["kernel"] != "dense":

@@ -71,6 +71,14 @@ DST_CASES = [   # (zoo model, create kwargs, policy, batch): the two cases the D
 ]
 
 
+def _cases(args, default: list) -> list:
+    """--model/--policy/--width/--batch as one (model, create kwargs, policy, batch) case, else ``default``."""
+    if not args.model:
+        return default
+    kw = {"width": args.width} if "resnet" in args.model else {}
+    return [(args.model, kw, args.policy or "wide:0.9", args.batch or 32)]
+
+
 def dst_main(args) -> int:
     """``siftc bench dst``: step time of (a) the compiled model under DST (RigL, dT=100, so mask
     updates and their dense-gradient capture fall inside the run) and (b) a plain model of the
@@ -89,11 +97,7 @@ def dst_main(args) -> int:
     import siftc
     from siftc.core.masking import strip
     warnings.simplefilter("ignore")
-    if args.model:
-        kw = {"width": args.width} if "resnet" in args.model else {}
-        cases = [(args.model, kw, args.policy or "wide:0.9", args.batch or 32)]
-    else:
-        cases = DST_CASES
+    cases = _cases(args, DST_CASES)
     print(f"siftc bench dst  torch threads={torch.get_num_threads()}  steps={args.steps} per model "
           f"(median ms/step, interleaved)")
     print(f"{'model':16s} {'policy':22s} {'batch':>5s} {'(a) DST rigl':>12s} {'(b) plain':>10s} "
@@ -155,11 +159,7 @@ def train_main(args) -> int:
     import models_zoo
     import siftc
     warnings.simplefilter("ignore")
-    if args.model:
-        kw = {"width": args.width} if "resnet" in args.model else {}
-        cases = [(args.model, kw, args.policy or "wide:0.9", args.batch or 32)]
-    else:
-        cases = TRAIN_CASES
+    cases = _cases(args, TRAIN_CASES)
     print(f"siftc bench train  torch threads={torch.get_num_threads()}  min of {args.steps} interleaved steps "
           f"(ms/step)")
     print(f"{'model':16s} {'policy':22s} {'batch':>5s} {'(a) dense':>9s} {'(b) masked':>10s} {'(c) auto':>9s} "
