@@ -141,3 +141,15 @@ def test_weights_changed_outside_siftc_are_refused_by_load_but_still_load_in_tra
     with pytest.raises(siftc.CheckpointError, match="changed outside siftc"):
         siftc.load(tmp_path)
     assert torch.allclose(_logits(cls.from_pretrained(tmp_path), x), _logits(hf, x))
+
+
+def test_a_refusal_while_writing_leaves_no_half_written_directory(tmp_path, monkeypatch):
+    gm, _, _ = _compile("hf_llama", "wide:0.75")
+    from siftc.runtime import checkpoint
+
+    def refuse(*a, **k):
+        raise siftc.CheckpointError("siftc.save: refused for the test")
+    monkeypatch.setattr(checkpoint, "save", refuse)
+    with pytest.raises(siftc.CheckpointError, match="refused for the test"):
+        siftc.save_pretrained(gm, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
+import tempfile
 
 import torch
 
@@ -81,25 +83,35 @@ def save_pretrained(gm, directory, atol: float = 1e-4) -> str:
             failures.append(e)
     else:
         raise failures[0]
-    os.makedirs(directory, exist_ok=True)
-    hf.save_pretrained(directory, max_shard_size="1000GB", safe_serialization=True)
-    weights = os.path.join(directory, "model.safetensors")
-    if not os.path.isfile(weights):
-        raise CheckpointError(f"siftc.save_pretrained: transformers did not write {weights} (a sharded or "
-                              f"non-safetensors checkpoint); siftc reads its weights from that one file")
-    from safetensors import safe_open
-    with safe_open(weights, "pt") as f:
-        in_file = set(f.keys())
-    external = {}
-    tied = _tied_names(hf)
-    for name, (key, flip) in placed.items():
-        # transformers writes one name per tied tensor: take whichever of the tie the file holds
-        found = key if key in in_file else next((k for k in tied.get(key, ()) if k in in_file), None)
-        if found is not None:
-            external[name] = (found, flip)
-    from siftc.runtime.checkpoint import PRETRAINED, save
-    save(full, os.path.join(directory, PRETRAINED), external={"file": os.path.join("..", "model.safetensors"),
-                                                             "tensors": external})
+    # everything is written into a folder beside the target first and moved in at the end, so a
+    # refusal on the way (siftc.save refusing a module) leaves no half-written checkpoint
+    parent = os.path.dirname(os.path.abspath(directory))
+    os.makedirs(parent, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=parent, prefix=".siftc-") as tmp:
+        hf.save_pretrained(tmp, max_shard_size="1000GB", safe_serialization=True)
+        weights = os.path.join(tmp, "model.safetensors")
+        if not os.path.isfile(weights):
+            raise CheckpointError("siftc.save_pretrained: transformers did not write model.safetensors (a sharded "
+                                  "or non-safetensors checkpoint); siftc reads its weights from that one file")
+        from safetensors import safe_open
+        with safe_open(weights, "pt") as f:
+            in_file = set(f.keys())
+        external = {}
+        tied = _tied_names(hf)
+        for name, (key, flip) in placed.items():
+            # transformers writes one name per tied tensor: take whichever of the tie the file holds
+            found = key if key in in_file else next((k for k in tied.get(key, ()) if k in in_file), None)
+            if found is not None:
+                external[name] = (found, flip)
+        from siftc.runtime.checkpoint import PRETRAINED, save
+        save(full, os.path.join(tmp, PRETRAINED), external={"file": os.path.join("..", "model.safetensors"),
+                                                           "tensors": external})
+        os.makedirs(directory, exist_ok=True)
+        for entry in os.listdir(tmp):
+            target = os.path.join(directory, entry)
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            os.replace(os.path.join(tmp, entry), target)
     return str(directory)
 
 
