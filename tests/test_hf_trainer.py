@@ -44,11 +44,12 @@ class _LM(nn.Module):
         return {"loss": loss, "logits": logits}
 
 
-def _model():
+def _model(extra: str = ""):
     torch.manual_seed(0)
     net = models_zoo.create("gpt2_tiny")
     net.lm_head.weight = nn.Parameter(net.lm_head.weight.detach().clone())   # untied (see the module docs)
-    gm = siftc.compile(net, policy="wide:0.75,dst=rigl,dT=2", example_inputs=(torch.zeros(2, SEQ, dtype=torch.long),))
+    gm = siftc.compile(net, policy=f"wide:0.75,dst=rigl,dT=2{extra}",
+                       example_inputs=(torch.zeros(2, SEQ, dtype=torch.long),))
     return _LM(gm)
 
 
@@ -101,3 +102,26 @@ def test_resuming_a_checkpoint_without_dst_state_is_refused(tmp_path):
     trainer2 = transformers.Trainer(model=_model(), args=args, train_dataset=_Chars(), callbacks=[SiftcDSTCallback()])
     with pytest.raises(siftc.SiftcError, match="siftc_dst.pt is missing"):
         trainer2.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-3"))
+
+
+def test_trainer_with_kernels_swaps_them_in_at_the_end_fraction(tmp_path):
+    """dst=rigl with kernels=csr under the Trainer: masks move at t = 2, 4; at t = 6 (0.75 x 8)
+    DST swaps the masked linears for sparse kernels under the Trainer's (accelerate-wrapped)
+    optimizer, and the last steps train through them: the run ends with the masks of the
+    kernels=dense run and, to rounding, its weights."""
+    from siftc.core.train_kernels import SparseTrainLinear
+    runs = {}
+    for extra in ("", ",kernels=csr"):
+        model = _model(extra)
+        cb = SiftcDSTCallback()
+        transformers.Trainer(model=model, args=_args(tmp_path / f"run{extra}", 8), train_dataset=_Chars(),
+                             callbacks=[cb]).train()
+        runs[extra] = (model, cb.dst)
+    (dense, d1), (csr, d2) = runs[""], runs[",kernels=csr"]
+    assert d1.updates == d2.updates == 2
+    swapped = [q for q, m in csr.gm.named_modules() if isinstance(m, SparseTrainLinear)]
+    assert swapped and set(swapped) <= set(dense.gm.siftc.masks())
+    for q in swapped:
+        a, b = dense.gm.get_submodule(q), csr.gm.get_submodule(q)
+        assert torch.equal(a.weight_mask, b.weight_mask)
+        assert torch.allclose(a.weight, b.weight, atol=1e-4), q
