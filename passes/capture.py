@@ -160,11 +160,12 @@ def capture(gm, ctx) -> PassResult:
     if not isinstance(model, nn.Module):
         raise CaptureError(f"siftc.compile expects a torch.nn.Module, got {type(model).__name__}")
     if isinstance(model, torch.fx.GraphModule):
-        # a compiled model going to ONNX: nothing in that pipeline writes a weight (no member, no
-        # lower-train moving devices), so the copy shares the tensors instead of holding a second
-        # set of a possibly huge model's weights
+        # a compiled model going to ONNX: nothing in that pipeline writes a weight (no member
+        # runs again, no lower-train moves devices), so the copy shares the tensors instead of
+        # holding a second set of a possibly huge model's weights. A GraphModule the user traced
+        # is compiled like any model: its members and masks write weights, so it is copied whole
         from siftc.core.masking import shared_copy
-        out = shared_copy(model) if ctx.target == "onnx" else copy.deepcopy(model)
+        out = shared_copy(model) if ctx.recompile and ctx.target == "onnx" else copy.deepcopy(model)
         # layers trained through sparse kernels (policy kernels=...) go back to masked dense
         # linears: export and the analyses see the layers the compile made; lower-train swaps again
         from siftc.core.train_kernels import to_dense_layers

@@ -291,3 +291,14 @@ def test_sparse_initializers_stop_before_the_inline_limit(monkeypatch):
     assert exporter.is_large(fake)
     monkeypatch.setattr(exporter, "_EXTERNAL_DATA_BYTES", dense + sum(sizes))
     assert not exporter.is_large(fake)
+
+
+def test_a_users_own_fx_graph_compiled_to_onnx_is_left_untouched():
+    """Only a compiled model going to ONNX shares its tensors with the export pipeline; a plain
+    torch.fx GraphModule is compiled like any model (masks write weights), so on a full copy."""
+    model = torch.fx.symbolic_trace(models_zoo.create("mlp"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    siftc.compile(model, target="onnx", policy="sparse:0.9,stem=sparse,head=sparse",
+                  example_inputs=models_zoo.example_inputs("mlp", 2))
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
