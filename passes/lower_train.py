@@ -26,7 +26,11 @@ def lower_train(gm, ctx) -> PassResult:
     hooked = install(gm)
     lowered = 0
     if ctx.policy.kernels != "dense" and ctx.mode == "train" and ctx.policy.dst == "static":
-        lowered = _sparse_kernels(gm, ctx)      # (SET/RigL: siftc.DST swaps them in when masks stop moving)
+        if ctx.target == "cuda":      # the choice is timed on the CPU, without CUDA synchronisation
+            ctx.warn(f"policy kernels={ctx.policy.kernels}: sparse training kernels are measured and run on the "
+                     f"CPU only (target cuda: the layers stay dense-with-zeros)")
+        else:
+            lowered = _sparse_kernels(gm, ctx)  # (SET/RigL: siftc.DST swaps them in when masks stop moving)
     device = "cpu"
     if ctx.target == "cuda":
         if torch.cuda.is_available():

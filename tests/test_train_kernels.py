@@ -182,3 +182,12 @@ def test_a_run_resumes_after_dst_swapped_in_the_kernels(tmp_path):
     run(back, opt2, dst2, 4)
     a, b = gm.state_dict(), back.state_dict()
     assert a.keys() == b.keys() and all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+
+
+def test_target_cuda_keeps_dense_layers_and_says_so():
+    """The kernel choice is timed on the CPU: for target cuda the layers stay dense-with-zeros,
+    with a warning (on a machine without CUDA the compiled graph stays on the CPU as well)."""
+    x = models_zoo.example_inputs("mlp", 2)
+    with pytest.warns(UserWarning, match="sparse training kernels are measured and run on the CPU only"):
+        gm = siftc.compile(models_zoo.create("mlp"), target="cuda", policy="sparse:0.9,kernels=csr", example_inputs=x)
+    assert not any(isinstance(m, tk.SparseTrainLinear) for m in gm.modules())

@@ -504,6 +504,11 @@ class DST:
         faster (policy kernels=..., siftc/core/train_kernels.py), moving each one's optimizer
         state to its kept values (the mask's row-major order, the order of ``values``)."""
         self._kernels_done = True
+        if any(m.weight.device.type != "cpu" for m in self._dense_modules().values()):
+            warnings.warn(f"siftc.DST step {t}: policy kernels={self.kernels} measures and runs sparse training "
+                          f"kernels on the CPU only; the layers (on {next(iter(self.modules.values())).weight.device}) "
+                          f"stay masked dense", stacklevel=3)
+            return
         if dist.is_available() and dist.is_initialized():
             warnings.warn(f"siftc.DST step {t}: policy kernels={self.kernels} is not applied under torch.distributed "
                           f"(DDP/FSDP hold the dense weights); the layers stay masked dense", stacklevel=3)
