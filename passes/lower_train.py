@@ -20,7 +20,7 @@ from siftc.core.pass_registry import PassResult, register
 
 
 @register("lower-train", "zero-filled weights + gradient-mask hooks (no mask multiply in forward); move to target",
-          kind="weights", requires=("capture",), last=True,
+          kind="weights", requires=("capture",), last=True, policy_keys=("kernels",),
           invalidates=())       # hooks and the device: no count changes
 def lower_train(gm, ctx) -> PassResult:
     hooked = install(gm)
