@@ -48,8 +48,8 @@ def test_choose_reports_a_decision_and_caches_it():
     layer = _masked(nn.Linear(512, 512), 0.02)
     x = torch.randn(32, 512)
     first = kernels.choose(layer, x)
-    assert first["kernel"] in ("csr", "dense") and first["speedup"] > 0 and abs(first["density"] - 0.02) < 1e-3
-    assert (first["kernel"] == "csr") == (first["speedup"] >= kernels.MARGIN)
+    assert first["kernel"] in ("csr", "mkl", "dense") and first["speedup"] > 0 and abs(first["density"] - 0.02) < 1e-3
+    assert (first["kernel"] != "dense") == (first["speedup"] >= kernels.MARGIN)
     assert kernels.choose(layer, x) == first          # cached: not measured again
 
 

@@ -99,7 +99,8 @@ def test_bsr_kernel_equals_dense_and_lowering_uses_block_layouts(monkeypatch):
     with torch.no_grad():
         ref, got = gm(*inputs), low(*inputs)
     assert float((got - ref).abs().max()) <= 1e-5 * float(ref.abs().max())
-    assert {k["kernel"] for k in low.siftc.kernels.values()} <= {"csr", "bsr"}
+    # with no margin every layer takes its fastest kernel: torch's CSR or BSR, or MKL when installed
+    assert {k["kernel"] for k in low.siftc.kernels.values()} <= {"csr", "bsr", "mkl"}
 
 
 class TwoFour(nn.Module):
