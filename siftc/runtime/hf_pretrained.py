@@ -116,15 +116,16 @@ def save_pretrained(gm, directory, atol: float = 1e-4) -> str:
 
 
 def _with_dense_layers(gm):
-    """``gm``, or a copy of it whose SparseTrainLinear layers (policy kernels=...) are the masked
-    nn.Linear they stand for: the class has a dense weight there. Their values are then saved by
-    siftc's files too (the names differ), which is correct, only not deduplicated."""
+    """``gm``, or a copy of its module tree (sharing its tensors: the checkpoint only reads them)
+    whose SparseTrainLinear layers (policy kernels=...) are the masked nn.Linear they stand for:
+    the class has a dense weight there. Their values are then saved by siftc's files too (the
+    names differ), which is correct, only not deduplicated."""
+    from siftc.core.masking import shared_copy
     from siftc.core.train_kernels import SparseTrainLinear, to_dense_layers
     if not any(isinstance(m, SparseTrainLinear) for m in gm.modules()):
         return gm
-    import copy
-    out = copy.deepcopy(gm)
-    to_dense_layers(out)
+    out = shared_copy(gm)
+    to_dense_layers(out)      # new linears in the copy; the compiled model keeps its kernels
     return out
 
 
