@@ -71,12 +71,19 @@ DST_CASES = [   # (zoo model, create kwargs, policy, batch): the two cases the D
 ]
 
 
-def _cases(args, default: list) -> list:
-    """--model/--policy/--width/--batch as one (model, create kwargs, policy, batch) case, else ``default``."""
-    if not args.model:
-        return default
-    kw = {"width": args.width} if "resnet" in args.model else {}
-    return [(args.model, kw, args.policy or "wide:0.9", args.batch or 32)]
+def _cases(args, default: list):
+    """The cases to time, built: (name, policy, batch, model, x, y), from --model/--policy/--width/
+    --batch as one case, else ``default``; each model made from seed 0, with its input batch and
+    10-class targets."""
+    import models_zoo
+    if args.model:
+        kw = {"width": args.width} if "resnet" in args.model else {}
+        default = [(args.model, kw, args.policy or "wide:0.9", args.batch or 32)]
+    for name, kw, policy, batch in default:
+        torch.manual_seed(0)
+        model = models_zoo.create(name, **kw)
+        x = models_zoo.example_inputs(name, batch)[0]
+        yield name, policy, batch, model, x, torch.randint(0, 10, (batch,))
 
 
 def dst_main(args) -> int:
@@ -93,20 +100,14 @@ def dst_main(args) -> int:
 
     import torch.nn.functional as F
 
-    import models_zoo
     import siftc
     from siftc.core.masking import strip
     warnings.simplefilter("ignore")
-    cases = _cases(args, DST_CASES)
     print(f"siftc bench dst  torch threads={torch.get_num_threads()}  steps={args.steps} per model "
           f"(median ms/step, interleaved)")
     print(f"{'model':16s} {'policy':22s} {'batch':>5s} {'(a) DST rigl':>12s} {'(b) plain':>10s} "
           f"{'updates':>7s} {'median':>8s} {'amortized':>9s}  (a)/(b) target <= 1.05")
-    for name, kw, policy, batch in cases:
-        torch.manual_seed(0)
-        model = models_zoo.create(name, **kw)
-        x = models_zoo.example_inputs(name, batch)[0]
-        y = torch.randint(0, 10, (batch,))
+    for name, policy, batch, model, x, y in _cases(args, DST_CASES):
         gm = siftc.compile(model, policy=f"{policy},dst=rigl,dT=100", example_inputs=(x,))
         plain = copy.deepcopy(gm)               # same graph and shapes; strip masks and hooks
         strip(plain)
@@ -156,19 +157,13 @@ def train_main(args) -> int:
     """
     import torch.nn.functional as F
 
-    import models_zoo
     import siftc
     warnings.simplefilter("ignore")
-    cases = _cases(args, TRAIN_CASES)
     print(f"siftc bench train  torch threads={torch.get_num_threads()}  min of {args.steps} interleaved steps "
           f"(ms/step)")
     print(f"{'model':16s} {'policy':22s} {'batch':>5s} {'(a) dense':>9s} {'(b) masked':>10s} {'(c) auto':>9s} "
           f"{'sparse layers':>13s} {'(b)/(a)':>8s} {'(c)/(a)':>8s}")
-    for name, kw, policy, batch in cases:
-        torch.manual_seed(0)
-        model = models_zoo.create(name, **kw)
-        x = models_zoo.example_inputs(name, batch)[0]
-        y = torch.randint(0, 10, (batch,))
+    for name, policy, batch, model, x, y in _cases(args, TRAIN_CASES):
         masked = siftc.compile(model, policy=policy, example_inputs=(x,))
         auto = siftc.compile(model, policy=f"{policy},kernels=auto", example_inputs=(x,))
         lowered = sum(d["kernel"] != "dense" for d in auto.siftc.state.kernels.values())
