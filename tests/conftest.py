@@ -49,6 +49,38 @@ def small_model(name, batch_size=2):
     return models_zoo.create(name, **kw), models_zoo.example_inputs(name, batch_size, size)
 
 
+def resume_after_checkpoint(gm, loss, save, load, directory, total_steps: int, before: int, after: int = 4):
+    """The DST resume scenario: train ``gm`` under siftc.DST (momentum SGD) for ``before`` steps,
+    checkpoint it (``save(gm, directory)``, and the optimizer's and DST's state with torch.save),
+    train ``after`` steps more; then ``load(directory)``, restore both states (weights_only) and
+    train the loaded model ``after`` steps. ``loss(model)`` is one step's loss. Returns (gm's DST,
+    the resumed model, its DST) for the caller to compare."""
+    import siftc
+
+    def run(model, opt, dst, n):
+        model.train()
+        for _ in range(n):
+            loss(model).backward()
+            opt.step()
+            dst.step()
+            opt.zero_grad()
+    opt = torch.optim.SGD(gm.parameters(), lr=0.05, momentum=0.9)
+    dst = siftc.DST(gm, opt, total_steps=total_steps)
+    run(gm, opt, dst, before)
+    save(gm, directory)
+    state_file = directory.parent / f"{directory.name}.run.pt"
+    torch.save({"opt": opt.state_dict(), "dst": dst.state_dict()}, state_file)
+    run(gm, opt, dst, after)
+    back = load(directory)
+    state = torch.load(state_file, weights_only=True)
+    opt2 = torch.optim.SGD(back.parameters(), lr=0.05, momentum=0.9)
+    opt2.load_state_dict(state["opt"])
+    dst2 = siftc.DST(back, opt2, total_steps=total_steps)
+    dst2.load_state_dict(state["dst"])
+    run(back, opt2, dst2, after)
+    return dst, back, dst2
+
+
 def hook_flops(model, inputs) -> int:
     """Conv/linear FLOPs counted by running the model: 2 x non-zero weights x output positions.
 

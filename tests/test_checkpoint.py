@@ -13,6 +13,7 @@ from torch import nn
 
 import models_zoo
 import siftc
+from conftest import resume_after_checkpoint
 from siftc.runtime import checkpoint
 
 
@@ -86,25 +87,8 @@ def test_dst_resumes_on_a_loaded_model_bit_identically(tmp_path):
     x = models_zoo.example_inputs("mlp", 8)
     y = torch.randint(0, 10, (8,))
     gm = siftc.compile(models_zoo.create("mlp"), policy="wide:0.9,stem=sparse,dst=rigl,dT=2", example_inputs=x)
-    opt = torch.optim.SGD(gm.parameters(), lr=0.05, momentum=0.9)
-    dst = siftc.DST(gm, opt, total_steps=12)
-
-    def run(model, o, d, n):
-        for _ in range(n):
-            F.cross_entropy(model(*x), y).backward()
-            o.step(); d.step(); o.zero_grad()
-    run(gm, opt, dst, 4)
-    siftc.save(gm, tmp_path / "m")
-    torch.save({"opt": opt.state_dict(), "dst": dst.state_dict()}, tmp_path / "run.pt")
-    run(gm, opt, dst, 4)
-
-    back = siftc.load(tmp_path / "m")
-    saved = torch.load(tmp_path / "run.pt", weights_only=True)
-    opt2 = torch.optim.SGD(back.parameters(), lr=0.05, momentum=0.9)
-    opt2.load_state_dict(saved["opt"])
-    dst2 = siftc.DST(back, opt2, total_steps=12)
-    dst2.load_state_dict(saved["dst"])
-    run(back, opt2, dst2, 4)
+    dst, back, dst2 = resume_after_checkpoint(gm, lambda m: F.cross_entropy(m(*x), y), siftc.save, siftc.load,
+                                              tmp_path / "m", total_steps=12, before=4)
     assert dst2.updates == dst.updates >= 3
     a, b = gm.state_dict(), back.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

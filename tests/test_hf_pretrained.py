@@ -16,6 +16,7 @@ pytest.importorskip("transformers")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import siftc  # noqa: E402
+from conftest import resume_after_checkpoint  # noqa: E402
 from models_zoo.conformance import build  # noqa: E402
 
 
@@ -88,28 +89,9 @@ def test_dst_resumes_from_a_save_pretrained_directory_bit_identically(tmp_path):
     x = make(4)
     y = torch.randint(0, 128, x[0].shape)
     gm = siftc.compile(model, policy="wide:0.9,dst=rigl,dT=2", example_inputs=x)
-
-    def run(m, opt, dst, n):
-        m.train()
-        for _ in range(n):
-            F.cross_entropy(m(*x).flatten(0, 1), y.flatten()).backward()
-            opt.step()
-            dst.step()
-            opt.zero_grad()
-    opt = torch.optim.SGD(gm.parameters(), lr=0.05, momentum=0.9)
-    dst = siftc.DST(gm, opt, total_steps=12)
-    run(gm, opt, dst, 4)
-    siftc.save_pretrained(gm, tmp_path / "hf")
-    torch.save({"opt": opt.state_dict(), "dst": dst.state_dict()}, tmp_path / "run.pt")
-    run(gm, opt, dst, 4)
-
-    back = siftc.load(tmp_path / "hf")
-    state = torch.load(tmp_path / "run.pt", weights_only=True)
-    opt2 = torch.optim.SGD(back.parameters(), lr=0.05, momentum=0.9)
-    opt2.load_state_dict(state["opt"])
-    dst2 = siftc.DST(back, opt2, total_steps=12)
-    dst2.load_state_dict(state["dst"])
-    run(back, opt2, dst2, 4)
+    dst, back, dst2 = resume_after_checkpoint(gm, lambda m: F.cross_entropy(m(*x).flatten(0, 1), y.flatten()),
+                                              siftc.save_pretrained, siftc.load, tmp_path / "hf",
+                                              total_steps=12, before=4)
     assert dst2.updates == dst.updates >= 3
     a, b = gm.state_dict(), back.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

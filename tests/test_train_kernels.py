@@ -14,6 +14,7 @@ from torch import nn
 
 import models_zoo
 import siftc
+from conftest import resume_after_checkpoint
 from siftc.core import train_kernels as tk
 
 BACKENDS = ["csr"] + (["sparseprop"] if tk.sparseprop_available() else [])
@@ -158,28 +159,10 @@ def test_a_run_resumes_after_dst_swapped_in_the_kernels(tmp_path):
     y = torch.randint(0, 10, (16,))
     gm = siftc.compile(models_zoo.create("mlp"), example_inputs=x,
                        policy="wide:0.9,stem=sparse,dst=rigl,dT=2,end=0.5,kernels=csr")
-
-    def run(model, opt, dst, n):
-        for _ in range(n):
-            F.cross_entropy(model(*x), y).backward()
-            opt.step()
-            dst.step()
-            opt.zero_grad()
-    opt = torch.optim.SGD(gm.parameters(), lr=0.05, momentum=0.9)
-    dst = siftc.DST(gm, opt, total_steps=16)
-    run(gm, opt, dst, 10)
-    assert any(isinstance(m, tk.SparseTrainLinear) for m in gm.modules())
-    siftc.save(gm, tmp_path / "m")
-    torch.save({"opt": opt.state_dict(), "dst": dst.state_dict()}, tmp_path / "run.pt")
-    run(gm, opt, dst, 4)
-
-    back = siftc.load(tmp_path / "m")
-    state = torch.load(tmp_path / "run.pt", weights_only=True)
-    opt2 = torch.optim.SGD(back.parameters(), lr=0.05, momentum=0.9)
-    opt2.load_state_dict(state["opt"])
-    dst2 = siftc.DST(back, opt2, total_steps=16)
-    dst2.load_state_dict(state["dst"])
-    run(back, opt2, dst2, 4)
+    _, back, _ = resume_after_checkpoint(gm, lambda m: F.cross_entropy(m(*x), y), siftc.save, siftc.load,
+                                         tmp_path / "m", total_steps=16, before=10)
+    # saved after step 10: DST had swapped the kernels in at step 8
+    assert any(isinstance(m, tk.SparseTrainLinear) for m in back.modules())
     a, b = gm.state_dict(), back.state_dict()
     assert a.keys() == b.keys() and all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
 
