@@ -29,6 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from siftc.core.symdims import target_name
 from siftc.core import ops
+from siftc.core.masking import count_mask
 from .mode_ops import FollowTraining, TrainingSDPA
 from siftc.core.pass_registry import PassResult, register
 
@@ -62,7 +63,7 @@ def _shape(arg):
 def _weight_nnz(module) -> tuple[int, int]:
     mask = getattr(module, "weight_mask", None)
     if isinstance(mask, torch.Tensor):
-        return mask.numel(), int(torch.count_nonzero(mask))
+        return mask.numel(), count_mask(mask)
     return module.weight.numel(), module.weight.numel()
 
 

@@ -7,12 +7,14 @@ created (masks from an earlier compile are kept as they are). Densities:
 - iso=nominal, and always for the ``sparse`` baseline member: non-zeros = (1-s) of the sparse
   weights (uniform or ERK), and the report shows the FLOP ratio that results.
 Each mask has exactly round(density * numel) non-zeros at seeded random positions (seed =
-policy seed + crc32 of the module path, so masks do not depend on layer order). Weights are
-Kaiming-normal on the full shape (set by the member), then masked; init=scaled multiplies the
-kept weights by 1/sqrt(density) (docs/method.md, "Pilot lessons").
+policy seed + crc32 of the module path, so masks do not depend on layer order). A fresh sparse
+weight is Kaiming-normal (std from its full shape), drawn here at the kept entries only, from the
+same generator after the mask; a weight drawn before (an earlier compile's) is masked. init=scaled
+multiplies the kept weights by 1/sqrt(density) (docs/method.md, "Pilot lessons").
 """
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import zlib
 
@@ -21,6 +23,7 @@ import torch
 from siftc.core import densities, patterns
 from siftc.core.errors import IsoFlopError
 from siftc.core.masking import exact_count, exact_mask
+from siftc.core.members.base import take_pending_std
 from . import flops as flops_pass
 from siftc.core.pass_registry import PassResult, register
 
@@ -59,20 +62,43 @@ def _largest_dense(gm, budget: int, top: int = 4) -> str:
     return ", ".join(f"{k} {v / budget:.2f}x" for k, v in ranked)
 
 
-def _draw(shape, density: float, pattern, generator, q: str, ctx) -> tuple[torch.Tensor, int]:
+def _draw(shape, density: float, pattern, generator, q: str, policy) -> tuple[torch.Tensor, int, str]:
     """The mask of one layer under the policy's pattern (unstructured where the shape does not fit),
-    and the number of non-zeros it was planned to have (what verify holds it to)."""
+    the number of non-zeros it was planned to have (what verify holds it to), and a warning."""
     n = math.prod(shape)
     if pattern.kind != "none" and not patterns.supports(shape, pattern):
-        ctx.warn(f"masks: layer '{q}' with weight {shape} does not fit pattern={ctx.policy.pattern} "
-                 f"(matrix view {patterns.matrix_shape(shape)}); its mask is unstructured")
-    elif pattern.kind == "block":
+        return (exact_mask(shape, density, generator), exact_count(n, density),
+                f"masks: layer '{q}' with weight {shape} does not fit pattern={policy.pattern} "
+                f"(matrix view {patterns.matrix_shape(shape)}); its mask is unstructured")
+    if pattern.kind == "block":
         tiles = n // pattern.block ** 2
         return (patterns.block_mask(shape, density, pattern.block, generator, exact_mask),
-                exact_count(tiles, density) * pattern.block ** 2)
-    elif pattern.kind == "nm":
-        return patterns.nm_mask(shape, pattern.n, pattern.m, generator), n // pattern.m * pattern.n
-    return exact_mask(shape, density, generator), exact_count(n, density)
+                exact_count(tiles, density) * pattern.block ** 2, "")
+    if pattern.kind == "nm":
+        return patterns.nm_mask(shape, pattern.n, pattern.m, generator), n // pattern.m * pattern.n, ""
+    return exact_mask(shape, density, generator), exact_count(n, density), ""
+
+
+def _fill(q: str, mod, density: float, pattern, policy) -> tuple[float, int, int, str]:
+    """Draw one layer's mask and its kept weights; (realised density, planned and actual
+    non-zeros, warning). Called from worker threads: it touches only this layer."""
+    g = torch.Generator().manual_seed(policy.seed * 1_000_003 + zlib.crc32(q.encode()))
+    with torch.no_grad():
+        mask, planned, warning = _draw(tuple(mod.weight.shape), density, pattern, g, q, policy)
+        mask = mask.to(mod.weight.device)
+        nnz = int(torch.count_nonzero(mask))
+        density = nnz / mask.numel()      # realised (blocks quantise it)
+        mod.weight_mask.copy_(mask)
+        scale = 1.0 / math.sqrt(density) if policy.init == "scaled" and density > 0 else 1.0
+        std = take_pending_std(mod)
+        if std is None:       # a weight drawn before (or kept): scale it, zero the masked entries
+            mod.weight.mul_(scale)
+            mod.weight.mul_(mask)
+        else:                 # drawn here, at the kept entries only, from this layer's generator
+            # (the weight is zero since substitute deferred it; verify checks the masked entries)
+            values = torch.randn(nnz, generator=g, dtype=mod.weight.dtype).mul_(std * scale)
+            mod.weight.masked_scatter_(mask, values.to(mod.weight.device))
+    return density, planned, nnz, warning
 
 
 @register("masks", "mask buffers with exact non-zero counts; densities uniform/ERK, solved for iso-FLOP",
@@ -110,20 +136,21 @@ def masks(gm, ctx) -> PassResult:
         dens = {q: pattern.density for q in new}
         ctx.iso_note = (f"pattern={policy.pattern}: every sparse layer keeps {pattern.n} of {pattern.m} "
                         f"(density {pattern.density:.4g}); iso-FLOP is not solved")
+    # Layers are drawn in parallel: each has its own generator (seeded from its path), so the
+    # result does not depend on the order or the threads, and torch's random draws are
+    # single-threaded, so a compile on 2 threads draws ~2x faster (docs/results.md, compile).
+    jobs = [(q, gm.get_submodule(q)) for q in new]
+    tied = len({id(mod.weight) for _, mod in jobs}) < len(jobs)      # one tensor, two layers: in order
+    workers = 1 if tied else max(1, min(torch.get_num_threads(), len(jobs)))
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        done = list(pool.map(lambda job: _fill(job[0], job[1], dens[job[0]], pattern, policy), jobs))
     nnz_total = 0
-    with torch.no_grad():
-        for q in new:
-            mod = gm.get_submodule(q)
-            g = torch.Generator().manual_seed(policy.seed * 1_000_003 + zlib.crc32(q.encode()))
-            mask, ctx.planned_nonzeros[q] = _draw(tuple(mod.weight.shape), dens[q], pattern, g, q, ctx)
-            mask = mask.to(mod.weight.device)
-            dens[q] = float(torch.count_nonzero(mask)) / mask.numel()      # realised (blocks quantise it)
-            mod.weight_mask.copy_(mask)
-            if policy.init == "scaled" and dens[q] > 0:
-                mod.weight.mul_(1.0 / math.sqrt(dens[q]))
-            mod.weight.mul_(mask)
-            ctx.densities[q] = dens[q]
-            nnz_total += int(torch.count_nonzero(mask))
+    for (q, _), (density, planned, nnz, warning) in zip(jobs, done):
+        if warning:
+            ctx.warn(warning)
+        ctx.planned_nonzeros[q] = planned
+        ctx.densities[q] = density
+        nnz_total += nnz
     # The graph itself is unchanged (only weights and mask buffers): the pass manager refreshes the
     # FLOP meta (kind weights invalidates it) and the verify pass checks the masks.
     return PassResult(gm, False, {"masked": len(new), "nonzeros": nnz_total})

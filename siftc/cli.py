@@ -283,7 +283,7 @@ def main(argv=None) -> int:
     b = benches.add_parser("compile", help="compile time / one eager forward, per model")
     b.add_argument("--models", default=None, help="comma-separated zoo models (default: the cases in siftc/experiments/bench.py)")
     b.add_argument("--policy", default=None, help="policy for --models (default parallel:0.75)")
-    b.add_argument("--repeat", type=_positive, default=3, help="eager forward passes timed (median)")
+    b.add_argument("--repeat", type=_positive, default=3, help="eager forward passes timed (min)")
     _add_case_args(benches.add_parser("dst", help="DST step / plain step of the same shape"), 200,
                    "timed steps of each model")
     _add_case_args(benches.add_parser("train", help="train step: dense original vs masked dense vs kernels=auto"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 from siftc.core.errors import PassError, SiftcError, VerifyError
+from siftc.core.members.base import draw_pending_
 from siftc.core.pass_registry import GRAPH_PRESERVING, get_pass
 from siftc.core.pipeline import PipelineItem, format_pipeline, parse_pipeline
 from siftc.passes import flops as flops_pass
@@ -32,7 +33,7 @@ class PassManager:
         return format_pipeline(self.items)
 
     def run(self, gm, ctx):
-        for item in self.items:
+        for i, item in enumerate(self.items):
             info = get_pass(item.name)
             ctx.pass_options = dict(item.options)
             for ins in self.instruments:
@@ -52,8 +53,13 @@ class PassManager:
                 raise
             except Exception as e:   # a bug or a torch error: wrap it with where it happened
                 raise PassError(item.name, f"{type(e).__name__}: {e}", getattr(e, "node", None), ctx.ran) from e
-            seconds = time.perf_counter() - start
             gm = result.gm
+            following = self.items[i + 1].name if i + 1 < len(self.items) else None
+            if item.name in ("substitute", "masks") and following != "masks" and gm is not None:
+                # weights whose init substitute deferred to the masks pass, when no masks pass
+                # comes next (a custom pipeline): drawn in full now, never left zero
+                draw_pending_(gm, ctx.policy.seed)
+            seconds = time.perf_counter() - start
             self.timings.append((item.name, seconds))
             self.stats[item.name] = result.stats
             ctx.ran.append(item.name)

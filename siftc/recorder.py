@@ -16,6 +16,7 @@ import json
 
 import torch
 
+from siftc.core.masking import count_mask
 from siftc.core.pass_registry import get_pass
 from siftc.core.symdims import target_name
 from siftc.passes import flops as flops_pass
@@ -70,7 +71,7 @@ def weight_modules(gm) -> list[str]:
         if not isinstance(w, torch.Tensor):
             continue
         mask = getattr(m, "weight_mask", None)
-        nnz = f"{int(torch.count_nonzero(mask)):,}/{mask.numel():,}" if isinstance(mask, torch.Tensor) else "dense"
+        nnz = f"{count_mask(mask):,}/{mask.numel():,}" if isinstance(mask, torch.Tensor) else "dense"
         rows.append(f"{n.target} | {type(m).__name__} | {tuple(w.shape)} | {nnz}")
     return rows
 

@@ -55,23 +55,30 @@ def test_exact_mask_counts_property():
             assert int(m.sum()) == min(n, max(1, round(d * n)))
 
 
-def test_exact_mask_is_exact_when_keys_tie(monkeypatch):
-    """Mask keys are float32 (cheaper to draw); tied keys at the k-th value are taken in index
-    order. Forced here: keys quantized to 1/64, so thousands tie at the k-th value."""
-    from siftc.core import masking
-    real = torch.rand
-
-    def coarse(*a, **kw):
-        return torch.floor(real(*a, **kw) * 64) / 64
-    monkeypatch.setattr(masking.torch, "rand", coarse)
-    g = torch.Generator().manual_seed(2)
+def test_exact_mask_takes_every_key_below_the_kth_and_breaks_ties_at_random():
+    """Keys are 7 bits, so ~n/128 entries tie at the k-th key's level: all keys below it are
+    taken, none above it, and the count is exact."""
+    from siftc.core.masking import random_bytes
     for n, d in ((100_000, 0.25), (30_001, 0.9), (4097, 0.5)):
-        m = exact_mask((n,), d, g)
-        assert int(m.sum()) == round(d * n)
-        keys = coarse(n, generator=torch.Generator().manual_seed(0))   # the rule itself, on known keys
-        mk = exact_mask((n,), d, torch.Generator().manual_seed(0))
-        kth = keys.sort().values[round(d * n) - 1]
-        assert bool(mk[keys < kth].all()) and not bool(mk[keys > kth].any())
+        k = round(d * n)
+        keys = random_bytes(n, torch.Generator().manual_seed(0))       # the keys the mask will draw
+        mask = exact_mask((n,), d, torch.Generator().manual_seed(0))
+        assert int(mask.sum()) == k
+        level = keys.sort().values[k - 1]
+        assert bool(mask[keys < level].all()) and not bool(mask[keys > level].any())
+        assert 0 < int(mask[keys == level].sum()) < int((keys == level).sum())   # some ties, not all
+    assert int(random_bytes(1 << 16, torch.Generator().manual_seed(3)).max()) == 127
+
+
+def test_exact_mask_positions_are_uniform():
+    """Every position is kept with probability k/n (the procedure treats positions alike; a
+    biased key byte would show here as one position in 8 kept more or less often)."""
+    g = torch.Generator().manual_seed(5)
+    n, d, trials = 16, 0.25, 20_000
+    counts = sum(exact_mask((n,), d, g).double() for _ in range(trials))
+    p = 4 / 16
+    z = (counts / trials - p) / (p * (1 - p) / trials) ** 0.5
+    assert float(z.abs().max()) < 4.5, z
 
 
 def test_erk_hand_computed():
@@ -93,6 +100,35 @@ def test_erk_total_nonzeros_is_one_minus_s_of_sparsifiable():
     assert abs(nnz - 0.25 * total) <= len(masks)          # per-layer rounding only
     dens = {q: int(m.sum()) / m.numel() for q, m in masks.items()}
     assert len(set(round(v, 3) for v in dens.values())) > 1   # ERK: not uniform
+
+
+@pytest.mark.parametrize("policy", ["sparse:0.8", "wide:0.75", "wide:0.75,stem=sparse", "parallel:0.75",
+                                    "factorized:0.9", "doped:0.5", "wide:0.75,pattern=block:4"])
+def test_kept_weights_are_kaiming_normal_at_the_full_shape(policy):
+    """The masks pass draws a fresh sparse weight at its kept entries only (docs/method.md, "Mask
+    init"): every kept weight is non-zero and their spread is Kaiming's sqrt(2 / fan_in) of the
+    full (widened) shape, for every member, through either route a weight is built by."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+    gm = siftc.compile(model, policy=policy, example_inputs=(torch.randn(4, 64),))
+    assert gm.siftc.densities
+    for q in gm.siftc.densities:
+        mod = gm.get_submodule(q)
+        kept = mod.weight.detach()[mod.weight_mask]
+        assert kept.numel() > 0 and int(torch.count_nonzero(kept)) >= kept.numel() - 1, q   # randn's rare exact 0
+        std = math.sqrt(2.0 / math.prod(mod.weight.shape[1:]))
+        assert float(kept.std()) == pytest.approx(std, rel=0.25), q
+        assert abs(float(kept.mean())) < 0.25 * std, q
+
+
+def test_verify_catches_kept_weights_whose_init_was_lost(monkeypatch):
+    """A fresh sparse weight left zero at its kept entries (an init that never ran) is a verify
+    error, not a model that silently cannot train."""
+    from siftc.core.members import base
+    from siftc.passes import masks
+    monkeypatch.setattr(masks, "take_pending_std", lambda module: module.__dict__.pop(base.PENDING_STD, None) and None)
+    with pytest.raises(siftc.VerifyError, match="kept weights are zero right after the masks pass"):
+        siftc.compile(_mlp(), policy="parallel:0.75", example_inputs=(torch.randn(4, 16),))
 
 
 def test_masks_are_seeded_and_policy_seed_changes_them():

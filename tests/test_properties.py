@@ -75,3 +75,29 @@ def test_analyses_never_modify(case, policy):
         code, nodes = gm.code, len(gm.graph.nodes)
         result = passes.get_pass(name).fn(gm, ctx)
         assert not result.modified and result.gm.code == code and len(result.gm.graph.nodes) == nodes
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dims=st.integers(1, 3), cin=st.integers(1, 6), cout=st.integers(1, 6), k=st.integers(1, 4),
+       stride=st.integers(1, 3), pad=st.integers(0, 2), dil=st.integers(1, 2), size=st.integers(1, 9),
+       batch=st.integers(1, 2), group=st.booleans())
+def test_registry_conv_shape_is_the_real_conv_shape(dims, cin, cout, k, stride, pad, dil, size, batch, group):
+    """shape-prop takes conv and linear output shapes from the op registry (siftc/core/ops.py):
+    they must be the shapes the real op gives, and the rule must step aside (None) where the
+    real op refuses the input, so its own error is raised."""
+    from siftc.core.ops import conv_shape, linear_shape
+    groups = cin if group and cout % cin == 0 else 1
+    conv = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims](cin, cout, k, stride, pad, dil, groups=groups)
+    x = torch.randn(batch, cin, *[size] * dims)
+    got = conv_shape(conv, x)
+    try:
+        want = tuple(conv(x).shape)
+    except RuntimeError:
+        assert got is None
+    else:
+        assert got is not None and tuple(got.shape) == want and got.dtype == x.dtype
+    assert conv_shape(conv, torch.randn(batch, cin + 1, *[size] * dims)) is None      # wrong channels
+    lin = nn.Linear(cin, cout)
+    y = torch.randn(batch, size, cin)
+    assert tuple(linear_shape(lin, y).shape) == tuple(lin(y).shape)
+    assert linear_shape(lin, torch.randn(batch, cin + 1)) is None

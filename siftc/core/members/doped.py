@@ -10,7 +10,7 @@ import math
 
 from torch import nn
 
-from siftc.core.members.base import MemberLayer, fan, groups_of, in_size, mark_sparse, new_like
+from siftc.core.members.base import MemberLayer, fan, groups_of, in_size, new_like
 
 
 def doped_rank(d_in: int, d_out: int, sparsity: float) -> int:
@@ -23,7 +23,7 @@ class DopedLayer(MemberLayer):
     def __init__(self, original: nn.Module, r: int):
         g = groups_of(original)
         super().__init__(original, f"rank r={r}" + (f" ({r // g} per group, {g} groups)" if g > 1 else ""))
-        self.S = mark_sparse(new_like(original))
+        self.S = new_like(original, sparse=True)
         self.rank = r
         if r > 0:
             self.U = new_like(original, in_size(original), r, bias=False)

@@ -10,7 +10,7 @@ import math
 import torch.nn.functional as F
 from torch import nn
 
-from siftc.core.members.base import NO_NORM_NOTE, MemberLayer, fan, groups_of, in_size, mark_sparse, new_like, norm_for, one_by_one
+from siftc.core.members.base import NO_NORM_NOTE, MemberLayer, fan, groups_of, in_size, new_like, norm_for, one_by_one
 
 
 def factorized_inner_dim(d_in: int, d_out: int, sparsity: float) -> int:
@@ -26,9 +26,9 @@ class FactorizedLayer(MemberLayer):
         g = groups_of(original)
         super().__init__(original, f"inner d={d}" + (f" ({d // g} per group, {g} groups)" if g > 1 else "")
                          + (f", {NO_NORM_NOTE}" if one_by_one(original, out_shape) else ""))
-        self.U = mark_sparse(new_like(original, in_size(original), d, bias=False))
+        self.U = new_like(original, in_size(original), d, bias=False, sparse=True)
         self.norm = norm_for(original, d, out_shape)
-        self.V = mark_sparse(new_like(original, d, None, kernel=False))
+        self.V = new_like(original, d, None, kernel=False, sparse=True)
 
     def forward(self, x):
         return self.V(F.relu(self.norm(self.U(x))))

@@ -17,7 +17,7 @@ import math
 import torch.nn.functional as F
 from torch import nn
 
-from siftc.core.members.base import NO_NORM_NOTE, MemberLayer, mark_sparse, new_like, norm_for, one_by_one
+from siftc.core.members.base import NO_NORM_NOTE, MemberLayer, new_like, norm_for, one_by_one
 
 
 def parallel_branches(sparsity: float) -> int:
@@ -32,7 +32,7 @@ class ParallelLayer(MemberLayer):
                          + (f", {NO_NORM_NOTE}" if one_by_one(original, out_shape) else ""))
         self.scale = 1.0 / k if combine == "mean" else 1.0
         out = original.out_features if isinstance(original, nn.Linear) else original.out_channels
-        self.branches = nn.ModuleList(mark_sparse(new_like(original)) for _ in range(k))
+        self.branches = nn.ModuleList(new_like(original, sparse=True) for _ in range(k))
         self.norms = nn.ModuleList(norm_for(original, out, out_shape) for _ in range(k))
 
     def forward(self, x):

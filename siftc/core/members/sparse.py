@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from siftc.core.members.base import MemberLayer, mark_sparse, new_like
+from siftc.core.members.base import MemberLayer, new_like
 
 
 class SparseLayer(MemberLayer):
@@ -15,7 +15,7 @@ class SparseLayer(MemberLayer):
 
     def __init__(self, original: nn.Module):
         super().__init__(original, "original shape")
-        self.W = mark_sparse(new_like(original))
+        self.W = new_like(original, sparse=True)
 
     def forward(self, x):
         return self.W(x)

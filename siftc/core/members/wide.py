@@ -30,7 +30,7 @@ from torch import nn
 
 from siftc.core.errors import UsageError, VerifyError
 from siftc.core.symdims import linear_form
-from siftc.core.members.base import mark_sparse
+from siftc.core.members.base import PENDING_STD, kaiming_std, mark_sparse
 
 
 def wide_factor(policy) -> float:
@@ -155,10 +155,12 @@ def new_sizes(coupling, values: dict) -> dict:
     return out
 
 
-def _fresh_like(old: torch.Tensor, shape, kaiming: bool) -> torch.Tensor:
+def _fresh_like(old: torch.Tensor, shape, kaiming: bool, zero: bool = False) -> torch.Tensor:
     new = torch.empty(shape, dtype=old.dtype, device=old.device)
     with torch.no_grad():
-        if kaiming:
+        if zero:
+            new.zero_()
+        elif kaiming:
             fan_in = math.prod(shape[1:])
             new.normal_(0.0, math.sqrt(2.0 / fan_in))       # Kaiming-normal, fan_in, ReLU gain
         elif old.numel() and not old.is_floating_point():
@@ -191,7 +193,8 @@ def _update_size_fields(mod: nn.Module) -> None:
 def widen(gm: torch.fx.GraphModule, coupling, sizes: dict, sparse: set) -> dict:
     """Rewrite every weight, buffer and size attribute of ``gm`` to ``sizes``.
 
-    ``sparse``: module paths whose weight becomes sparse (fresh Kaiming init + weight_mask).
+    ``sparse``: module paths whose weight becomes sparse (a weight_mask, and a fresh Kaiming init
+    that the masks pass draws at the kept entries: base.PENDING_STD).
     Returns {module path: original weight shape} of the modules that changed or became sparse.
     """
     modules = dict(gm.named_modules())
@@ -207,6 +210,7 @@ def widen(gm: torch.fx.GraphModule, coupling, sizes: dict, sparse: set) -> dict:
     # alive here: once freed, its id could be reused by a new tensor, which the tie fix-up below
     # would then swap for an unrelated one (seen: a resnet50 conv given a BatchNorm's weight)
     replaced: dict = {}
+    deferred: set = set()     # ids of fresh zero weights whose Kaiming draw the masks pass makes
     for (owner, kind, name), dims in wanted.items():
         mod = modules[owner]
         old = getattr(mod, name)
@@ -221,9 +225,13 @@ def widen(gm: torch.fx.GraphModule, coupling, sizes: dict, sparse: set) -> dict:
             for d, v in dims.items():
                 shape[d] = v
             is_weight = isinstance(mod, (nn.Linear, nn.modules.conv._ConvNd)) and name == "weight"
-            new = _fresh_like(old, shape, kaiming=is_weight)
+            # a sparse weight is left zero and drawn by the masks pass at its kept entries only
+            zero = is_weight and owner in sparse
+            new = _fresh_like(old, shape, kaiming=is_weight and not zero, zero=zero)
             if isinstance(old, nn.Parameter):
                 new = nn.Parameter(new, requires_grad=old.requires_grad)
+            if zero:
+                deferred.add(id(new))
             replaced[id(old)] = (old, new)
         (mod._parameters if kind == "param" else mod._buffers)[name] = replaced[id(old)][1]
     for mod in modules.values():   # a parameter tied to a rewritten one (lm_head.weight is wte.weight)
@@ -241,4 +249,6 @@ def widen(gm: torch.fx.GraphModule, coupling, sizes: dict, sparse: set) -> dict:
     for owner in sparse:
         if not isinstance(getattr(modules[owner], "weight_mask", None), torch.Tensor):
             mark_sparse(modules[owner])
+        if id(modules[owner].weight) in deferred:     # (a weight tied to a dense one was drawn in full)
+            setattr(modules[owner], PENDING_STD, kaiming_std(tuple(modules[owner].weight.shape)))
     return changed
