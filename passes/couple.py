@@ -114,7 +114,7 @@ def _cache_key(gm, inputs) -> str:
 def couple_graph(gm, inputs) -> Coupling:
     key = _cache_key(gm, inputs)
     if key not in _CACHE:
-        run = symbolic_run(gm, inputs, opaque=ops.opaque)
+        run = symbolic_run(gm, inputs, opaque=ops.opaque, couple_rule=ops.rule_for)
         sol = solve(run)
         groups, fixed = build_groups(run, sol)
         if len(_CACHE) >= _CACHE_SIZE:

@@ -293,3 +293,23 @@ def test_widened_modules_keep_their_own_weights():
             assert mod.weight.shape == mod.running_mean.shape == (mod.num_features,), name
         elif isinstance(mod, nn.Linear):
             assert tuple(mod.weight.shape) == (mod.out_features, mod.in_features), name
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "gpt_tiny", "vit_tiny", "resnext_tiny", "inception_tiny"])
+def test_registry_couple_rules_give_the_groups_the_symbolic_run_gives(name):
+    """couple takes conv and linear channel equations from the op registry (ops.ModuleRule.couple)
+    instead of running them on symbolic sizes: the channel groups, their members and the fixed
+    dims must be exactly those of the full symbolic run."""
+    from siftc.core import ops
+    from siftc.core.symdims import solve, symbolic_run
+    from siftc.passes.couple import build_groups
+    model, inputs = small_model(name)
+    gm = siftc.compile(model, policy="wide:0.75", pipeline="capture,shape-prop", example_inputs=inputs)
+
+    def groups(rule):
+        run = symbolic_run(gm, inputs, opaque=ops.opaque, couple_rule=rule)
+        found, fixed = build_groups(run, solve(run))
+        return (sorted((sorted(g.members), sorted(g.shared), g.width, g.unit) for g in found),
+                sorted((k, v[0]) for k, v in fixed.items()))
+    with_rules, without = groups(ops.rule_for), groups(None)
+    assert with_rules == without and with_rules[0]

@@ -44,6 +44,9 @@ class ModuleRule:
     widen: bool = False           # Sparse Wide may resize its weights (a kind it has no rule for: never)
     exact_only: bool = True       # members/widening only for the exact class (not subclasses)
     shape: Optional[Callable] = None  # (module, x) -> fake output, or None to run the module (shape-prop)
+    # (module, x) -> (fake output, [(size, size) pairs that must be equal]) on couple's symbolic
+    # sizes, or None to run the module symbolically (siftc/core/symdims.py)
+    couple: Optional[Callable] = None
 
 
 _RULES: dict = {}
@@ -199,13 +202,48 @@ def conv_shape(mod, x):
 _OWN_FORWARD = {t: t.forward for t in (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)}
 
 
+# --- channel coupling: what couple's symbolic run learns from a layer, without running it ----------
+# Running a conv or linear on fake tensors with symbolic channel sizes goes through torch's
+# dynamic-shape machinery (guards, sympy) per call: most of couple's ~1-2 s on a ResNet. All it
+# learns is "input channels = weight in-dim, bias = weight out-dim, output channels = weight
+# out-dim", which these rules say directly. Grouped convs still run (their divisibility guards
+# keep widths multiples of the groups), as does anything unusual.
+
+def _own(mod, x) -> bool:
+    return isinstance(x, torch.Tensor) and type(mod).forward is _OWN_FORWARD.get(type(mod))
+
+
+def linear_couple(mod, x):
+    if not (_own(mod, x) and x.dim() >= 1):
+        return None
+    w = mod.weight
+    pairs = [(x.shape[-1], w.shape[1])] + ([(w.shape[0], mod.bias.shape[0])] if mod.bias is not None else [])
+    return torch.empty((*x.shape[:-1], w.shape[0]), dtype=x.dtype, device=x.device), pairs
+
+
+def conv_couple(mod, x):
+    k = len(mod.kernel_size)
+    if not (_own(mod, x) and x.dim() == k + 2) or not (isinstance(mod.groups, int) and mod.groups == 1) \
+            or isinstance(mod.padding, str) or not all(isinstance(d, int) for d in (x.shape[0], *x.shape[2:])):
+        return None
+    size = []
+    for d in range(k):
+        span = x.shape[2 + d] + 2 * mod.padding[d] - mod.dilation[d] * (mod.kernel_size[d] - 1) - 1
+        if span < 0:
+            return None
+        size.append(span // mod.stride[d] + 1)
+    w = mod.weight
+    pairs = [(x.shape[1], w.shape[1])] + ([(w.shape[0], mod.bias.shape[0])] if mod.bias is not None else [])
+    return torch.empty((x.shape[0], w.shape[0], *size), dtype=x.dtype, device=x.device), pairs
+
+
 # --- the entries -------------------------------------------------------------------------------------
 
 register_module(nn.Linear, ModuleRule("linear", "linear", linear_cost, weight="linear", members=ALL_MEMBERS,
-                                      widen=True, shape=linear_shape))
+                                      widen=True, shape=linear_shape, couple=linear_couple))
 register_module((nn.Conv1d, nn.Conv2d, nn.Conv3d),
                 ModuleRule("conv", "conv", conv_cost, weight="conv", members=ALL_MEMBERS, widen=True,
-                           shape=conv_shape))
+                           shape=conv_shape, couple=conv_couple))
 # Transposed convs: masking works on any layout and Sparse Parallel copies the layer; factorized
 # and doped would need a transposed U with a 1x1 V at another resolution (not built yet).
 register_module((nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d),

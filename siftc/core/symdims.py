@@ -82,13 +82,15 @@ def _attr_dims(mod: nn.Module) -> dict:
 
 
 # ----------------------------------------------------------------------------- the run
-def symbolic_run(gm: torch.fx.GraphModule, example_inputs: tuple, opaque=None) -> SymbolicRun:
+def symbolic_run(gm: torch.fx.GraphModule, example_inputs: tuple, opaque=None, couple_rule=None) -> SymbolicRun:
     """Run ``gm`` on fake tensors with symbolic channel sizes; collect the size equations.
 
     ``opaque(module) -> bool`` names modules not to run symbolically (kinds the compiler has no
     rule for, e.g. nn.LSTM, whose kernels need concrete sizes): each such call keeps its inputs at
     their sizes (an equation per dim) and returns outputs of the sizes shape-prop recorded, so
-    every channel group that reaches one keeps its width."""
+    every channel group that reaches one keeps its width. ``couple_rule(module)`` gives the op
+    registry's entry, whose ``couple`` function (when it has one) says a layer's equations and
+    output without running it symbolically (siftc/core/ops.py)."""
     from torch._dynamo.source import ConstantSource
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
@@ -138,6 +140,11 @@ def symbolic_run(gm: torch.fx.GraphModule, example_inputs: tuple, opaque=None) -
             if opaque is not None and opaque(mod):
                 return self._black_box(target, args, kwargs)
             fast = _shape_preserving(mod, args, kwargs)
+            if fast is None and couple_rule is not None and len(args) == 1 and not kwargs:
+                rule = couple_rule(mod)
+                fast = rule.couple(mod, args[0]) if rule is not None and rule.couple is not None else None
+                if fast is not None:
+                    fast = fast[0], [(_expr(a), _expr(b)) for a, b in fast[1]]
             if fast is None:
                 return super().call_module(target, args, kwargs)
             for a, b in fast[1]:
