@@ -164,3 +164,19 @@ def test_iso_exact_non_integer_branches():
     assert all(d < 0.4 for d in gm.siftc.densities.values())      # 3 branches at < 1/3 each
     nominal = siftc.report(siftc.compile(model, policy="parallel:0.6,iso=nominal", example_inputs=(torch.randn(4, 16),)))
     assert nominal.iso_flop_ratio > 1.1                              # 3 x 0.4 = 1.2x, reported
+
+
+def test_a_pipeline_without_masks_still_draws_every_weight():
+    """substitute defers fresh sparse weights to the masks pass; a pipeline that stops before it
+    gets them drawn in full (Kaiming std of the shape), never left zero."""
+    gm = siftc.compile(_mlp(), policy="parallel:0.75", pipeline="capture,shape-prop,flops,roles,couple,substitute",
+                       example_inputs=(torch.randn(4, 16),))
+    from siftc.core.members.base import PENDING_STD
+    layers = [m for m in gm.modules() if isinstance(getattr(m, "weight_mask", None), torch.Tensor)]
+    assert layers
+    for mod in layers:
+        assert PENDING_STD not in mod.__dict__
+        assert bool(mod.weight_mask.all())                 # no mask drawn: dense
+        w = mod.weight.detach()
+        assert int(torch.count_nonzero(w)) == w.numel()
+        assert float(w.std()) == pytest.approx(math.sqrt(2.0 / math.prod(w.shape[1:])), rel=0.3)

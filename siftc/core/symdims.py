@@ -100,9 +100,15 @@ def symbolic_run(gm: torch.fx.GraphModule, example_inputs: tuple, opaque=None, c
     mode = FakeTensorMode(shape_env=env, allow_non_fake_inputs=True)
     dims, symbols, hints = {}, {}, {}
 
-    def symint(ref: DimRef):
+    shared: dict = {}      # share key -> symbol (sizes that are one size by construction)
+
+    def symint(ref: DimRef, share=None):
         src = ConstantSource(ref.key)
-        sym = env.create_symbol(ref.hint, source=src, dynamic_dim=DimDynamic.DYNAMIC)
+        sym = shared.get(share) if share is not None else None
+        if sym is None:
+            sym = env.create_symbol(ref.hint, source=src, dynamic_dim=DimDynamic.DYNAMIC)
+            if share is not None:
+                shared[share] = sym
         dims[ref.key], symbols[ref.key], hints[sym] = ref, sym, ref.hint
         return env.create_symintnode(sym, hint=ref.hint, source=src)
 
@@ -113,8 +119,11 @@ def symbolic_run(gm: torch.fx.GraphModule, example_inputs: tuple, opaque=None, c
             owner, _, name = full.rpartition(".")
             mod = modules[owner]
             wide = _symbolic_dims(mod, name, t)
-            shape = [symint(DimRef(f"{full}:{d}", owner, kind, name, d, t.shape[d])) if d in wide else t.shape[d]
-                     for d in range(t.dim())]
+            # a norm's per-channel tensors (weight, bias, running stats) have one size: one symbol
+            # (creating a symbol is the costliest step of the run: ~4 ms each, sympy assumptions)
+            share = (owner, "features") if isinstance(mod, _PER_CHANNEL_NORMS) and t.dim() == 1 else None
+            shape = [symint(DimRef(f"{full}:{d}", owner, kind, name, d, t.shape[d]), share) if d in wide
+                     else t.shape[d] for d in range(t.dim())]
             with mode:
                 fake = torch.empty(shape, dtype=t.dtype, device=t.device)
             if isinstance(t, nn.Parameter):
@@ -206,6 +215,8 @@ def symbolic_run(gm: torch.fx.GraphModule, example_inputs: tuple, opaque=None, c
             outputs += [s.node.expr for s in leaf.shape if isinstance(s, torch.SymInt)]
     return SymbolicRun(dims=dims, symbols=symbols, equations=equations, outputs=outputs, hints=hints)
 
+
+_PER_CHANNEL_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
 
 _ELEMENTWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Hardswish, nn.Hardsigmoid,
                         nn.LeakyReLU, nn.ELU, nn.Mish, nn.Dropout, nn.Identity)
