@@ -56,7 +56,13 @@ SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[Healt
 @given(case=models, policy=policies)
 def test_compile_verifies_keeps_shapes_and_iso_flop(case, policy):
     model, inputs = case
-    gm = siftc.compile(model, policy=policy, example_inputs=inputs)    # verifier runs after each pass
+    try:
+        gm = siftc.compile(model, policy=policy, example_inputs=inputs)    # verifier runs after each pass
+    except siftc.IsoFlopError as e:
+        # a legitimate outcome on the tiniest models: a stem and head kept dense plus k=10 parallel
+        # branches' norms cost more than the whole dense budget; the error must say so and name them
+        assert "iso-FLOP is unreachable" in str(e) and "Largest dense parts" in str(e)
+        return
     assert gm(*inputs).shape == model(*inputs).shape
     rep = siftc.report(gm)
     if rep.layers:

@@ -126,8 +126,9 @@ def symbolic_run(gm: torch.fx.GraphModule, example_inputs: tuple, opaque=None, c
                      else t.shape[d] for d in range(t.dim())]
             with mode:
                 fake = torch.empty(shape, dtype=t.dtype, device=t.device)
-            if isinstance(t, nn.Parameter):
-                fake = nn.Parameter(fake, requires_grad=t.requires_grad)
+            # plain fake tensors, not nn.Parameter: wrapping detaches each one through fake
+            # dispatch on symbolic strides (measured 2.3 s of resnet50's 6.5 s run under cProfile);
+            # the run is in eval mode without autograd and only reads their sizes
             fakes[full] = fake
     patched, equations = [], []
     for owner, mod in modules.items():
