@@ -186,17 +186,24 @@ def linear_shape(mod, x):
     return torch.empty((*x.shape[:-1], mod.out_features), dtype=x.dtype, device=x.device)
 
 
+def _conv_spatial(mod, spatial):
+    """A conv's output spatial sizes (numeric padding); None where the input is too small (the
+    real op then raises its own error)."""
+    size = []
+    for d, n in enumerate(spatial):
+        span = n + 2 * mod.padding[d] - mod.dilation[d] * (mod.kernel_size[d] - 1) - 1
+        if span < 0:
+            return None
+        size.append(span // mod.stride[d] + 1)
+    return size
+
+
 def conv_shape(mod, x):
     k = len(mod.kernel_size)
     if not (_plain_input(mod, x, k + 2) and x.shape[1] == mod.in_channels) or isinstance(mod.padding, str):
         return None
-    size = []
-    for d in range(k):
-        span = x.shape[2 + d] + 2 * mod.padding[d] - mod.dilation[d] * (mod.kernel_size[d] - 1) - 1
-        if span < 0:
-            return None            # too small: the real op raises its own error
-        size.append(span // mod.stride[d] + 1)
-    return torch.empty((x.shape[0], mod.out_channels, *size), dtype=x.dtype, device=x.device)
+    size = _conv_spatial(mod, x.shape[2:])
+    return None if size is None else torch.empty((x.shape[0], mod.out_channels, *size), dtype=x.dtype, device=x.device)
 
 
 _OWN_FORWARD = {t: t.forward for t in (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)}
@@ -226,12 +233,9 @@ def conv_couple(mod, x):
     if not (_own(mod, x) and x.dim() == k + 2) or not (isinstance(mod.groups, int) and mod.groups == 1) \
             or isinstance(mod.padding, str) or not all(isinstance(d, int) for d in (x.shape[0], *x.shape[2:])):
         return None
-    size = []
-    for d in range(k):
-        span = x.shape[2 + d] + 2 * mod.padding[d] - mod.dilation[d] * (mod.kernel_size[d] - 1) - 1
-        if span < 0:
-            return None
-        size.append(span // mod.stride[d] + 1)
+    size = _conv_spatial(mod, x.shape[2:])
+    if size is None:
+        return None
     w = mod.weight
     pairs = [(x.shape[1], w.shape[1])] + ([(w.shape[0], mod.bias.shape[0])] if mod.bias is not None else [])
     return torch.empty((x.shape[0], w.shape[0], *size), dtype=x.dtype, device=x.device), pairs
