@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
-import zlib
 
 import torch
 
 from siftc.core import densities, patterns
 from siftc.core.errors import IsoFlopError
-from siftc.core.masking import exact_count, exact_mask
+from siftc.core.masking import exact_count, exact_mask, layer_generator
 from siftc.core.members.base import take_pending_std
 from . import flops as flops_pass
 from siftc.core.pass_registry import PassResult, register
@@ -82,7 +81,7 @@ def _draw(shape, density: float, pattern, generator, q: str, policy) -> tuple[to
 def _fill(q: str, mod, density: float, pattern, policy) -> tuple[float, int, int, str]:
     """Draw one layer's mask and its kept weights; (realised density, planned and actual
     non-zeros, warning). Called from worker threads: it touches only this layer."""
-    g = torch.Generator().manual_seed(policy.seed * 1_000_003 + zlib.crc32(q.encode()))
+    g = layer_generator(policy.seed, q)
     with torch.no_grad():
         mask, planned, warning = _draw(tuple(mod.weight.shape), density, pattern, g, q, policy)
         mask = mask.to(mod.weight.device)

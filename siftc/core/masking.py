@@ -26,12 +26,19 @@ from __future__ import annotations
 
 import math
 import weakref
+import zlib
 
 import torch
 
 def exact_count(n: int, density: float) -> int:
     """The non-zeros a mask of n entries at ``density`` has: round(density n), at least 1 unless 0."""
     return min(n, max(1, round(density * n))) if density > 0 else 0
+
+
+def layer_generator(seed: int, path: str) -> torch.Generator:
+    """The generator one layer's mask and deferred weights are drawn from: policy seed and the
+    crc32 of the module path, so a layer's draws depend on neither layer order nor threads."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(path.encode()))
 
 
 def random_bytes(n: int, generator: torch.Generator) -> torch.Tensor:

@@ -173,10 +173,15 @@ def free(_out, _in, _mod, _nnz):
 # batched input of the layer's dtype and channels, so anything unusual still runs the real op
 # (which also raises the real error).
 
+def _own(mod, x) -> bool:
+    """torch's own forward of the layer's class, on a tensor input."""
+    return isinstance(x, torch.Tensor) and type(mod).forward is _OWN_FORWARD.get(type(mod))
+
+
 def _plain_input(mod, x, dims: int) -> bool:
     w = getattr(mod, "weight", None)
-    return (isinstance(x, torch.Tensor) and type(mod).forward is _OWN_FORWARD.get(type(mod))
-            and isinstance(w, torch.Tensor) and w.dtype == x.dtype and x.dim() == dims and x.is_contiguous())
+    return (_own(mod, x) and isinstance(w, torch.Tensor) and w.dtype == x.dtype and x.dim() == dims
+            and x.is_contiguous())
 
 
 def linear_shape(mod, x):
@@ -215,10 +220,6 @@ _OWN_FORWARD = {t: t.forward for t in (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3
 # learns is "input channels = weight in-dim, bias = weight out-dim, output channels = weight
 # out-dim", which these rules say directly. Grouped convs still run (their divisibility guards
 # keep widths multiples of the groups), as does anything unusual.
-
-def _own(mod, x) -> bool:
-    return isinstance(x, torch.Tensor) and type(mod).forward is _OWN_FORWARD.get(type(mod))
-
 
 def linear_couple(mod, x):
     if not (_own(mod, x) and x.dim() >= 1):

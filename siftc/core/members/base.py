@@ -42,12 +42,17 @@ def kaiming_std(shape) -> float:
     return math.sqrt(2.0 / max(1, math.prod(shape[1:])))
 
 
-def defer_init(layer: nn.Module) -> nn.Module:
-    """Zero ``layer.weight`` and record its Kaiming std for the masks pass to draw the kept entries."""
-    with torch.no_grad():
-        layer.weight.zero_()
+def mark_pending(layer: nn.Module) -> nn.Module:
+    """Record the Kaiming std of ``layer``'s (zero) weight for the masks pass to draw the kept entries."""
     setattr(layer, PENDING_STD, kaiming_std(tuple(layer.weight.shape)))
     return layer
+
+
+def defer_init(layer: nn.Module) -> nn.Module:
+    """Zero ``layer.weight`` and mark it pending (mark_pending)."""
+    with torch.no_grad():
+        layer.weight.zero_()
+    return mark_pending(layer)
 
 
 def pending(root: nn.Module) -> list:
@@ -62,11 +67,11 @@ def take_pending_std(module: nn.Module):
 
 def draw_pending_(root: nn.Module, seed: int) -> int:
     """Draw every still-deferred weight in full (seeded per module path); returns how many."""
-    import zlib
+    from siftc.core.masking import layer_generator
     todo = pending(root)
     with torch.no_grad():
         for q, m in todo:
-            g = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(q.encode()))
+            g = layer_generator(seed, q)
             values = torch.randn(m.weight.shape, generator=g, dtype=m.weight.dtype)
             m.weight.copy_(values.mul_(take_pending_std(m)))
     return len(todo)

@@ -30,7 +30,7 @@ from torch import nn
 
 from siftc.core.errors import UsageError, VerifyError
 from siftc.core.symdims import linear_form
-from siftc.core.members.base import PENDING_STD, kaiming_std, mark_sparse
+from siftc.core.members.base import kaiming_std, mark_pending, mark_sparse
 
 
 def wide_factor(policy) -> float:
@@ -161,8 +161,7 @@ def _fresh_like(old: torch.Tensor, shape, kaiming: bool, zero: bool = False) -> 
         if zero:
             new.zero_()
         elif kaiming:
-            fan_in = math.prod(shape[1:])
-            new.normal_(0.0, math.sqrt(2.0 / fan_in))       # Kaiming-normal, fan_in, ReLU gain
+            new.normal_(0.0, kaiming_std(shape))
         elif old.numel() and not old.is_floating_point():
             new.fill_(old.flatten()[0].item())
         elif old.numel() and bool((old == old.flatten()[0]).all()):
@@ -194,7 +193,7 @@ def widen(gm: torch.fx.GraphModule, coupling, sizes: dict, sparse: set) -> dict:
     """Rewrite every weight, buffer and size attribute of ``gm`` to ``sizes``.
 
     ``sparse``: module paths whose weight becomes sparse (a weight_mask, and a fresh Kaiming init
-    that the masks pass draws at the kept entries: base.PENDING_STD).
+    that the masks pass draws at the kept entries: base.mark_pending).
     Returns {module path: original weight shape} of the modules that changed or became sparse.
     """
     modules = dict(gm.named_modules())
@@ -250,5 +249,5 @@ def widen(gm: torch.fx.GraphModule, coupling, sizes: dict, sparse: set) -> dict:
         if not isinstance(getattr(modules[owner], "weight_mask", None), torch.Tensor):
             mark_sparse(modules[owner])
         if id(modules[owner].weight) in deferred:     # (a weight tied to a dense one was drawn in full)
-            setattr(modules[owner], PENDING_STD, kaiming_std(tuple(modules[owner].weight.shape)))
+            mark_pending(modules[owner])
     return changed
