@@ -21,7 +21,7 @@ import torch
 
 from siftc.core import densities, patterns
 from siftc.core.errors import IsoFlopError
-from siftc.core.masking import exact_count, exact_mask, layer_generator
+from siftc.core.masking import count_mask, exact_count, exact_mask, fill_kept_, layer_generator
 from siftc.core.members.base import take_pending_std
 from . import flops as flops_pass
 from siftc.core.pass_registry import PassResult, register
@@ -61,9 +61,10 @@ def _largest_dense(gm, budget: int, top: int = 4) -> str:
     return ", ".join(f"{k} {v / budget:.2f}x" for k, v in ranked)
 
 
-def _draw(shape, density: float, pattern, generator, q: str, policy) -> tuple[torch.Tensor, int, str]:
+def _draw(shape, density: float, pattern, generator, q: str, policy, out) -> tuple[torch.Tensor, int, str]:
     """The mask of one layer under the policy's pattern (unstructured where the shape does not fit),
-    the number of non-zeros it was planned to have (what verify holds it to), and a warning."""
+    the number of non-zeros it was planned to have (what verify holds it to), and a warning.
+    An unstructured mask is drawn straight into ``out`` (the layer's mask buffer) when it can be."""
     n = math.prod(shape)
     if pattern.kind != "none" and not patterns.supports(shape, pattern):
         return (exact_mask(shape, density, generator), exact_count(n, density),
@@ -75,7 +76,8 @@ def _draw(shape, density: float, pattern, generator, q: str, policy) -> tuple[to
                 exact_count(tiles, density) * pattern.block ** 2, "")
     if pattern.kind == "nm":
         return patterns.nm_mask(shape, pattern.n, pattern.m, generator), n // pattern.m * pattern.n, ""
-    return exact_mask(shape, density, generator), exact_count(n, density), ""
+    direct = out.device.type == "cpu" and out.is_contiguous()
+    return exact_mask(shape, density, generator, out=out if direct else None), exact_count(n, density), ""
 
 
 def _fill(q: str, mod, density: float, pattern, policy) -> tuple[float, int, int, str]:
@@ -83,11 +85,12 @@ def _fill(q: str, mod, density: float, pattern, policy) -> tuple[float, int, int
     non-zeros, warning). Called from worker threads: it touches only this layer."""
     g = layer_generator(policy.seed, q)
     with torch.no_grad():
-        mask, planned, warning = _draw(tuple(mod.weight.shape), density, pattern, g, q, policy)
-        mask = mask.to(mod.weight.device)
-        nnz = int(torch.count_nonzero(mask))
+        mask, planned, warning = _draw(tuple(mod.weight.shape), density, pattern, g, q, policy, mod.weight_mask)
+        if mask is not mod.weight_mask:
+            mod.weight_mask.copy_(mask)
+        mask = mod.weight_mask
+        nnz = count_mask(mask)
         density = nnz / mask.numel()      # realised (blocks quantise it)
-        mod.weight_mask.copy_(mask)
         scale = 1.0 / math.sqrt(density) if policy.init == "scaled" and density > 0 else 1.0
         std = take_pending_std(mod)
         if std is None:       # a weight drawn before (or kept): scale it, zero the masked entries
@@ -96,7 +99,7 @@ def _fill(q: str, mod, density: float, pattern, policy) -> tuple[float, int, int
         else:                 # drawn here, at the kept entries only, from this layer's generator
             # (the weight is zero since substitute deferred it; verify checks the masked entries)
             values = torch.randn(nnz, generator=g, dtype=mod.weight.dtype).mul_(std * scale)
-            mod.weight.masked_scatter_(mask, values.to(mod.weight.device))
+            fill_kept_(mod.weight, mask, values.to(mod.weight.device))
     return density, planned, nnz, warning
 
 

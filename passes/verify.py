@@ -8,6 +8,9 @@ the end-of-pipeline checks: masked weights are zero, every mask has the planned 
 """
 from __future__ import annotations
 
+import concurrent.futures
+
+import numpy as np
 import torch
 
 from siftc.core.errors import IsoFlopError, VerifyError
@@ -50,30 +53,55 @@ def iso_applies(ctx) -> bool:
             and ctx.policy.mask_pattern.kind != "nm")
 
 
+def _check_mask(q: str, mod, want, fresh: bool) -> None:
+    """One masked layer: weights zero where the mask is False, the planned non-zero count, and
+    (``fresh``: drawn in this compile) kept weights non-zero."""
+    mask = mod.weight_mask
+    weight = mod.weight.detach()
+    # the common case in one comparison: non-zero exactly where the mask is True (numpy: ~6x
+    # faster than torch's ne/and/any and two count_nonzero on CPU); anything else is looked at
+    # piece by piece below
+    if _numpy_ok(weight) and _numpy_ok(mask) and weight.shape == mask.shape:
+        w, m = weight.numpy(), mask.numpy()
+        kept = int(np.count_nonzero(m))
+        if want is not None and kept != want:
+            raise VerifyError(f"module '{q}': mask has {kept} non-zeros, planned {want}")
+        if np.array_equal(w != 0, m):
+            return
+    if bool(weight.ne(0).logical_and_(mask.logical_not()).any()):
+        raise VerifyError(f"module '{q}': weights are non-zero where the mask is False")
+    # the count the masks pass planned from the solved density (not one derived from the mask)
+    kept = int(torch.count_nonzero(mask))
+    if want is not None and kept != want:
+        raise VerifyError(f"module '{q}': mask has {kept} non-zeros, planned {want}")
+    # masks drawn in this compile come with freshly drawn weights: kept ones are zero only
+    # by chance (float32 randn gives an exact 0 about once in 2**24 draws), so more than 1%
+    # of zeros is an init that never happened. (After training, grown weights start at zero:
+    # a later compile of a trained model does not check this.)
+    if fresh:
+        zeros = kept - int(torch.count_nonzero(weight))
+        if zeros > kept // 100:
+            raise VerifyError(f"module '{q}': {zeros} of its {kept} kept weights are zero right after the "
+                              f"masks pass drew them: their init was lost (a siftc bug; please report it "
+                              f"with the model and policy)")
+
+
+def _numpy_ok(t: torch.Tensor) -> bool:
+    return t.device.type == "cpu" and t.is_contiguous() and t.dtype in (torch.bool, torch.float32, torch.float64,
+                                                                       torch.float16)
+
+
 @register("verify", "lint, output shapes, masked weights zero, exact non-zero counts, iso-FLOP within tol",
           kind="check", requires=("flops",), policy_keys=("tol",))
 def verify(gm, ctx) -> PassResult:
     check_graph(gm, ctx)
-    for q in ctx.densities:
-        mod = gm.get_submodule(q)
-        mask = mod.weight_mask
-        if bool(mod.weight.detach().ne(0).logical_and_(mask.logical_not()).any()):
-            raise VerifyError(f"module '{q}': weights are non-zero where the mask is False")
-        # the count the masks pass planned from the solved density (not one derived from the mask)
-        want = ctx.planned_nonzeros.get(q)
-        kept = int(torch.count_nonzero(mask))
-        if want is not None and kept != want:
-            raise VerifyError(f"module '{q}': mask has {kept} non-zeros, planned {want}")
-        # masks drawn in this compile come with freshly drawn weights: kept ones are zero only
-        # by chance (float32 randn gives an exact 0 about once in 2**24 draws), so more than 1%
-        # of zeros is an init that never happened. (After training, grown weights start at zero:
-        # a later compile of a trained model does not check this.)
-        if "masks" in ctx.ran:
-            zeros = kept - int(torch.count_nonzero(mod.weight.detach()))
-            if zeros > kept // 100:
-                raise VerifyError(f"module '{q}': {zeros} of its {kept} kept weights are zero right after the "
-                                  f"masks pass drew them: their init was lost (a siftc bug; please report it "
-                                  f"with the model and policy)")
+    fresh = "masks" in ctx.ran
+    jobs = [(q, gm.get_submodule(q), ctx.planned_nonzeros.get(q)) for q in ctx.densities]
+    # layers checked in parallel (the scans release the GIL); the first failure in layer order raises
+    workers = max(1, min(torch.get_num_threads(), len(jobs)))
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        for future in [pool.submit(_check_mask, q, mod, want, fresh) for q, mod, want in jobs]:
+            future.result()
     ratio = iso_flop_ratio(gm, ctx)
     if iso_applies(ctx) and abs(ratio - 1.0) > ctx.policy.tol:
         raise VerifyError(f"iso-FLOP broken: compiled FLOPs are {ratio:.4f}x the dense budget "

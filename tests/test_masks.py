@@ -180,3 +180,42 @@ def test_a_pipeline_without_masks_still_draws_every_weight():
         w = mod.weight.detach()
         assert int(torch.count_nonzero(w)) == w.numel()
         assert float(w.std()) == pytest.approx(math.sqrt(2.0 / math.prod(w.shape[1:])), rel=0.3)
+
+
+def test_verify_catches_a_weight_non_zero_where_masked():
+    gm = siftc.compile(_mlp(), policy="parallel:0.75", example_inputs=(torch.randn(4, 16),))
+    q = next(iter(gm.siftc.densities))
+    mod = gm.get_submodule(q)
+    with torch.no_grad():
+        mod.weight.view(-1)[(~mod.weight_mask).flatten().nonzero()[0]] = 0.5
+    with pytest.raises(siftc.VerifyError, match=f"module '{q}': weights are non-zero where the mask is False"):
+        siftc.compile(gm)
+
+
+def test_exact_mask_into_a_buffer_is_the_same_mask_and_moves_its_version():
+    """Drawn into ``out`` (the masks pass passes the layer's mask buffer): the same mask as a fresh
+    one from the same generator state, and the version counter moves (count_mask keys on it)."""
+    from siftc.core.masking import count_mask
+    buf = torch.ones(37, 29, dtype=torch.bool)
+    assert count_mask(buf) == 37 * 29
+    before = buf._version
+    got = exact_mask((37, 29), 0.3, torch.Generator().manual_seed(5), out=buf)
+    assert got is buf and buf._version > before
+    assert torch.equal(buf, exact_mask((37, 29), 0.3, torch.Generator().manual_seed(5)))
+    assert count_mask(buf) == round(0.3 * 37 * 29)
+    with pytest.raises(ValueError, match="contiguous CPU bool tensor of shape"):
+        exact_mask((37, 29), 0.3, torch.Generator(), out=torch.ones(29, 37, dtype=torch.bool).t())
+
+
+@pytest.mark.parametrize("dtype,contiguous", [(torch.float32, True), (torch.float64, True), (torch.bfloat16, True),
+                                              (torch.float32, False)])
+def test_fill_kept_equals_masked_scatter(dtype, contiguous):
+    from siftc.core.masking import fill_kept_
+    g = torch.Generator().manual_seed(1)
+    mask = exact_mask((40, 30), 0.25, g)
+    values = torch.randn(int(mask.sum()), generator=g).to(dtype)
+    want = torch.zeros(40, 30, dtype=dtype).masked_scatter_(mask, values)
+    weight = torch.zeros(40, 30, dtype=dtype) if contiguous else torch.zeros(30, 40, dtype=dtype).t()
+    mask_in = mask if contiguous else mask.t().contiguous().t()
+    fill_kept_(weight, mask_in, values)
+    assert torch.equal(weight, want)

@@ -28,6 +28,7 @@ import math
 import weakref
 import zlib
 
+import numpy as np
 import torch
 
 def exact_count(n: int, density: float) -> int:
@@ -53,24 +54,56 @@ def random_bytes(n: int, generator: torch.Generator) -> torch.Tensor:
     return words.view(torch.uint8)[:n].bitwise_and_(0x7F)
 
 
-def exact_mask(shape, density: float, generator: torch.Generator) -> torch.Tensor:
+def exact_mask(shape, density: float, generator: torch.Generator, out: torch.Tensor | None = None) -> torch.Tensor:
     """A bool mask with exactly ``exact_count(numel, density)`` True entries, every such subset
     equally likely. Method: a 7-bit key per entry; the keys below the level where the k-th
     smallest falls are taken, and the rest of k is drawn uniformly (randperm) from the entries
     tied at that level. The procedure treats every position alike, so the subset it returns is
-    uniform over k-subsets; the coarse keys only make the tied set larger (~n/128 entries)."""
+    uniform over k-subsets; the coarse keys only make the tied set larger (~n/128 entries).
+
+    Written into ``out`` (a contiguous CPU bool tensor of ``shape``, e.g. the layer's
+    ``weight_mask``) when given. The scans run in numpy, whose compare and ``flatnonzero`` are
+    4-7x faster than torch's on CPU (measured: 9 ms vs 61 ms for the non-zeros of a 9.4M mask,
+    1 thread); the draws are torch's, so the mask is the one the torch formulation gives.
+    """
     n = math.prod(shape)
     k = exact_count(n, density)
+    mask = out if out is not None else torch.empty(shape, dtype=torch.bool)
+    if tuple(mask.shape) != tuple(shape) or mask.dtype != torch.bool or mask.device.type != "cpu" \
+            or not mask.is_contiguous():
+        raise ValueError(f"exact_mask: out must be a contiguous CPU bool tensor of shape {tuple(shape)}, "
+                         f"got {mask.dtype} {tuple(mask.shape)} on {mask.device}")
     if k == 0 or k == n:
-        return torch.full(shape, k == n, dtype=torch.bool)
+        return mask.fill_(k == n)
     keys = random_bytes(n, generator)
     cum = torch.bincount(keys, minlength=128).cumsum(0)
     level = int(torch.searchsorted(cum, k))            # first level whose cumulative count reaches k
     below = int(cum[level - 1]) if level > 0 else 0
-    mask = keys < level
-    tied = (keys == level).nonzero().squeeze(1)
-    mask[tied[torch.randperm(tied.numel(), generator=generator)[:k - below]]] = True
-    return mask.view(shape)
+    flat, key_np = mask.view(-1).numpy(), keys.numpy()
+    np.less(key_np, level, out=flat)
+    tied = np.flatnonzero(key_np == level)
+    flat[tied[torch.randperm(tied.size, generator=generator)[:k - below].numpy()]] = True
+    # numpy's writes do not move torch's version counter, which count_mask and the gradient
+    # hook's mask copy key on: move it, as a torch write would have
+    torch.autograd.graph.increment_version(mask)
+    return mask
+
+
+def fill_kept_(weight: torch.Tensor, mask: torch.Tensor, values: torch.Tensor) -> None:
+    """``weight.masked_scatter_(mask, values)``: the kept entries, in order, get ``values``.
+
+    For contiguous CPU tensors whose dtype numpy has, through numpy's ``flatnonzero`` and torch's
+    ``index_copy_`` (measured 19 ms vs 43 ms for masked_scatter_ on 9.4M entries, 1 thread).
+    """
+    if (weight.device.type == "cpu" and mask.device.type == "cpu" and weight.is_contiguous()
+            and mask.is_contiguous() and weight.dtype in _NUMPY_FLOATS and values.dtype == weight.dtype):
+        index = torch.from_numpy(np.flatnonzero(mask.reshape(-1).numpy()))
+        weight.view(-1).index_copy_(0, index, values.reshape(-1))
+    else:
+        weight.masked_scatter_(mask, values)
+
+
+_NUMPY_FLOATS = (torch.float32, torch.float64, torch.float16)
 
 
 _COUNTS: dict = {}     # id(mask) -> (weak reference, version, non-zeros)
