@@ -1,7 +1,8 @@
 """couple: the channel groups that must keep one width (Sparse Wide only).
 
-Runs the graph once with a symbol for every channel-like weight dimension (siftc.symdims) and
-solves the size equations the ops raise. Each free symbol left is a channel group: every weight
+Runs the graph once with a symbol for every channel-like weight dimension and solves the size
+equations the ops raise: by per-op size rules (siftc.size_algebra) when every node has one, else
+on torch's symbolic shapes (siftc.symdims); both give the same equations (tested). Each free symbol left is a channel group: every weight
 dim in it is ``coeff x symbol`` (coeff > 1 where a view splits the group into heads: the head
 count is kept and the head size grows). Dims that come out constant are tied to the model's
 inputs or outputs or to a literal size in the graph; they keep their size and the report lists
@@ -23,6 +24,7 @@ import torch
 
 from siftc.core.symdims import DimRef, Solution, SymbolicRun, solve, symbolic_run
 from siftc.core import ops
+from siftc.core.size_algebra import direct_run
 from siftc.core.pass_registry import PassResult, register
 
 
@@ -45,6 +47,7 @@ class Coupling:
     solution: Solution
     groups: list                      # [ChannelGroup]
     fixed: dict                       # dim key -> (size, reason) of dims that keep their size
+    engine: str = "symbolic"          # "rules" (siftc.size_algebra) or "symbolic" (torch ShapeEnv)
 
     def expr(self, key: str):
         return self.solution.expr(self.run.symbols[key])
@@ -114,15 +117,19 @@ def _cache_key(gm, inputs) -> str:
 def couple_graph(gm, inputs) -> Coupling:
     key = _cache_key(gm, inputs)
     if key not in _CACHE:
-        run = symbolic_run(gm, inputs, opaque=ops.opaque, couple_rule=ops.rule_for)
+        # per-op size rules where every node has one (fast); else torch's symbolic shapes
+        run = direct_run(gm, opaque=ops.opaque, couple_rule=ops.rule_for)
+        engine = "rules" if run is not None else "symbolic"
+        if run is None:
+            run = symbolic_run(gm, inputs, opaque=ops.opaque, couple_rule=ops.rule_for)
         sol = solve(run)
         groups, fixed = build_groups(run, sol)
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = (run, sol, groups, fixed)
-    run, sol, groups, fixed = _CACHE[key]
+        _CACHE[key] = (run, sol, groups, fixed, engine)
+    run, sol, groups, fixed, engine = _CACHE[key]
     fresh = [ChannelGroup(**{**g.__dict__, "members": list(g.members), "shared": list(g.shared)}) for g in groups]
-    return Coupling(run=run, solution=sol, groups=fresh, fixed=dict(fixed))
+    return Coupling(run=run, solution=sol, groups=fresh, fixed=dict(fixed), engine=engine)
 
 
 def _annotate(gm, coupling: Coupling) -> None:
@@ -161,7 +168,8 @@ def couple(gm, ctx) -> PassResult:
     coupling = couple_graph(gm, ctx.example_inputs)
     _annotate(gm, coupling)
     ctx.coupling = coupling
-    return PassResult(gm, False, {"groups": len(coupling.groups), "fixed_dims": len(coupling.fixed)})
+    return PassResult(gm, False, {"groups": len(coupling.groups), "fixed_dims": len(coupling.fixed),
+                                  "run": coupling.engine})
 
 
 __all__ = ["ChannelGroup", "Coupling", "couple_graph", "DimRef"]

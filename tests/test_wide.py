@@ -313,3 +313,61 @@ def test_registry_couple_rules_give_the_groups_the_symbolic_run_gives(name):
                 sorted((k, v[0]) for k, v in fixed.items()))
     with_rules, without = groups(ops.rule_for), groups(None)
     assert with_rules == without and with_rules[0]
+
+
+class _Functional(nn.Module):
+    """Linear layers joined by functional ops and a broadcast per-feature scale (a get_attr)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc1 = nn.Linear(8 * 4 * 4, 32)
+        self.gamma = nn.Parameter(torch.ones(32))
+        self.fc2 = nn.Linear(32, 32)
+        self.head = nn.Linear(32, 5)
+
+    def forward(self, x):
+        x = F.adaptive_avg_pool2d(torch.relu(self.bn(self.conv(x))), 4)
+        x = torch.flatten(x, 1)
+        h = F.gelu(self.fc1(x)) * self.gamma
+        return self.head(h + self.fc2(h))
+
+
+@pytest.mark.parametrize("name", ["mlp", "mnist_cnn", "resnet18_cifar", "resnet18", "gated_mlp", "functional"])
+def test_size_rules_give_the_groups_and_fixed_dims_of_the_symbolic_run(name):
+    """siftc.size_algebra's rule-based run must raise the equations torch's ShapeEnv run raises:
+    the same groups, members and widths, and the same fixed dims with the same reasons (nodes)."""
+    from siftc.core import ops
+    from siftc.core.size_algebra import direct_run
+    from siftc.core.symdims import solve, symbolic_run
+    from siftc.passes.couple import build_groups
+    if name == "functional":
+        model, inputs = _Functional(), (torch.randn(2, 3, 8, 8),)
+    else:
+        model, inputs = small_model(name)
+    gm = siftc.compile(model, policy="wide:0.75", pipeline="capture,shape-prop", example_inputs=inputs)
+
+    def groups(run):
+        found, fixed = build_groups(run, solve(run))
+        return (sorted((sorted(g.members), sorted(g.shared), g.width, g.unit) for g in found), sorted(fixed.items()))
+    direct = direct_run(gm, opaque=ops.opaque, couple_rule=ops.rule_for)
+    assert direct is not None, "every node of this model has a size rule"
+    reference = groups(symbolic_run(gm, inputs, opaque=ops.opaque, couple_rule=ops.rule_for))
+    assert groups(direct) == reference and reference[0]
+
+
+@pytest.mark.parametrize("name,engine", [("resnet18", "rules"), ("gpt_tiny", "symbolic"),
+                                         ("mobilenet_v2", "symbolic"), ("inception_tiny", "symbolic")])
+def test_couple_leaves_graphs_with_an_op_without_a_size_rule_to_the_symbolic_run(name, engine):
+    """A view, a grouped conv or a concat has no size rule: the whole graph goes to torch's
+    symbolic run (never a guess), and the pass's stats say which run it was."""
+    from siftc.core import ops
+    from siftc.core.size_algebra import direct_run
+    model, inputs = small_model(name)
+    gm = siftc.compile(model, policy="wide:0.75", pipeline="capture,shape-prop", example_inputs=inputs)
+    assert (direct_run(gm, opaque=ops.opaque, couple_rule=ops.rule_for) is None) == (engine == "symbolic")
+    passes.couple._CACHE.clear()
+    out = siftc.compile(model, policy="wide:0.75", pipeline="capture,shape-prop,flops,roles,couple",
+                        example_inputs=inputs)
+    assert out.siftc.passes[-1]["name"] == "couple" and out.siftc.passes[-1]["stats"]["run"] == engine

@@ -44,8 +44,9 @@ class ModuleRule:
     widen: bool = False           # Sparse Wide may resize its weights (a kind it has no rule for: never)
     exact_only: bool = True       # members/widening only for the exact class (not subclasses)
     shape: Optional[Callable] = None  # (module, x) -> fake output, or None to run the module (shape-prop)
-    # (module, x) -> (fake output, [(size, size) pairs that must be equal]) on couple's symbolic
-    # sizes, or None to run the module symbolically (siftc/core/symdims.py)
+    # (module, input sizes, sizes_of) -> (output sizes, [(size, size) pairs that must be equal]) on
+    # couple's symbolic sizes, or None to run the module symbolically (siftc/core/symdims.py);
+    # sizes_of(name) gives the sizes of the module's tensor ``name`` as the run sees them
     couple: Optional[Callable] = None
 
 
@@ -173,9 +174,14 @@ def free(_out, _in, _mod, _nnz):
 # batched input of the layer's dtype and channels, so anything unusual still runs the real op
 # (which also raises the real error).
 
+def _own_forward(mod) -> bool:
+    """The layer's class runs torch's own forward (not an override)."""
+    return type(mod).forward is _OWN_FORWARD.get(type(mod))
+
+
 def _own(mod, x) -> bool:
     """torch's own forward of the layer's class, on a tensor input."""
-    return isinstance(x, torch.Tensor) and type(mod).forward is _OWN_FORWARD.get(type(mod))
+    return isinstance(x, torch.Tensor) and _own_forward(mod)
 
 
 def _plain_input(mod, x, dims: int) -> bool:
@@ -221,25 +227,27 @@ _OWN_FORWARD = {t: t.forward for t in (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3
 # out-dim", which these rules say directly. Grouped convs still run (their divisibility guards
 # keep widths multiples of the groups), as does anything unusual.
 
-def linear_couple(mod, x):
-    if not (_own(mod, x) and x.dim() >= 1):
+def linear_couple(mod, x, sizes_of):
+    """``x``: the input's sizes; ``sizes_of(name)``: the sizes of the module's tensor ``name``
+    (symbolic where they may widen). (output sizes, [(size, size) pairs that must be equal])."""
+    if not (_own_forward(mod) and len(x) >= 1):
         return None
-    w = mod.weight
-    pairs = [(x.shape[-1], w.shape[1])] + ([(w.shape[0], mod.bias.shape[0])] if mod.bias is not None else [])
-    return torch.empty((*x.shape[:-1], w.shape[0]), dtype=x.dtype, device=x.device), pairs
+    w = sizes_of("weight")
+    pairs = [(x[-1], w[1])] + ([(w[0], sizes_of("bias")[0])] if mod.bias is not None else [])
+    return (*x[:-1], w[0]), pairs
 
 
-def conv_couple(mod, x):
+def conv_couple(mod, x, sizes_of):
     k = len(mod.kernel_size)
-    if not (_own(mod, x) and x.dim() == k + 2) or not (isinstance(mod.groups, int) and mod.groups == 1) \
-            or isinstance(mod.padding, str) or not all(isinstance(d, int) for d in (x.shape[0], *x.shape[2:])):
+    if not (_own_forward(mod) and len(x) == k + 2) or not (isinstance(mod.groups, int) and mod.groups == 1) \
+            or isinstance(mod.padding, str) or not all(isinstance(d, int) for d in (x[0], *x[2:])):
         return None
-    size = _conv_spatial(mod, x.shape[2:])
+    size = _conv_spatial(mod, x[2:])
     if size is None:
         return None
-    w = mod.weight
-    pairs = [(x.shape[1], w.shape[1])] + ([(w.shape[0], mod.bias.shape[0])] if mod.bias is not None else [])
-    return torch.empty((x.shape[0], w.shape[0], *size), dtype=x.dtype, device=x.device), pairs
+    w = sizes_of("weight")
+    pairs = [(x[1], w[1])] + ([(w[0], sizes_of("bias")[0])] if mod.bias is not None else [])
+    return (x[0], w[0], *size), pairs
 
 
 # --- the entries -------------------------------------------------------------------------------------

@@ -152,9 +152,12 @@ def symbolic_run(gm: torch.fx.GraphModule, example_inputs: tuple, opaque=None, c
             fast = _shape_preserving(mod, args, kwargs)
             if fast is None and couple_rule is not None and len(args) == 1 and not kwargs:
                 rule = couple_rule(mod)
-                fast = rule.couple(mod, args[0]) if rule is not None and rule.couple is not None else None
+                x = args[0]
+                if rule is not None and rule.couple is not None and isinstance(x, torch.Tensor):
+                    fast = rule.couple(mod, tuple(x.shape), lambda name: getattr(mod, name).shape)
                 if fast is not None:
-                    fast = fast[0], [(_expr(a), _expr(b)) for a, b in fast[1]]
+                    fast = (torch.empty(fast[0], dtype=x.dtype, device=x.device),
+                            [(_expr(a), _expr(b)) for a, b in fast[1]])
             if fast is None:
                 return super().call_module(target, args, kwargs)
             for a, b in fast[1]:
