@@ -10,10 +10,12 @@ Writes ``node.meta["val"]`` (a FakeTensor or a tuple of them) and ``node.meta["s
 from __future__ import annotations
 
 import logging
+import operator
 
 import torch
 import torch.fx
-from torch._subclasses.fake_tensor import (DataDependentOutputException, DynamicOutputShapeException,
+import torch.nn.functional as F
+from torch._subclasses.fake_tensor import (DataDependentOutputException, DynamicOutputShapeException, FakeTensor,
                                            FakeTensorMode, unset_fake_temporarily)
 
 from siftc.core import ops
@@ -50,6 +52,10 @@ class _FakeInterpreter(torch.fx.Interpreter):
                 out = self.fetch_attr(target)(*real, **kwargs)
             return self.mode.from_tensor(out) if isinstance(out, torch.Tensor) else out
 
+    def call_function(self, target, args, kwargs):
+        out = _same_shape(target, args, kwargs)
+        return out if out is not None else super().call_function(target, args, kwargs)
+
     def run_node(self, n):
         try:
             result = super().run_node(n)
@@ -66,6 +72,29 @@ class _FakeInterpreter(torch.fx.Interpreter):
         n.meta["val"] = result
         n.meta["siftc.shape"] = _shape_of(result)
         return result
+
+
+# functions whose output has their tensor input's shape, strides and dtype: the commonest nodes of
+# a CNN after substitute (Sparse Parallel's branch ReLUs and sums); built without a fake dispatch
+# (siftc.core.ops.empty_as), when the inputs leave no doubt (same shape/strides/dtype, floating)
+_UNARY_SAME = {F.relu, torch.relu, torch.relu_}
+_BINARY_SAME = {operator.add, operator.iadd, operator.mul, operator.imul, operator.sub, torch.add, torch.mul}
+
+
+def _same_shape(target, args, kwargs):
+    if target in _UNARY_SAME and len(args) == 1 and set(kwargs) <= {"inplace"}:
+        x = args[0]
+        return ops.empty_as(x) if isinstance(x, FakeTensor) and x.is_floating_point() else None
+    if target in _BINARY_SAME and len(args) == 2 and not kwargs:
+        a, b = args
+        if not isinstance(a, FakeTensor) or not a.is_floating_point():
+            return None
+        if isinstance(b, (int, float)) and not isinstance(b, bool):
+            return ops.empty_as(a)
+        if (isinstance(b, FakeTensor) and b.fake_mode is a.fake_mode and a.shape == b.shape
+                and a.stride() == b.stride() and a.dtype == b.dtype and a.device == b.device):
+            return ops.empty_as(a)
+    return None
 
 
 def propagate_shapes(gm: torch.fx.GraphModule, inputs) -> object:

@@ -1,3 +1,4 @@
+import pytest
 """Hypothesis properties over generated small MLPs and CNNs (with residuals and BatchNorm)."""
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -107,3 +108,29 @@ def test_registry_conv_shape_is_the_real_conv_shape(dims, cin, cout, k, stride, 
     y = torch.randn(batch, size, cin)
     assert tuple(linear_shape(lin, y).shape) == tuple(lin(y).shape)
     assert linear_shape(lin, torch.randn(batch, cin + 1)) is None
+
+
+@pytest.mark.parametrize("name,policy", [("resnet18", "parallel:0.75"), ("mobilenet_v2", "wide:0.75"),
+                                         ("gpt_tiny", "parallel:0.75"), ("vit_tiny", "factorized:0.75"),
+                                         ("resnext_tiny", "doped:0.75"), ("mlp", "parallel:0.75,combine=mean")])
+def test_shape_prop_shortcuts_give_what_fake_dispatch_gives(name, policy, monkeypatch):
+    """shape-prop builds the outputs of registry-known modules (conv, linear, norms, activations)
+    and of same-shape functions (relu, add, mul) without a fake dispatch (ops.empty_as). Every
+    node's shape, strides and dtype must equal those of running every node on fake tensors."""
+    from conftest import small_model
+    from siftc.core import ops
+    from siftc.passes import shape_prop
+    model, inputs = small_model(name)
+    gm = siftc.compile(model, policy=policy, pipeline="capture,shape-prop,flops,roles,couple,substitute",
+                       example_inputs=inputs)
+
+    def metas():
+        shape_prop.propagate_shapes(gm, inputs)
+        return {n.name: torch.utils._pytree.tree_map(
+            lambda v: (tuple(v.shape), v.stride(), v.dtype) if isinstance(v, torch.Tensor) else v, n.meta.get("val"))
+            for n in gm.graph.nodes}
+    fast = metas()
+    monkeypatch.setattr(ops, "rule_for", lambda mod: None)
+    monkeypatch.setattr(shape_prop, "_same_shape", lambda *a: None)
+    slow = metas()
+    assert fast == slow and len(fast) > 10

@@ -27,6 +27,7 @@ from typing import Callable, Optional
 
 import torch
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensor, unset_fake_temporarily
 
 # Members that rebuild a layer (substitute) and those that only mask it at its (possibly
 # widened) shape: the latter work on any weight layout.
@@ -190,11 +191,24 @@ def _plain_input(mod, x, dims: int) -> bool:
             and x.is_contiguous())
 
 
+def empty_as(x: torch.Tensor, shape=None) -> torch.Tensor:
+    """An output of ``shape`` (contiguous) or, without one, of ``x``'s shape and strides, with ``x``'s
+    dtype and device. For a FakeTensor ``x`` it is built as one directly: a factory call dispatched
+    through FakeTensorMode costs ~150-270 us, this ~27 us (0.3 s of a resnet50 shape-prop)."""
+    mode = getattr(x, "fake_mode", None)
+    if isinstance(x, FakeTensor) and mode is not None:
+        with unset_fake_temporarily():
+            meta = (torch.empty(shape, dtype=x.dtype, device="meta") if shape is not None else
+                    torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta"))
+        return FakeTensor(mode, meta, x.device)
+    return torch.empty(shape, dtype=x.dtype, device=x.device) if shape is not None else torch.empty_like(x)
+
+
 def linear_shape(mod, x):
     if not (isinstance(x, torch.Tensor) and x.dim() >= 1 and _plain_input(mod, x, x.dim())
             and x.shape[-1] == mod.in_features):
         return None
-    return torch.empty((*x.shape[:-1], mod.out_features), dtype=x.dtype, device=x.device)
+    return empty_as(x, (*x.shape[:-1], mod.out_features))
 
 
 def _conv_spatial(mod, spatial):
@@ -214,7 +228,7 @@ def conv_shape(mod, x):
     if not (_plain_input(mod, x, k + 2) and x.shape[1] == mod.in_channels) or isinstance(mod.padding, str):
         return None
     size = _conv_spatial(mod, x.shape[2:])
-    return None if size is None else torch.empty((x.shape[0], mod.out_channels, *size), dtype=x.dtype, device=x.device)
+    return None if size is None else empty_as(x, (x.shape[0], mod.out_channels, *size))
 
 
 _OWN_FORWARD = {t: t.forward for t in (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)}
@@ -285,7 +299,7 @@ def norm_shape(mod, x):
         ok = x.dim() >= 2 and x.shape[1] == mod.num_channels
     else:
         ok = False
-    return torch.empty_like(x) if ok else None
+    return empty_as(x) if ok else None
 
 
 _NORM_FORWARD = {t: t.forward for t in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)}
@@ -293,9 +307,20 @@ _BN_DIMS = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,)}
 
 register_module((nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm),
                 ModuleRule("norm", "norm", per_output(4), widen=True, exact_only=False, shape=norm_shape))
-register_module((nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Hardswish, nn.Hardsigmoid,
-                 nn.LeakyReLU, nn.ELU, nn.Mish, nn.PReLU),
-                ModuleRule("activation", "act", per_output(1), widen=True, exact_only=False))
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Hardswish, nn.Hardsigmoid,
+                nn.LeakyReLU, nn.ELU, nn.Mish)
+_ACTIVATION_FORWARD = {t: t.forward for t in _ACTIVATIONS}
+
+
+def activation_shape(mod, x):
+    """An activation's output has its input's shape, strides and dtype (torch's own forward)."""
+    ok = isinstance(x, torch.Tensor) and x.is_floating_point() and type(mod).forward is _ACTIVATION_FORWARD.get(type(mod))
+    return empty_as(x) if ok else None
+
+
+register_module(_ACTIVATIONS, ModuleRule("activation", "act", per_output(1), widen=True, exact_only=False,
+                                         shape=activation_shape))
+register_module(nn.PReLU, ModuleRule("activation", "act", per_output(1), widen=True, exact_only=False))
 register_module((nn.Softmax, nn.LogSoftmax), ModuleRule("softmax", "softmax", per_output(5), exact_only=False))
 register_module((nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d),
                 ModuleRule("pool", "pool", pool_window_cost, exact_only=False))
