@@ -81,3 +81,14 @@ def test_cli_compile_writes_a_hugging_face_checkpoint(tmp_path, capsys):
     assert "Hugging Face checkpoint written to" in capsys.readouterr().out
     hf = transformers.LlamaForCausalLM.from_pretrained(out)
     assert (hf.config.hidden_size, hf.config.intermediate_size) == (128, 256)
+
+
+def test_cli_bench_compile_prints_the_ratio_and_the_time_by_pass(capsys):
+    assert main(["bench", "compile", "--models", "mlp", "--policy", "parallel:0.75", "--repeat", "1",
+                 "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("mlp "))
+    assert "parallel:0.75" in row and ("ok" in row or "MISSED" in row)
+    by_pass = out.split("first compile by pass (s):")[1]
+    for name in ("capture=", "substitute=", "masks=", "verify=", "other="):
+        assert name in by_pass
