@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from siftc.core.symdims import (_ELEMENTWISE_MODULES, _PER_CHANNEL_NORMS, DimRef, Equation, SymbolicRun, _attr_dims,
-                                _symbolic_dims, target_name)
+from siftc.core.symdims import (_ELEMENTWISE_MODULES, DimRef, Equation, SymbolicRun, _attr_dims, target_name,
+                                weight_dims)
 
 
 class _NoRule(Exception):
@@ -73,14 +73,9 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
         return sym
 
     # the same symbols, in the same order, as symdims.symbolic_run makes them
-    for kind, named in (("param", gm.named_parameters()), ("buffer", gm.named_buffers())):
-        for full, t in named:
-            owner, _, name = full.rpartition(".")
-            mod = modules[owner]
-            wide = _symbolic_dims(mod, name, t)
-            share = (owner, "features") if isinstance(mod, _PER_CHANNEL_NORMS) and t.dim() == 1 else None
-            tensor_sizes[full] = tuple(symbol(DimRef(f"{full}:{d}", owner, kind, name, d, t.shape[d]), share)
-                                       if d in wide else int(t.shape[d]) for d in range(t.dim()))
+    for full, t, refs, share in weight_dims(gm):
+        tensor_sizes[full] = tuple(symbol(ref, share) if ref is not None else int(t.shape[d])
+                                   for d, ref in enumerate(refs))
     for mod in modules.values():
         if _attr_dims(mod):      # LayerNorm's normalized_shape, a depthwise conv's groups: not here
             return None

@@ -81,6 +81,23 @@ def _attr_dims(mod: nn.Module) -> dict:
     return {}
 
 
+def weight_dims(gm: torch.fx.GraphModule):
+    """(full name, tensor, [DimRef of each dim, None where it cannot widen], share key) of every
+    parameter and buffer, in the order both runs (symbolic_run, size_algebra.direct_run) make
+    their symbols: one per DimRef, except that refs with one share key get one symbol (a norm's
+    per-channel tensors: weight, bias, running stats have one size; creating a ShapeEnv symbol
+    is the costliest step of the symbolic run, ~4 ms each, sympy assumptions)."""
+    modules = dict(gm.named_modules())
+    for kind, named in (("param", gm.named_parameters()), ("buffer", gm.named_buffers())):
+        for full, t in named:
+            owner, _, name = full.rpartition(".")
+            mod = modules[owner]
+            wide = _symbolic_dims(mod, name, t)
+            share = (owner, "features") if isinstance(mod, _PER_CHANNEL_NORMS) and t.dim() == 1 else None
+            yield full, t, [DimRef(f"{full}:{d}", owner, kind, name, d, t.shape[d]) if d in wide else None
+                            for d in range(t.dim())], share
+
+
 # ----------------------------------------------------------------------------- the run
 def symbolic_run(gm: torch.fx.GraphModule, example_inputs: tuple, opaque=None, couple_rule=None) -> SymbolicRun:
     """Run ``gm`` on fake tensors with symbolic channel sizes; collect the size equations.
@@ -114,22 +131,14 @@ def symbolic_run(gm: torch.fx.GraphModule, example_inputs: tuple, opaque=None, c
 
     modules = dict(gm.named_modules())
     fakes: dict = {}
-    for kind, named in (("param", gm.named_parameters()), ("buffer", gm.named_buffers())):
-        for full, t in named:
-            owner, _, name = full.rpartition(".")
-            mod = modules[owner]
-            wide = _symbolic_dims(mod, name, t)
-            # a norm's per-channel tensors (weight, bias, running stats) have one size: one symbol
-            # (creating a symbol is the costliest step of the run: ~4 ms each, sympy assumptions)
-            share = (owner, "features") if isinstance(mod, _PER_CHANNEL_NORMS) and t.dim() == 1 else None
-            shape = [symint(DimRef(f"{full}:{d}", owner, kind, name, d, t.shape[d]), share) if d in wide
-                     else t.shape[d] for d in range(t.dim())]
-            with mode:
-                fake = torch.empty(shape, dtype=t.dtype, device=t.device)
-            # plain fake tensors, not nn.Parameter: wrapping detaches each one through fake
-            # dispatch on symbolic strides (measured 2.3 s of resnet50's 6.5 s run under cProfile);
-            # the run is in eval mode without autograd and only reads their sizes
-            fakes[full] = fake
+    for full, t, refs, share in weight_dims(gm):
+        shape = [symint(ref, share) if ref is not None else t.shape[d] for d, ref in enumerate(refs)]
+        with mode:
+            fake = torch.empty(shape, dtype=t.dtype, device=t.device)
+        # plain fake tensors, not nn.Parameter: wrapping detaches each one through fake
+        # dispatch on symbolic strides (measured 2.3 s of resnet50's 6.5 s run under cProfile);
+        # the run is in eval mode without autograd and only reads their sizes
+        fakes[full] = fake
     patched, equations = [], []
     for owner, mod in modules.items():
         for attr, (values, wide) in _attr_dims(mod).items():
