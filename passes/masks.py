@@ -21,7 +21,7 @@ import torch
 
 from siftc.core import densities, patterns
 from siftc.core.errors import IsoFlopError
-from siftc.core.masking import count_mask, exact_count, exact_mask, fill_kept_, layer_generator
+from siftc.core.masking import count_mask, exact_count, exact_mask, fill_kept_, layer_generator, numpy_ok
 from siftc.core.members.base import take_pending_std
 from . import flops as flops_pass
 from siftc.core.pass_registry import PassResult, register
@@ -76,8 +76,7 @@ def _draw(shape, density: float, pattern, generator, q: str, policy, out) -> tup
                 exact_count(tiles, density) * pattern.block ** 2, "")
     if pattern.kind == "nm":
         return patterns.nm_mask(shape, pattern.n, pattern.m, generator), n // pattern.m * pattern.n, ""
-    direct = out.device.type == "cpu" and out.is_contiguous()
-    return exact_mask(shape, density, generator, out=out if direct else None), exact_count(n, density), ""
+    return exact_mask(shape, density, generator, out=out if numpy_ok(out) else None), exact_count(n, density), ""
 
 
 def _fill(q: str, mod, density: float, pattern, policy) -> tuple[float, int, int, str]:

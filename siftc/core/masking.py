@@ -95,15 +95,19 @@ def fill_kept_(weight: torch.Tensor, mask: torch.Tensor, values: torch.Tensor) -
     For contiguous CPU tensors whose dtype numpy has, through numpy's ``flatnonzero`` and torch's
     ``index_copy_`` (measured 19 ms vs 43 ms for masked_scatter_ on 9.4M entries, 1 thread).
     """
-    if (weight.device.type == "cpu" and mask.device.type == "cpu" and weight.is_contiguous()
-            and mask.is_contiguous() and weight.dtype in _NUMPY_FLOATS and values.dtype == weight.dtype):
+    if numpy_ok(weight) and numpy_ok(mask) and values.dtype == weight.dtype:
         index = torch.from_numpy(np.flatnonzero(mask.reshape(-1).numpy()))
         weight.view(-1).index_copy_(0, index, values.reshape(-1))
     else:
         weight.masked_scatter_(mask, values)
 
 
-_NUMPY_FLOATS = (torch.float32, torch.float64, torch.float16)
+def numpy_ok(t: torch.Tensor) -> bool:
+    """``t.numpy()`` views ``t`` as it is: a contiguous CPU tensor of a dtype numpy has (not bf16)."""
+    return t.device.type == "cpu" and t.is_contiguous() and t.dtype in _NUMPY_DTYPES
+
+
+_NUMPY_DTYPES = (torch.bool, torch.float32, torch.float64, torch.float16)
 
 
 _COUNTS: dict = {}     # id(mask) -> (weak reference, version, non-zeros)

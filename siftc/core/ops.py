@@ -231,7 +231,12 @@ def conv_shape(mod, x):
     return None if size is None else empty_as(x, (x.shape[0], mod.out_channels, *size))
 
 
-_OWN_FORWARD = {t: t.forward for t in (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)}
+# torch's own forward of every class a shape or couple rule answers for without running it: a
+# subclass that overrides forward (or a class not listed) is run instead
+ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Hardswish, nn.Hardsigmoid,
+               nn.LeakyReLU, nn.ELU, nn.Mish)
+_OWN_FORWARD = {t: t.forward for t in (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.BatchNorm1d, nn.BatchNorm2d,
+                                       nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm, *ACTIVATIONS)}
 
 
 # --- channel coupling: what couple's symbolic run learns from a layer, without running it ----------
@@ -285,7 +290,7 @@ def norm_shape(mod, x):
     running the norm on fake tensors (eval-mode batch_norm goes through a Python decomposition
     there, measured 7 ms per call, 0.85 s of a resnet18 compile). Only for torch's own norms
     (forward not overridden), with the channel check torch would make; otherwise None (run it)."""
-    if not isinstance(x, torch.Tensor) or type(mod).forward is not _NORM_FORWARD.get(type(mod)):
+    if not _own(mod, x):
         return None
     w = getattr(mod, "weight", None)
     if isinstance(w, torch.Tensor) and w.dtype != x.dtype:
@@ -302,23 +307,18 @@ def norm_shape(mod, x):
     return empty_as(x) if ok else None
 
 
-_NORM_FORWARD = {t: t.forward for t in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)}
 _BN_DIMS = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,)}
 
 register_module((nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm),
                 ModuleRule("norm", "norm", per_output(4), widen=True, exact_only=False, shape=norm_shape))
-_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Hardswish, nn.Hardsigmoid,
-                nn.LeakyReLU, nn.ELU, nn.Mish)
-_ACTIVATION_FORWARD = {t: t.forward for t in _ACTIVATIONS}
 
 
 def activation_shape(mod, x):
     """An activation's output has its input's shape, strides and dtype (torch's own forward)."""
-    ok = isinstance(x, torch.Tensor) and x.is_floating_point() and type(mod).forward is _ACTIVATION_FORWARD.get(type(mod))
-    return empty_as(x) if ok else None
+    return empty_as(x) if _own(mod, x) and x.is_floating_point() else None
 
 
-register_module(_ACTIVATIONS, ModuleRule("activation", "act", per_output(1), widen=True, exact_only=False,
+register_module(ACTIVATIONS, ModuleRule("activation", "act", per_output(1), widen=True, exact_only=False,
                                          shape=activation_shape))
 register_module(nn.PReLU, ModuleRule("activation", "act", per_output(1), widen=True, exact_only=False))
 register_module((nn.Softmax, nn.LogSoftmax), ModuleRule("softmax", "softmax", per_output(5), exact_only=False))

@@ -14,9 +14,10 @@ is a ``SymbolicRun`` that ``symdims.solve`` takes as it is.
 Concatenation is left to the general run on purpose: torch's ShapeEnv eliminates the sum's
 symbols in its own order, and the groups it then reports (which dims are free, which shared)
 are what siftc has always widened; a different but equivalent parametrization here would change
-the widths chosen for concat models. The first node without a rule here ends it: ``direct_run`` returns None and couple runs the
-general symbolic run instead, so an op this module does not know is never guessed at. Spatial
-sizes (and every size that cannot widen) come from shape-prop's recorded shapes.
+the widths chosen for concat models. The first node without a rule here ends it: ``direct_run``
+returns None and couple runs the general symbolic run instead, so an op this module does not
+know is never guessed at. Spatial sizes (and every size that cannot widen) come from
+shape-prop's recorded shapes.
 """
 from __future__ import annotations
 

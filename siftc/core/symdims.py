@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils._sympy.functions import FloorDiv, Mod, PythonMod
 
 from siftc.core.errors import ShapeError
+from siftc.core.ops import ACTIVATIONS
 
 _MODS = (Mod, PythonMod, sympy.Mod)
 
@@ -231,8 +232,7 @@ def symbolic_run(gm: torch.fx.GraphModule, example_inputs: tuple, opaque=None, c
 
 _PER_CHANNEL_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
 
-_ELEMENTWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Hardswish, nn.Hardsigmoid,
-                        nn.LeakyReLU, nn.ELU, nn.Mish, nn.Dropout, nn.Identity)
+_ELEMENTWISE_MODULES = (*ACTIVATIONS, nn.Dropout, nn.Identity)
 
 
 def _expr(size):
