@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 from siftc.core.errors import PassError, SiftcError, VerifyError
+from siftc.core.gc_scope import compile_objects_only
 from siftc.core.members.base import draw_pending_
 from siftc.core.pass_registry import GRAPH_PRESERVING, get_pass
 from siftc.core.pipeline import PipelineItem, format_pipeline, parse_pipeline
@@ -33,6 +34,12 @@ class PassManager:
         return format_pipeline(self.items)
 
     def run(self, gm, ctx):
+        # full garbage collections during the passes walk only what the compile made, not the
+        # ~350k objects of torch/sympy already in the process (siftc/core/gc_scope.py)
+        with compile_objects_only():
+            return self._run(gm, ctx)
+
+    def _run(self, gm, ctx):
         for i, item in enumerate(self.items):
             info = get_pass(item.name)
             ctx.pass_options = dict(item.options)

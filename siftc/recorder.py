@@ -62,11 +62,12 @@ def weight_modules(gm) -> list[str]:
     """'path | type | weight shape | non-zeros' of every weight module the graph calls, in call
     order: Sparse Wide changes these, not the graph code."""
     rows, seen = [], set()
+    modules = dict(gm.named_modules(remove_duplicate=False))    # one walk, not a lookup per call node
     for n in gm.graph.nodes:
         if n.op != "call_module" or n.target in seen:
             continue
         seen.add(n.target)
-        m = gm.get_submodule(n.target)
+        m = modules[n.target]
         w = getattr(m, "weight", None)
         if not isinstance(w, torch.Tensor):
             continue
