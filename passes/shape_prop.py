@@ -10,11 +10,9 @@ Writes ``node.meta["val"]`` (a FakeTensor or a tuple of them) and ``node.meta["s
 from __future__ import annotations
 
 import logging
-import operator
 
 import torch
 import torch.fx
-import torch.nn.functional as F
 from torch._subclasses.fake_tensor import (DataDependentOutputException, DynamicOutputShapeException, FakeTensor,
                                            FakeTensorMode, unset_fake_temporarily)
 
@@ -74,20 +72,20 @@ class _FakeInterpreter(torch.fx.Interpreter):
         return result
 
 
-# functions whose output has their tensor input's shape, strides and dtype: the commonest nodes of
-# a CNN after substitute (Sparse Parallel's branch ReLUs and sums); built without a fake dispatch
-# (siftc.core.ops.empty_as), when the inputs leave no doubt (same shape/strides/dtype, floating)
-_UNARY_SAME = {F.relu, torch.relu, torch.relu_}
-_BINARY_SAME = {operator.add, operator.iadd, operator.mul, operator.imul, operator.sub, torch.add, torch.mul}
+# the commonest nodes of a CNN after substitute (Sparse Parallel's branch ReLUs and sums) and of
+# its activations: outputs built without a fake dispatch (ops.empty_as) from the op registry's
+# shape behaviour (ops.SAME_SHAPE_FUNCTIONS, ops.BROADCAST_FUNCTIONS), only in the forms that leave
+# no doubt: one floating tensor argument (relu's inplace flag aside), or two operands of the same
+# shape, strides, dtype and device (or a tensor and a Python number). Everything else is dispatched.
 
 
 def _same_shape(target, args, kwargs):
-    if target in _UNARY_SAME and len(args) == 1 and set(kwargs) <= {"inplace"}:
+    if target in ops.SAME_SHAPE_FUNCTIONS and len(args) == 1 and set(kwargs) <= {"inplace"}:
         x = args[0]
-        return ops.empty_as(x) if isinstance(x, FakeTensor) and x.is_floating_point() else None
-    if target in _BINARY_SAME and len(args) == 2 and not kwargs:
+        return ops.empty_as(x) if _plain(x) else None
+    if target in ops.BROADCAST_FUNCTIONS and len(args) == 2 and not kwargs:
         a, b = args
-        if not isinstance(a, FakeTensor) or not a.is_floating_point():
+        if not _plain(a):
             return None
         if isinstance(b, (int, float)) and not isinstance(b, bool):
             return ops.empty_as(a)
@@ -95,6 +93,14 @@ def _same_shape(target, args, kwargs):
                 and a.stride() == b.stride() and a.dtype == b.dtype and a.device == b.device):
             return ops.empty_as(a)
     return None
+
+
+def _plain(x) -> bool:
+    """A floating fake tensor laid out densely (contiguous or channels-last): an elementwise op's
+    output then has its strides. A view with gaps (``x[:, ::2]``) gets a contiguous output, and
+    is dispatched."""
+    return (isinstance(x, FakeTensor) and x.is_floating_point()
+            and (x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last))))
 
 
 def propagate_shapes(gm: torch.fx.GraphModule, inputs) -> object:

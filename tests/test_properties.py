@@ -1,7 +1,10 @@
+import operator
+
 import pytest
 """Hypothesis properties over generated small MLPs and CNNs (with residuals and BatchNorm)."""
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
+import torch.nn.functional as F
 from torch import nn
 
 from siftc import passes
@@ -112,15 +115,21 @@ def test_registry_conv_shape_is_the_real_conv_shape(dims, cin, cout, k, stride, 
 
 @pytest.mark.parametrize("name,policy", [("resnet18", "parallel:0.75"), ("mobilenet_v2", "wide:0.75"),
                                          ("gpt_tiny", "parallel:0.75"), ("vit_tiny", "factorized:0.75"),
-                                         ("resnext_tiny", "doped:0.75"), ("mlp", "parallel:0.75,combine=mean")])
+                                         ("resnext_tiny", "doped:0.75"), ("mlp", "parallel:0.75,combine=mean"),
+                                         ("functional", "parallel:0.75"), ("functional", "wide:0.75")])
 def test_shape_prop_shortcuts_give_what_fake_dispatch_gives(name, policy, monkeypatch):
     """shape-prop builds the outputs of registry-known modules (conv, linear, norms, activations)
-    and of same-shape functions (relu, add, mul) without a fake dispatch (ops.empty_as). Every
-    node's shape, strides and dtype must equal those of running every node on fake tensors."""
+    and of same-shape and broadcasting functions (ops.SAME_SHAPE_FUNCTIONS, BROADCAST_FUNCTIONS)
+    without a fake dispatch (ops.empty_as). Every node's shape, strides and dtype must equal those
+    of running every node on fake tensors. "functional": every function of those tables, on
+    contiguous, channels-last and strided (gapped) inputs and with Python numbers."""
     from conftest import small_model
     from siftc.core import ops
     from siftc.passes import shape_prop
-    model, inputs = small_model(name)
+    if name == "functional":
+        model, inputs = _FunctionalNet(), (torch.randn(2, 3, 8, 8),)
+    else:
+        model, inputs = small_model(name)
     gm = siftc.compile(model, policy=policy, pipeline="capture,shape-prop,flops,roles,couple,substitute",
                        example_inputs=inputs)
 
@@ -134,3 +143,32 @@ def test_shape_prop_shortcuts_give_what_fake_dispatch_gives(name, policy, monkey
     monkeypatch.setattr(shape_prop, "_same_shape", lambda *a: None)
     slow = metas()
     assert fast == slow and len(fast) > 10
+    if name == "functional":     # the tables' every function was met, none of them skipped
+        called = {n.target for n in gm.graph.nodes if n.op == "call_function"}
+        # (capture rewrites F.dropout to follow the module's training flag, passes/mode_ops.py;
+        # fx records operator.iadd/imul on a tensor as add/mul: torch.export keeps them)
+        assert ops.SAME_SHAPE_FUNCTIONS - {F.dropout} <= called
+        assert ops.BROADCAST_FUNCTIONS - {operator.iadd, operator.imul} <= called
+
+
+class _FunctionalNet(nn.Module):
+    """Every same-shape and broadcasting function of the op registry, in functional form."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        y = self.conv(x)
+        y = torch.relu_(F.relu(y) + torch.relu(y))
+        y = F.gelu(F.silu(y)) * torch.sigmoid(y) - torch.tanh(y) / 2
+        z = F.hardswish(y).contiguous(memory_format=torch.channels_last)
+        z = F.hardsigmoid(z) + F.relu6(z)              # channels-last operands
+        w = F.leaky_relu(F.relu(z[:, :, ::2]) * 2)     # a strided view: dispatched
+        y = F.elu(F.mish(self.conv2(F.dropout(y)))) + z
+        y = torch.add(y, torch.mul(y, 0.5))
+        y = torch.sub(y, y) + operator.truediv(y, 3.0)
+        y = y + w.sum() + w.mean()
+        return self.head(y.mean((2, 3)))

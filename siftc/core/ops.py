@@ -15,6 +15,12 @@ lists its weights as left dense with the reason, and Sparse Wide keeps every cha
 weights touch at its width (it never widens what it cannot sparsify). Supporting a new kind is
 one ``register_module`` call here.
 
+Functions (not modules) are listed by shape behaviour: ``SAME_SHAPE_FUNCTIONS`` (elementwise,
+output shaped like the input) and ``BROADCAST_FUNCTIONS`` (two operands broadcast). shape-prop
+builds their outputs without a fake dispatch and couple's size rules (siftc/core/size_algebra.py)
+propagate channel sizes through them; a function in neither list is dispatched, and sends couple
+to its general symbolic run.
+
 Rules are found by the module's class and then its bases (``nn.Linear`` subclasses are costed as
 linears), but members and widening need an entry for the *exact* class: a subclass may change
 ``forward``, so it is costed and left dense unless it is registered itself.
@@ -22,10 +28,12 @@ linears), but members and widening need an entry for the *exact* class: a subcla
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensor, unset_fake_temporarily
 
@@ -203,6 +211,19 @@ def empty_as(x: torch.Tensor, shape=None) -> torch.Tensor:
         return FakeTensor(mode, meta, x.device)
     return torch.empty(shape, dtype=x.dtype, device=x.device) if shape is not None else torch.empty_like(x)
 
+
+
+# --- functions by shape behaviour: what shape-prop and couple's size rules know of a function ---
+# Output shape = the (first) tensor argument's: elementwise unary functions, and methods that
+# copy or alias without reshaping. torch.relu_ and relu(inplace=True) alias their input.
+SAME_SHAPE_FUNCTIONS = frozenset({
+    F.relu, torch.relu, torch.relu_, F.relu6, F.gelu, F.silu, torch.sigmoid, torch.tanh, F.hardswish,
+    F.hardsigmoid, F.dropout, F.leaky_relu, F.elu, F.mish})
+SAME_SHAPE_METHODS = frozenset({"relu", "relu_", "sigmoid", "tanh", "contiguous", "clone", "detach"})
+# Output shape = the broadcast of two operands (a tensor and a tensor or a Python number).
+BROADCAST_FUNCTIONS = frozenset({operator.add, operator.iadd, operator.mul, operator.imul, operator.sub,
+                                 operator.truediv, torch.add, torch.mul, torch.sub})
+BROADCAST_METHODS = frozenset({"add", "add_", "mul", "mul_", "sub"})
 
 def linear_shape(mod, x):
     if not (isinstance(x, torch.Tensor) and x.dim() >= 1 and _plain_input(mod, x, x.dim())

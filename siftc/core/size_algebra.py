@@ -21,13 +21,13 @@ shape-prop's recorded shapes.
 """
 from __future__ import annotations
 
-import operator
 
 import sympy
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from siftc.core import ops
 from siftc.core.symdims import (_ELEMENTWISE_MODULES, DimRef, Equation, SymbolicRun, _attr_dims, target_name,
                                 weight_dims)
 
@@ -36,12 +36,6 @@ class _NoRule(Exception):
     """A node this module has no size rule for: the general symbolic run takes over."""
 
 
-_UNARY = {F.relu, torch.relu, F.relu6, F.gelu, F.silu, torch.sigmoid, torch.tanh, F.hardswish, F.hardsigmoid,
-          F.dropout, F.leaky_relu, F.elu, torch.nn.functional.mish}
-_UNARY_METHODS = {"relu", "relu_", "sigmoid", "tanh", "contiguous", "clone", "detach"}
-_BINARY = {operator.add, operator.iadd, operator.mul, operator.imul, operator.sub, operator.truediv,
-           torch.add, torch.mul, torch.sub}
-_BINARY_METHODS = {"add", "add_", "mul", "mul_", "sub"}
 _POOLS = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3,
           nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3,
           nn.AdaptiveMaxPool1d: 1, nn.AdaptiveMaxPool2d: 2, nn.AdaptiveMaxPool3d: 3}
@@ -163,9 +157,9 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
         return tuple(_size(d) if not isinstance(d, int) else d for d in got[0])
 
     def call_function(n, fn, args, kwargs, method=False):
-        if (fn in _UNARY or (method and fn in _UNARY_METHODS)) and args:
+        if (fn in ops.SAME_SHAPE_FUNCTIONS or (method and fn in ops.SAME_SHAPE_METHODS)) and args:
             return tensor_arg(args[0])
-        if fn in _BINARY or (method and fn in _BINARY_METHODS):
+        if fn in ops.BROADCAST_FUNCTIONS or (method and fn in ops.BROADCAST_METHODS):
             if len(args) != 2 or set(kwargs) - {"alpha"}:
                 raise _NoRule()
             shapes = [tensor_arg(a) for a in args if isinstance(a, torch.fx.Node)]
