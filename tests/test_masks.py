@@ -70,6 +70,37 @@ def test_exact_mask_takes_every_key_below_the_kth_and_breaks_ties_at_random():
     assert int(random_bytes(1 << 16, torch.Generator().manual_seed(3)).max()) == 127
 
 
+def _reference_exact_mask(shape, density, generator):
+    """exact_mask as first written: the level from a full histogram of the keys (torch.bincount)."""
+    from siftc.core.masking import exact_count, random_bytes
+    n = math.prod(shape)
+    k = exact_count(n, density)
+    keys = random_bytes(n, generator)
+    cum = torch.bincount(keys, minlength=128).cumsum(0)
+    level = int(torch.searchsorted(cum, k))            # first level whose cumulative count reaches k
+    below = int(cum[level - 1]) if level > 0 else 0
+    mask = keys < level
+    tied = (keys == level).nonzero().squeeze(1)
+    mask[tied[torch.randperm(tied.numel(), generator=generator)[:k - below]]] = True
+    return mask.view(shape), level, k
+
+
+def test_exact_mask_level_search_equals_the_full_histogram():
+    """exact_mask guesses the level from k/n and steps from there; the mask must be the one the
+    full histogram gives, including where the guess is off by one either way (densities at a
+    multiple of 1/128 put the k-th key on a level boundary about half the time)."""
+    steps = {"down": 0, "up": 0}
+    for seed in range(30):
+        for n, d in ((1000, 0.25), (4096, 0.5), (100_003, 37 / 128), (20_000, 0.9), (3, 0.5), (130, 1 / 128)):
+            want, level, k = _reference_exact_mask((n,), d, torch.Generator().manual_seed(seed))
+            got = exact_mask((n,), d, torch.Generator().manual_seed(seed))
+            assert torch.equal(got, want), (seed, n, d)
+            guess = min(127, 128 * k // n)
+            steps["down"] += level < guess
+            steps["up"] += level > guess
+    assert steps["down"] > 0 and steps["up"] > 0, steps
+
+
 def test_exact_mask_positions_are_uniform():
     """Every position is kept with probability k/n (the procedure treats positions alike; a
     biased key byte would show here as one position in 8 kept more or less often)."""
