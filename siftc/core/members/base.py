@@ -7,7 +7,6 @@ import math
 
 import torch
 from torch import nn
-from torch.nn.utils import skip_init
 
 
 class MemberLayer(nn.Module):
@@ -112,21 +111,21 @@ def new_like(layer: nn.Module, in_features=None, out_features=None, *, kernel=Tr
     w = layer.weight
     kw = dict(device=w.device, dtype=w.dtype)
     has_bias = (layer.bias is not None) if bias is None else bias
-    # skip_init: the default (kaiming-uniform) init would be overwritten at once, and drawing
-    # it costs as much as the real init on large layers
+    # uninitialised (_uninitialised): the default (kaiming-uniform) init would be overwritten at
+    # once, and drawing it costs as much as the real init on large layers
     if isinstance(layer, nn.Linear):
-        new = skip_init(nn.Linear, in_features or layer.in_features, out_features or layer.out_features,
+        new = _uninitialised(nn.Linear, in_features or layer.in_features, out_features or layer.out_features,
                         bias=has_bias, **kw)
     elif isinstance(layer, nn.modules.conv._ConvNd):
         cin, cout = in_features or layer.in_channels, out_features or layer.out_channels
         # a grouped conv's member keeps its groups: every conv it makes is per group (grouped=apply)
         if kernel:
             extra = dict(output_padding=layer.output_padding) if layer.transposed else {}
-            new = skip_init(type(layer), cin, cout, layer.kernel_size, layer.stride, layer.padding,
+            new = _uninitialised(type(layer), cin, cout, layer.kernel_size, layer.stride, layer.padding,
                             dilation=layer.dilation, groups=layer.groups, bias=has_bias,
                             padding_mode=layer.padding_mode, **extra, **kw)
         else:
-            new = skip_init(_CONV_BY_DIMS[len(layer.kernel_size)], cin, cout, 1, groups=layer.groups,
+            new = _uninitialised(_CONV_BY_DIMS[len(layer.kernel_size)], cin, cout, 1, groups=layer.groups,
                             bias=has_bias, **kw)
     else:
         raise TypeError(f"members rewrite nn.Linear and convolutions, not {type(layer).__name__}")
@@ -138,6 +137,22 @@ def new_like(layer: nn.Module, in_features=None, out_features=None, *, kernel=Tr
 
 
 _CONV_BY_DIMS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+
+
+def _uninitialised(cls, *args, device=None, dtype=None, **kwargs) -> nn.Module:
+    """``cls(*args, **kwargs)`` with its parameters allocated on ``device`` but not initialised:
+    torch.nn.utils.skip_init's method (built on the meta device, where init draws nothing), with
+    the tensors put in place directly instead of through its signature check and the generic
+    ``to_empty`` (0.22 ms instead of 0.52 ms a conv: resnet50's 208 parallel branches, 60 ms)."""
+    module = cls(*args, device="meta", dtype=dtype, **kwargs)
+    for name, p in module._parameters.items():
+        if p is not None:
+            module._parameters[name] = nn.Parameter(torch.empty(p.shape, dtype=p.dtype, device=device),
+                                                    requires_grad=p.requires_grad)
+    for name, b in module._buffers.items():
+        if b is not None:
+            module._buffers[name] = torch.empty(b.shape, dtype=b.dtype, device=device)
+    return module
 _BATCHNORM_BY_DIMS = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 
 
