@@ -371,3 +371,38 @@ def test_couple_leaves_graphs_with_an_op_without_a_size_rule_to_the_symbolic_run
     out = siftc.compile(model, policy="wide:0.75", pipeline="capture,shape-prop,flops,roles,couple",
                         example_inputs=inputs)
     assert out.siftc.passes[-1]["name"] == "couple" and out.siftc.passes[-1]["stats"]["run"] == engine
+
+
+_S = [__import__("sympy").Symbol(f"s{i}", positive=True, integer=True) for i in range(3)]
+
+
+@st.composite
+def _size_expressions(draw):
+    """Sums of terms c * monomial, now and then with a FloorDiv or Mod term (what size
+    expressions of a symbolic run look like)."""
+    import sympy
+    from torch.utils._sympy.functions import FloorDiv, Mod
+    expr = sympy.Integer(draw(st.integers(-12, 12)))
+    for _ in range(draw(st.integers(0, 4))):
+        coeff = sympy.Rational(draw(st.integers(-24, 24)), draw(st.sampled_from([1, 1, 1, 2, 3])))
+        term = sympy.Integer(1)
+        for s in draw(st.lists(st.sampled_from(_S), max_size=3)):
+            term *= s
+        kind = draw(st.sampled_from(["plain"] * 6 + ["floordiv", "mod"]))
+        if kind == "floordiv":
+            term = FloorDiv(draw(st.sampled_from(_S)), draw(st.integers(2, 8)))
+        elif kind == "mod":
+            term = Mod(draw(st.sampled_from(_S)), draw(st.integers(2, 8)))
+        expr += coeff * term
+    return expr
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_size_expressions(), st.sampled_from([1, 2, 3, 4, 6, 8, 12, -2]))
+def test_divisibility_by_an_integer_agrees_with_the_general_route(expr, divisor):
+    """couple's solver asks "does k divide this size expression as a polynomial" on every pass;
+    the integer fast path must answer what sympy.cancel + Poly answer."""
+    import sympy
+    from siftc.core import symdims
+    k = sympy.Integer(divisor)
+    assert symdims._divides(expr, k) == symdims._divides_general(expr, k), (expr, divisor)
