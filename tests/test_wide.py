@@ -315,6 +315,25 @@ def test_registry_couple_rules_give_the_groups_the_symbolic_run_gives(name):
     assert with_rules == without and with_rules[0]
 
 
+class _Grouped(nn.Module):
+    """Depthwise convs (multiplier 1 and 2, with and without bias) and a 2-group conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 1)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False)
+        self.dw2 = nn.Conv2d(8, 16, 3, padding=1, groups=8)
+        self.b = nn.Conv2d(16, 8, 1)
+        self.g = nn.Conv2d(8, 12, 3, padding=1, groups=2)
+        self.bn = nn.BatchNorm2d(12)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(12, 4)
+
+    def forward(self, x):
+        y = self.bn(self.g(self.b(self.dw2(F.relu(self.dw(self.a(x)))))))
+        return self.head(torch.flatten(self.pool(y), 1))
+
+
 class _Functional(nn.Module):
     """Linear layers joined by functional ops and a broadcast per-feature scale (a get_attr)."""
 
@@ -334,7 +353,8 @@ class _Functional(nn.Module):
         return self.head(h + self.fc2(h))
 
 
-@pytest.mark.parametrize("name", ["mlp", "mnist_cnn", "resnet18_cifar", "resnet18", "gated_mlp", "functional"])
+@pytest.mark.parametrize("name", ["mlp", "mnist_cnn", "resnet18_cifar", "resnet18", "gated_mlp", "functional",
+                                  "mobilenet_v2", "resnext_tiny", "grouped"])
 def test_size_rules_give_the_groups_and_fixed_dims_of_the_symbolic_run(name):
     """siftc.size_algebra's rule-based run must raise the equations torch's ShapeEnv run raises:
     the same groups, members and widths, and the same fixed dims with the same reasons (nodes)."""
@@ -342,8 +362,8 @@ def test_size_rules_give_the_groups_and_fixed_dims_of_the_symbolic_run(name):
     from siftc.core.size_algebra import direct_run
     from siftc.core.symdims import solve, symbolic_run
     from siftc.passes.couple import build_groups
-    if name == "functional":
-        model, inputs = _Functional(), (torch.randn(2, 3, 8, 8),)
+    if name in ("functional", "grouped"):
+        model, inputs = (_Functional() if name == "functional" else _Grouped()), (torch.randn(2, 3, 8, 8),)
     else:
         model, inputs = small_model(name)
     gm = siftc.compile(model, policy="wide:0.75", pipeline="capture,shape-prop", example_inputs=inputs)
@@ -357,11 +377,11 @@ def test_size_rules_give_the_groups_and_fixed_dims_of_the_symbolic_run(name):
     assert groups(direct) == reference and reference[0]
 
 
-@pytest.mark.parametrize("name,engine", [("resnet18", "rules"), ("gpt_tiny", "symbolic"),
-                                         ("mobilenet_v2", "symbolic"), ("inception_tiny", "symbolic")])
+@pytest.mark.parametrize("name,engine", [("resnet18", "rules"), ("mobilenet_v2", "rules"), ("gpt_tiny", "symbolic"),
+                                         ("inception_tiny", "symbolic")])
 def test_couple_leaves_graphs_with_an_op_without_a_size_rule_to_the_symbolic_run(name, engine):
-    """A view, a grouped conv or a concat has no size rule: the whole graph goes to torch's
-    symbolic run (never a guess), and the pass's stats say which run it was."""
+    """A view or a concat has no size rule: the whole graph goes to torch's symbolic run (never a
+    guess), and the pass's stats say which run it was. Grouped and depthwise convs have one."""
     from siftc.core import ops
     from siftc.core.size_algebra import direct_run
     model, inputs = small_model(name)

@@ -264,8 +264,10 @@ _OWN_FORWARD = {t: t.forward for t in (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3
 # Running a conv or linear on fake tensors with symbolic channel sizes goes through torch's
 # dynamic-shape machinery (guards, sympy) per call: most of couple's ~1-2 s on a ResNet. All it
 # learns is "input channels = weight in-dim, bias = weight out-dim, output channels = weight
-# out-dim", which these rules say directly. Grouped convs still run (their divisibility guards
-# keep widths multiples of the groups), as does anything unusual.
+# out-dim", which these rules say directly. A grouped conv says what torch's conv checks on
+# symbolic sizes, in the order it checks them: the groups divide the output channels (Mod, which
+# keeps widths multiples of the groups), input channels = groups x weight in-dim, then the bias.
+# ``groups`` is a number, or a size of its own for a depthwise conv (symdims._attr_dims).
 
 def linear_couple(mod, x, sizes_of):
     """``x``: the input's sizes; ``sizes_of(name)``: the sizes of the module's tensor ``name``
@@ -278,16 +280,31 @@ def linear_couple(mod, x, sizes_of):
 
 
 def conv_couple(mod, x, sizes_of):
+    """As linear_couple; ``sizes_of("groups")``: the groups, a number or a symbolic size."""
     k = len(mod.kernel_size)
-    if not (_own_forward(mod) and len(x) == k + 2) or not (isinstance(mod.groups, int) and mod.groups == 1) \
-            or isinstance(mod.padding, str) or not all(isinstance(d, int) for d in (x[0], *x[2:])):
+    if not (_own_forward(mod) and len(x) == k + 2) or isinstance(mod.padding, str) \
+            or not all(isinstance(d, int) for d in (x[0], *x[2:])):
         return None
     size = _conv_spatial(mod, x[2:])
     if size is None:
         return None
     w = sizes_of("weight")
-    pairs = [(x[1], w[1])] + ([(w[0], sizes_of("bias")[0])] if mod.bias is not None else [])
-    return (x[0], w[0], *size), pairs
+    groups = sizes_of("groups")[0]
+    bias = [(w[0], sizes_of("bias")[0])] if mod.bias is not None else []
+    if isinstance(groups, int) and groups == 1:
+        return (x[0], w[0], *size), [(x[1], w[1])] + bias
+    import sympy          # (imported here: only couple, which loads it anyway, gets this far)
+    from torch.utils._sympy.functions import Mod      # the Mod torch's ShapeEnv writes
+    g, w0, w1 = _sym(groups), _sym(w[0]), _sym(w[1])
+    return (x[0], w[0], *size), [(Mod(w0, g), sympy.Integer(0)), (_sym(x[1]), g * w1)] + bias
+
+
+def _sym(size):
+    """A size as a sympy expression (a SymInt's, or a number's)."""
+    import sympy
+    if isinstance(size, torch.SymInt):
+        return size.node.expr
+    return sympy.Integer(size) if isinstance(size, int) else size
 
 
 # --- the entries -------------------------------------------------------------------------------------

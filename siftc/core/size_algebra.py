@@ -4,7 +4,9 @@ siftc.symdims runs the graph on fake tensors whose channel sizes are ShapeEnv sy
 general (any op torch can run on symbolic sizes) but slow: each symbol costs ~5 ms of sympy
 assumptions, each op a fake dispatch with guards, ~1 s for a ResNet. Most CNNs use a handful of
 ops whose size behaviour is simple: a conv or linear ties its input channels to its weight and
-gives the weight's output channels (the op registry's ``couple`` rule, siftc/core/ops.py), norms
+gives the weight's output channels (the op registry's ``couple`` rule, siftc/core/ops.py; a
+grouped conv adds that the groups divide the output, a depthwise conv's groups are a size of
+their own with symdims' "output = multiplier x groups" equation), norms
 and activations keep their input's sizes, pools keep the channels, ``add`` broadcasts, ``flatten``
 multiplies. This module propagates sizes through such graphs as plain sympy expressions, with
 the same symbols (one per channel-like weight dim, named s0, s1, ... in the order symdims makes
@@ -71,11 +73,21 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
     for full, t, refs, share in weight_dims(gm):
         tensor_sizes[full] = tuple(symbol(ref, share) if ref is not None else int(t.shape[d])
                                    for d, ref in enumerate(refs))
-    for mod in modules.values():
-        if _attr_dims(mod):      # LayerNorm's normalized_shape, a depthwise conv's groups: not here
-            return None
-
+    # size attributes after the weights, as symdims makes them: a depthwise conv's groups (its
+    # output = multiplier x groups, said up front as there); LayerNorm's normalized_shape: not here
     equations: list = []
+    for owner, mod in modules.items():
+        for attr, (values, wide) in _attr_dims(mod).items():
+            if attr != "groups":
+                return None
+            key = f"{owner}.{attr}:0" if owner else f"{attr}:0"
+            g = symbol(DimRef(key, owner, "attr", attr, 0, values[0]))
+            tensor_sizes[f"{owner}.{attr}" if owner else attr] = (g,)
+            wkey = f"{owner}.weight:0" if owner else "weight:0"
+            if wkey in symbols:
+                equations.append(Equation(symbols[wkey] - mod.out_channels // values[0] * g, owner,
+                                          "depthwise conv"))
+
     env: dict = {}
 
     def equal(a, b, n) -> None:
@@ -92,7 +104,15 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
         return shape
 
     def sizes_of(owner):
-        return lambda name: tensor_sizes[f"{owner}.{name}" if owner else name]
+        def sizes(name):
+            full = f"{owner}.{name}" if owner else name
+            if full in tensor_sizes:
+                return tensor_sizes[full]
+            value = getattr(modules[owner], name)       # a size attribute kept as it is (groups)
+            if not isinstance(value, int):
+                raise _NoRule()
+            return (value,)
+        return sizes
 
     def tensor_arg(a):
         if not isinstance(a, torch.fx.Node) or not isinstance(env.get(a), tuple):

@@ -164,7 +164,7 @@ def symbolic_run(gm: torch.fx.GraphModule, example_inputs: tuple, opaque=None, c
                 rule = couple_rule(mod)
                 x = args[0]
                 if rule is not None and rule.couple is not None and isinstance(x, torch.Tensor):
-                    fast = rule.couple(mod, tuple(x.shape), lambda name: getattr(mod, name).shape)
+                    fast = rule.couple(mod, tuple(x.shape), lambda name: _sizes_of(mod, name))
                 if fast is not None:
                     fast = (torch.empty(fast[0], dtype=x.dtype, device=x.device),
                             [(_expr(a), _expr(b)) for a, b in fast[1]])
@@ -236,7 +236,15 @@ _ELEMENTWISE_MODULES = (*ACTIVATIONS, nn.Dropout, nn.Identity)
 
 
 def _expr(size):
+    if isinstance(size, sympy.Basic):
+        return size
     return size.node.expr if isinstance(size, torch.SymInt) else sympy.Integer(size)
+
+
+def _sizes_of(mod, name) -> tuple:
+    """The sizes of a module's tensor ``name``, or ``(value,)`` for a size attribute (groups)."""
+    v = getattr(mod, name)
+    return tuple(v.shape) if isinstance(v, torch.Tensor) else (v,)
 
 
 def _shape_preserving(mod, args, kwargs):
