@@ -61,6 +61,19 @@ class TrainingSDPA(nn.Module):
 
 ops.register_transparent(FollowTraining, TrainingSDPA)
 
+
+def _keeps_shape(mod: FollowTraining) -> bool:
+    """A dropout or torchvision's stochastic depth: the output has the input's shape."""
+    fn = mod.fn
+    return fn in ops.SAME_SHAPE_FUNCTIONS or fn in _DROPOUTS or (
+        getattr(fn, "__name__", "") == "stochastic_depth" and getattr(fn, "__module__", "").startswith("torchvision."))
+
+
+_DROPOUTS = {torch.nn.functional.dropout, torch.nn.functional.dropout1d, torch.nn.functional.dropout2d,
+             torch.nn.functional.dropout3d, torch.nn.functional.alpha_dropout,
+             torch.nn.functional.feature_alpha_dropout, torch.ops.aten.dropout.default}
+ops.SAME_SHAPE_MODULES[FollowTraining] = _keeps_shape
+
 _SDPA = (torch.ops.aten.scaled_dot_product_attention.default, torch.nn.functional.scaled_dot_product_attention)
 
 

@@ -334,6 +334,27 @@ class _Grouped(nn.Module):
         return self.head(torch.flatten(self.pool(y), 1))
 
 
+class _Reductions(nn.Module):
+    """Means over spatial dims (list, tuple, negative dims, keepdim) and train-flag dropouts and
+    stochastic depth (capture turns them into modules that follow .training, passes/mode_ops.py)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 1)
+        from torchvision.ops import StochasticDepth
+        self.drop_path = StochasticDepth(0.2, "row")     # traced as a stochastic_depth call
+        self.fc = nn.Linear(8, 6)
+        self.head = nn.Linear(6, 4)
+
+    def forward(self, x):
+        y = F.dropout2d(F.relu(self.conv(x)), 0.1, self.training)
+        y = y + self.drop_path(self.conv2(y))
+        s = y.mean((-2, -1), keepdim=True) * y            # squeeze-excite style scale
+        h = self.fc(torch.mean(s, [2, 3]))
+        return self.head(F.dropout(h, 0.1, self.training) + h.sum(dim=-1, keepdim=True))
+
+
 class _Functional(nn.Module):
     """Linear layers joined by functional ops and a broadcast per-feature scale (a get_attr)."""
 
@@ -354,7 +375,7 @@ class _Functional(nn.Module):
 
 
 @pytest.mark.parametrize("name", ["mlp", "mnist_cnn", "resnet18_cifar", "resnet18", "gated_mlp", "functional",
-                                  "mobilenet_v2", "resnext_tiny", "grouped"])
+                                  "mobilenet_v2", "resnext_tiny", "grouped", "reductions"])
 def test_size_rules_give_the_groups_and_fixed_dims_of_the_symbolic_run(name):
     """siftc.size_algebra's rule-based run must raise the equations torch's ShapeEnv run raises:
     the same groups, members and widths, and the same fixed dims with the same reasons (nodes)."""
@@ -362,8 +383,9 @@ def test_size_rules_give_the_groups_and_fixed_dims_of_the_symbolic_run(name):
     from siftc.core.size_algebra import direct_run
     from siftc.core.symdims import solve, symbolic_run
     from siftc.passes.couple import build_groups
-    if name in ("functional", "grouped"):
-        model, inputs = (_Functional() if name == "functional" else _Grouped()), (torch.randn(2, 3, 8, 8),)
+    if name in ("functional", "grouped", "reductions"):
+        model = {"functional": _Functional, "grouped": _Grouped, "reductions": _Reductions}[name]()
+        inputs = (torch.randn(2, 3, 8, 8),)
     else:
         model, inputs = small_model(name)
     gm = siftc.compile(model, policy="wide:0.75", pipeline="capture,shape-prop", example_inputs=inputs)

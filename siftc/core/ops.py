@@ -224,6 +224,19 @@ SAME_SHAPE_METHODS = frozenset({"relu", "relu_", "sigmoid", "tanh", "contiguous"
 BROADCAST_FUNCTIONS = frozenset({operator.add, operator.iadd, operator.mul, operator.imul, operator.sub,
                                  operator.truediv, torch.add, torch.mul, torch.sub})
 BROADCAST_METHODS = frozenset({"add", "add_", "mul", "mul_", "sub"})
+# Output shape = the input's without the reduced dims (kept as 1 with keepdim=True).
+REDUCE_FUNCTIONS = frozenset({torch.mean, torch.sum, torch.amax, torch.amin})
+REDUCE_METHODS = frozenset({"mean", "sum", "amax", "amin"})
+# Module kinds whose output has their first argument's shape when the predicate holds for the
+# instance (the other arguments being no tensors): passes register theirs (mode_ops' FollowTraining
+# around a dropout or stochastic depth).
+SAME_SHAPE_MODULES: dict = {}
+
+
+def same_shape_module(module) -> bool:
+    """Whether ``module``'s output has its first argument's shape (SAME_SHAPE_MODULES)."""
+    test = SAME_SHAPE_MODULES.get(type(module))
+    return test is not None and bool(test(module))
 
 def linear_shape(mod, x):
     if not (isinstance(x, torch.Tensor) and x.dim() >= 1 and _plain_input(mod, x, x.dim())

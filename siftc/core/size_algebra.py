@@ -8,7 +8,8 @@ gives the weight's output channels (the op registry's ``couple`` rule, siftc/cor
 grouped conv adds that the groups divide the output, a depthwise conv's groups are a size of
 their own with symdims' "output = multiplier x groups" equation), norms
 and activations keep their input's sizes, pools keep the channels, ``add`` broadcasts, ``flatten``
-multiplies. This module propagates sizes through such graphs as plain sympy expressions, with
+multiplies, ``mean``/``sum`` drop the dims they reduce, a dropout or stochastic depth that follows
+the train flag (passes/mode_ops.py) keeps its input's sizes. This module propagates sizes through such graphs as plain sympy expressions, with
 the same symbols (one per channel-like weight dim, named s0, s1, ... in the order symdims makes
 them) and records the same size equations, attributed to the node that raises them. The result
 is a ``SymbolicRun`` that ``symdims.solve`` takes as it is.
@@ -140,6 +141,20 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
             prod *= d
         return (*x[:start], _size(prod), *x[end + 1:])
 
+    def reduced(x, args, kwargs) -> tuple:
+        # mean/sum over listed dims: those dims go (or stay as 1 with keepdim); no size is
+        # checked, so no equation. A full reduction, a dtype or anything else: no rule
+        if set(kwargs) - {"dim", "keepdim"} or len(args) > 3:
+            raise _NoRule()
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        keep = kwargs.get("keepdim", args[2] if len(args) > 2 else False)
+        dims = dim if isinstance(dim, (list, tuple)) else [dim]
+        if not dims or not all(isinstance(d, int) and -len(x) <= d < len(x) for d in dims) \
+                or not isinstance(keep, bool):
+            raise _NoRule()
+        gone = {d % len(x) for d in dims}
+        return tuple(1 if i in gone else s for i, s in enumerate(x) if keep or i not in gone)
+
     def pooled(x, k, n) -> tuple:
         # channels (and batch) kept; the pooled spatial sizes are fixed: shape-prop's
         shape = recorded(n)
@@ -154,6 +169,9 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
                     if not isinstance(d, int):
                         equal(d, h, n)
             return recorded(n)
+        if ops.same_shape_module(mod) and args and not any(
+                isinstance(a, torch.fx.Node) for a in (*args[1:], *kwargs.values())):
+            return tensor_arg(args[0])
         if kwargs or len(args) != 1:
             raise _NoRule()
         x = tensor_arg(args[0])
@@ -186,6 +204,8 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
             if any(not isinstance(a, (torch.fx.Node, int, float)) for a in args) or not shapes:
                 raise _NoRule()
             return shapes[0] if len(shapes) == 1 else broadcast(shapes[0], shapes[1], n)
+        if fn in ops.REDUCE_FUNCTIONS or (method and fn in ops.REDUCE_METHODS):
+            return reduced(tensor_arg(args[0]), args, kwargs)
         if fn in (torch.flatten, "flatten"):
             x = tensor_arg(args[0])
             rest = list(args[1:]) + [0, -1][len(args) - 1:]       # torch's defaults: start 0, end -1
