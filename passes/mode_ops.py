@@ -69,9 +69,10 @@ def _keeps_shape(mod: FollowTraining) -> bool:
         getattr(fn, "__name__", "") == "stochastic_depth" and getattr(fn, "__module__", "").startswith("torchvision."))
 
 
-_DROPOUTS = {torch.nn.functional.dropout, torch.nn.functional.dropout1d, torch.nn.functional.dropout2d,
-             torch.nn.functional.dropout3d, torch.nn.functional.alpha_dropout,
-             torch.nn.functional.feature_alpha_dropout, torch.ops.aten.dropout.default}
+# (F.dropout itself is one of ops.SAME_SHAPE_FUNCTIONS)
+_DROPOUTS = {torch.nn.functional.dropout1d, torch.nn.functional.dropout2d, torch.nn.functional.dropout3d,
+             torch.nn.functional.alpha_dropout, torch.nn.functional.feature_alpha_dropout,
+             torch.ops.aten.dropout.default}
 ops.SAME_SHAPE_MODULES[FollowTraining] = _keeps_shape
 
 _SDPA = (torch.ops.aten.scaled_dot_product_attention.default, torch.nn.functional.scaled_dot_product_attention)

@@ -23,10 +23,10 @@ import gc
 def compile_objects_only():
     """Within the block, cyclic garbage collection scans only objects created within it."""
     if not gc.isenabled() or gc.get_freeze_count() > 0:
-        yield False
+        yield
         return
     gc.freeze()
     try:
-        yield True
+        yield
     finally:
         gc.unfreeze()

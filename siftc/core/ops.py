@@ -212,7 +212,6 @@ def empty_as(x: torch.Tensor, shape=None) -> torch.Tensor:
     return torch.empty(shape, dtype=x.dtype, device=x.device) if shape is not None else torch.empty_like(x)
 
 
-
 # --- functions by shape behaviour: what shape-prop and couple's size rules know of a function ---
 # Output shape = the (first) tensor argument's: elementwise unary functions, and methods that
 # copy or alias without reshaping. torch.relu_ and relu(inplace=True) alias their input.
@@ -237,6 +236,7 @@ def same_shape_module(module) -> bool:
     """Whether ``module``'s output has its first argument's shape (SAME_SHAPE_MODULES)."""
     test = SAME_SHAPE_MODULES.get(type(module))
     return test is not None and bool(test(module))
+
 
 def linear_shape(mod, x):
     if not (isinstance(x, torch.Tensor) and x.dim() >= 1 and _plain_input(mod, x, x.dim())
@@ -308,16 +308,16 @@ def conv_couple(mod, x, sizes_of):
         return (x[0], w[0], *size), [(x[1], w[1])] + bias
     import sympy          # (imported here: only couple, which loads it anyway, gets this far)
     from torch.utils._sympy.functions import Mod      # the Mod torch's ShapeEnv writes
-    g, w0, w1 = _sym(groups), _sym(w[0]), _sym(w[1])
-    return (x[0], w[0], *size), [(Mod(w0, g), sympy.Integer(0)), (_sym(x[1]), g * w1)] + bias
+    g, w0, w1 = size_expr(groups), size_expr(w[0]), size_expr(w[1])
+    return (x[0], w[0], *size), [(Mod(w0, g), sympy.Integer(0)), (size_expr(x[1]), g * w1)] + bias
 
 
-def _sym(size):
-    """A size as a sympy expression (a SymInt's, or a number's)."""
+def size_expr(size):
+    """A size as a sympy expression: a SymInt's, a number's, or a sympy expression as it is."""
     import sympy
-    if isinstance(size, torch.SymInt):
-        return size.node.expr
-    return sympy.Integer(size) if isinstance(size, int) else size
+    if isinstance(size, sympy.Basic):
+        return size
+    return size.node.expr if isinstance(size, torch.SymInt) else sympy.Integer(size)
 
 
 # --- the entries -------------------------------------------------------------------------------------

@@ -6,11 +6,11 @@ assumptions, each op a fake dispatch with guards, ~1 s for a ResNet. Most CNNs u
 ops whose size behaviour is simple: a conv or linear ties its input channels to its weight and
 gives the weight's output channels (the op registry's ``couple`` rule, siftc/core/ops.py; a
 grouped conv adds that the groups divide the output, a depthwise conv's groups are a size of
-their own with symdims' "output = multiplier x groups" equation), norms
-and activations keep their input's sizes, pools keep the channels, ``add`` broadcasts, ``flatten``
-multiplies, ``mean``/``sum`` drop the dims they reduce, a dropout or stochastic depth that follows
-the train flag (passes/mode_ops.py) keeps its input's sizes. This module propagates sizes through such graphs as plain sympy expressions, with
-the same symbols (one per channel-like weight dim, named s0, s1, ... in the order symdims makes
+their own with symdims' "output = multiplier x groups" equation), norms and activations keep
+their input's sizes, pools keep the channels, ``add`` broadcasts, ``flatten`` multiplies,
+``mean``/``sum``/``amax``/``amin`` drop the dims they reduce, a dropout or stochastic depth that
+follows the train flag (passes/mode_ops.py) keeps its input's sizes. This module propagates
+sizes through such graphs as plain sympy expressions, with the same symbols (one per channel-like weight dim, named s0, s1, ... in the order symdims makes
 them) and records the same size equations, attributed to the node that raises them. The result
 is a ``SymbolicRun`` that ``symdims.solve`` takes as it is.
 
@@ -23,7 +23,6 @@ know is never guessed at. Spatial sizes (and every size that cannot widen) come 
 shape-prop's recorded shapes.
 """
 from __future__ import annotations
-
 
 import sympy
 import torch
@@ -142,7 +141,7 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
         return (*x[:start], _size(prod), *x[end + 1:])
 
     def reduced(x, args, kwargs) -> tuple:
-        # mean/sum over listed dims: those dims go (or stay as 1 with keepdim); no size is
+        # a reduction over listed dims: those dims go (or stay as 1 with keepdim); no size is
         # checked, so no equation. A full reduction, a dtype or anything else: no rule
         if set(kwargs) - {"dim", "keepdim"} or len(args) > 3:
             raise _NoRule()

@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils._sympy.functions import FloorDiv, Mod, PythonMod
 
 from siftc.core.errors import ShapeError
-from siftc.core.ops import ACTIVATIONS
+from siftc.core.ops import ACTIVATIONS, size_expr as _expr
 
 _MODS = (Mod, PythonMod, sympy.Mod)
 
@@ -233,12 +233,6 @@ def symbolic_run(gm: torch.fx.GraphModule, example_inputs: tuple, opaque=None, c
 _PER_CHANNEL_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
 
 _ELEMENTWISE_MODULES = (*ACTIVATIONS, nn.Dropout, nn.Identity)
-
-
-def _expr(size):
-    if isinstance(size, sympy.Basic):
-        return size
-    return size.node.expr if isinstance(size, torch.SymInt) else sympy.Integer(size)
 
 
 def _sizes_of(mod, name) -> tuple:

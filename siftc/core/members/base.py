@@ -115,18 +115,18 @@ def new_like(layer: nn.Module, in_features=None, out_features=None, *, kernel=Tr
     # once, and drawing it costs as much as the real init on large layers
     if isinstance(layer, nn.Linear):
         new = _uninitialised(nn.Linear, in_features or layer.in_features, out_features or layer.out_features,
-                        bias=has_bias, **kw)
+                             bias=has_bias, **kw)
     elif isinstance(layer, nn.modules.conv._ConvNd):
         cin, cout = in_features or layer.in_channels, out_features or layer.out_channels
         # a grouped conv's member keeps its groups: every conv it makes is per group (grouped=apply)
         if kernel:
             extra = dict(output_padding=layer.output_padding) if layer.transposed else {}
             new = _uninitialised(type(layer), cin, cout, layer.kernel_size, layer.stride, layer.padding,
-                            dilation=layer.dilation, groups=layer.groups, bias=has_bias,
-                            padding_mode=layer.padding_mode, **extra, **kw)
+                                 dilation=layer.dilation, groups=layer.groups, bias=has_bias,
+                                 padding_mode=layer.padding_mode, **extra, **kw)
         else:
             new = _uninitialised(_CONV_BY_DIMS[len(layer.kernel_size)], cin, cout, 1, groups=layer.groups,
-                            bias=has_bias, **kw)
+                                 bias=has_bias, **kw)
     else:
         raise TypeError(f"members rewrite nn.Linear and convolutions, not {type(layer).__name__}")
     if sparse:
@@ -153,6 +153,8 @@ def _uninitialised(cls, *args, device=None, dtype=None, **kwargs) -> nn.Module:
         if b is not None:
             module._buffers[name] = torch.empty(b.shape, dtype=b.dtype, device=device)
     return module
+
+
 _BATCHNORM_BY_DIMS = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 
 
