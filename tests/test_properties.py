@@ -170,5 +170,6 @@ class _FunctionalNet(nn.Module):
         y = F.elu(F.mish(self.conv2(F.dropout(y)))) + z
         y = torch.add(y, torch.mul(y, 0.5))
         y = torch.sub(y, y) + operator.truediv(y, 3.0)
+        y = F.log_softmax(F.softmax(y, dim=1), dim=1) + torch.softmax(y, 1)
         y = y + w.sum() + w.mean()
         return self.head(y.mean((2, 3)))

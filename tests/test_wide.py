@@ -374,8 +374,130 @@ class _Functional(nn.Module):
         return self.head(h + self.fc2(h))
 
 
+class _ManualAttention(nn.Module):
+    """A pre-norm attention block written out: tokens embedded, q/k/v split by a list of sizes,
+    heads by reshape(-1) and by a floor division, permute, transpose, two matmuls, softmax, an
+    MLP, and a head on the first token (x[:, 0])."""
+
+    def __init__(self, vocab=50, d=16, heads=4, ff=24):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, d)
+        self.norm = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.up = nn.Linear(d, ff)
+        self.down = nn.Linear(ff, d)
+        self.head = nn.Linear(d, 5)
+        self.heads = heads
+
+    def forward(self, idx):
+        x = self.emb(idx)
+        B, T, C = x.shape
+        q, k, v = self.qkv(self.norm(x)).split([C, C, C], dim=-1)
+        q = q.reshape(B, T, self.heads, -1).permute(0, 2, 1, 3)
+        k = k.reshape(B, T, self.heads, -1).permute(0, 2, 3, 1)
+        v = v.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        att = torch.softmax(q @ k * 0.25, dim=-1)
+        y = torch.matmul(att, v).transpose(1, 2).reshape(B, T, -1)
+        x = x + self.proj(y)
+        x = x + self.down(F.gelu(self.up(x)))
+        return self.head(x[:, 0])
+
+
+class _LiteralViews(nn.Module):
+    """Sizes read with size(d), a split by one size, SDPA, and a view to literal sizes, which
+    fixes the layer before it (its outputs keep 8); two outputs, one flattened by reshape(-1)."""
+
+    def __init__(self, vocab=50, d=12, heads=3, ff=20):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.mix = nn.Linear(d, 8)
+        self.up = nn.Linear(d, ff)
+        self.head = nn.Linear(ff, 5)
+        self.heads = heads
+
+    def forward(self, idx):
+        x = self.emb(idx)
+        B, T, C = x.size(0), x.size(1), x.size(-1)
+        parts = self.qkv(x).split(C, dim=2)
+        q, k, v = [parts[i].view(B, T, self.heads, C // self.heads).transpose(1, 2) for i in range(3)]
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).contiguous().view(B, T, C)
+        z = self.mix(y).view(B, T, 2, 4).sum(2)
+        return self.head(self.up(x + y)).reshape(-1), z
+
+
+class _ValueHeads(nn.Module):
+    """Attention whose value heads are wider than its query heads: no size rule covers it (torch's
+    CPU kernel then takes another path), so couple must leave it to the symbolic run."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(50, 8)
+        self.q, self.k, self.v = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 12)
+        self.head = nn.Linear(12, 3)
+
+    def forward(self, idx):
+        x = self.emb(idx)
+        B, T, _ = x.shape
+        q, k, v = (m(x).view(B, T, 2, -1).transpose(1, 2) for m in (self.q, self.k, self.v))
+        return self.head(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, T, 12))
+
+
+class _Narrowed(nn.Module):
+    """A slice that narrows a channel dim (x[..., :4]): its size does not follow the weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 8)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.head(self.fc(x)[..., :4])
+
+
+class _ConvNeXtBlock(nn.Module):
+    """ConvNeXt's block as torchvision writes it: a depthwise conv, permute to channels-last, a
+    functional layer_norm with a literal normalized_shape (it fixes the stem's channels, as in the
+    symbolic run), an MLP of linears, a per-channel layer scale, permute back, a residual."""
+
+    def __init__(self, c=8):
+        super().__init__()
+        self.stem = nn.Conv2d(3, c, 3, padding=1)
+        self.dw = nn.Conv2d(c, c, 3, padding=1, groups=c)
+        self.norm_w, self.norm_b = nn.Parameter(torch.ones(c)), nn.Parameter(torch.zeros(c))
+        self.up, self.down = nn.Linear(c, 4 * c), nn.Linear(4 * c, c)
+        self.scale = nn.Parameter(torch.full((c, 1, 1), 1e-2))
+        self.head = nn.Linear(c, 3)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = F.layer_norm(y, (8,), self.norm_w, self.norm_b, 1e-6)
+        y = self.down(F.gelu(self.up(y))).permute(0, 3, 1, 2)
+        return self.head((x + self.scale * y).mean((2, 3)))
+
+
+_TOKENS = (torch.arange(12).reshape(2, 6),)
+_HANDMADE = {"functional": (_Functional, (torch.randn(2, 3, 8, 8),)),
+             "grouped": (_Grouped, (torch.randn(2, 3, 8, 8),)),
+             "reductions": (_Reductions, (torch.randn(2, 3, 8, 8),)),
+             "manual_attention": (_ManualAttention, _TOKENS), "literal_views": (_LiteralViews, _TOKENS),
+             "value_heads": (_ValueHeads, _TOKENS), "narrowed": (_Narrowed, (torch.randn(2, 6),)),
+             "convnext_block": (_ConvNeXtBlock, (torch.randn(2, 3, 8, 8),))}
+
+
+def _model(name):
+    if name in _HANDMADE:
+        make, inputs = _HANDMADE[name]
+        torch.manual_seed(0)
+        return make(), inputs
+    return small_model(name)
+
+
 @pytest.mark.parametrize("name", ["mlp", "mnist_cnn", "resnet18_cifar", "resnet18", "gated_mlp", "functional",
-                                  "mobilenet_v2", "resnext_tiny", "grouped", "reductions"])
+                                  "mobilenet_v2", "resnext_tiny", "grouped", "reductions", "gpt_tiny", "bert_tiny",
+                                  "manual_attention", "literal_views", "convnext_block"])
 def test_size_rules_give_the_groups_and_fixed_dims_of_the_symbolic_run(name):
     """siftc.size_algebra's rule-based run must raise the equations torch's ShapeEnv run raises:
     the same groups, members and widths, and the same fixed dims with the same reasons (nodes)."""
@@ -383,11 +505,7 @@ def test_size_rules_give_the_groups_and_fixed_dims_of_the_symbolic_run(name):
     from siftc.core.size_algebra import direct_run
     from siftc.core.symdims import solve, symbolic_run
     from siftc.passes.couple import build_groups
-    if name in ("functional", "grouped", "reductions"):
-        model = {"functional": _Functional, "grouped": _Grouped, "reductions": _Reductions}[name]()
-        inputs = (torch.randn(2, 3, 8, 8),)
-    else:
-        model, inputs = small_model(name)
+    model, inputs = _model(name)
     gm = siftc.compile(model, policy="wide:0.75", pipeline="capture,shape-prop", example_inputs=inputs)
 
     def groups(run):
@@ -399,14 +517,16 @@ def test_size_rules_give_the_groups_and_fixed_dims_of_the_symbolic_run(name):
     assert groups(direct) == reference and reference[0]
 
 
-@pytest.mark.parametrize("name,engine", [("resnet18", "rules"), ("mobilenet_v2", "rules"), ("gpt_tiny", "symbolic"),
-                                         ("inception_tiny", "symbolic")])
+@pytest.mark.parametrize("name,engine", [("resnet18", "rules"), ("mobilenet_v2", "rules"), ("gpt_tiny", "rules"),
+                                         ("inception_tiny", "symbolic"), ("vit_tiny", "symbolic"),
+                                         ("value_heads", "symbolic"), ("narrowed", "symbolic")])
 def test_couple_leaves_graphs_with_an_op_without_a_size_rule_to_the_symbolic_run(name, engine):
-    """A view or a concat has no size rule: the whole graph goes to torch's symbolic run (never a
-    guess), and the pass's stats say which run it was. Grouped and depthwise convs have one."""
+    """A concat (inception, ViT's class token), attention with wider value heads or a slice that
+    narrows a channel dim have no size rule: the whole graph goes to torch's symbolic run (never a
+    guess), and the pass's stats say which run it was. Views, heads and grouped convs have one."""
     from siftc.core import ops
     from siftc.core.size_algebra import direct_run
-    model, inputs = small_model(name)
+    model, inputs = _model(name)
     gm = siftc.compile(model, policy="wide:0.75", pipeline="capture,shape-prop", example_inputs=inputs)
     assert (direct_run(gm, opaque=ops.opaque, couple_rule=ops.rule_for) is None) == (engine == "symbolic")
     passes.couple._CACHE.clear()

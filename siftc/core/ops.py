@@ -18,8 +18,9 @@ one ``register_module`` call here.
 Functions (not modules) are listed by shape behaviour: ``SAME_SHAPE_FUNCTIONS`` (elementwise,
 output shaped like the input) and ``BROADCAST_FUNCTIONS`` (two operands broadcast). shape-prop
 builds their outputs without a fake dispatch and couple's size rules (siftc/core/size_algebra.py)
-propagate channel sizes through them; a function in neither list is dispatched, and sends couple
-to its general symbolic run.
+propagate channel sizes through them. The other tables (reductions, ``*_like`` factories,
+reshapes, transposes, permutes, splits, matmuls, attention) only couple's size rules read. A
+function in no table is dispatched by shape-prop, and sends couple to its general symbolic run.
 
 Rules are found by the module's class and then its bases (``nn.Linear`` subclasses are costed as
 linears), but members and widening need an entry for the *exact* class: a subclass may change
@@ -217,8 +218,9 @@ def empty_as(x: torch.Tensor, shape=None) -> torch.Tensor:
 # copy or alias without reshaping. torch.relu_ and relu(inplace=True) alias their input.
 SAME_SHAPE_FUNCTIONS = frozenset({
     F.relu, torch.relu, torch.relu_, F.relu6, F.gelu, F.silu, torch.sigmoid, torch.tanh, F.hardswish,
-    F.hardsigmoid, F.dropout, F.leaky_relu, F.elu, F.mish})
-SAME_SHAPE_METHODS = frozenset({"relu", "relu_", "sigmoid", "tanh", "contiguous", "clone", "detach"})
+    F.hardsigmoid, F.dropout, F.leaky_relu, F.elu, F.mish, F.softmax, torch.softmax, F.log_softmax})
+SAME_SHAPE_METHODS = frozenset({"relu", "relu_", "sigmoid", "tanh", "contiguous", "clone", "detach", "softmax",
+                                "log_softmax"})
 # Output shape = the broadcast of two operands (a tensor and a tensor or a Python number).
 BROADCAST_FUNCTIONS = frozenset({operator.add, operator.iadd, operator.mul, operator.imul, operator.sub,
                                  operator.truediv, torch.add, torch.mul, torch.sub})
@@ -226,6 +228,24 @@ BROADCAST_METHODS = frozenset({"add", "add_", "mul", "mul_", "sub"})
 # Output shape = the input's without the reduced dims (kept as 1 with keepdim=True).
 REDUCE_FUNCTIONS = frozenset({torch.mean, torch.sum, torch.amax, torch.amin})
 REDUCE_METHODS = frozenset({"mean", "sum", "amax", "amin"})
+# Output sizes = the first argument's (dtype and layout may differ): factories "like" a tensor.
+# Only couple's size rules read this table (shape-prop would need their dtype too).
+LIKE_FUNCTIONS = frozenset({torch.zeros_like, torch.ones_like, torch.empty_like, torch.full_like,
+                            torch.rand_like, torch.randn_like})
+# Reshapes (view, reshape: the sizes given, numel kept), dim swaps (transpose, permute), splits
+# along a dim (split by a size or a list of sizes), batched matmuls and attention: couple's size
+# rules say what torch checks on symbolic sizes (siftc/core/size_algebra.py).
+RESHAPE_FUNCTIONS = frozenset({torch.reshape})
+RESHAPE_METHODS = frozenset({"view", "reshape"})
+TRANSPOSE_FUNCTIONS = frozenset({torch.transpose})
+TRANSPOSE_METHODS = frozenset({"transpose"})
+PERMUTE_FUNCTIONS = frozenset({torch.permute})
+PERMUTE_METHODS = frozenset({"permute"})
+SPLIT_FUNCTIONS = frozenset({torch.split})
+SPLIT_METHODS = frozenset({"split"})
+MATMUL_FUNCTIONS = frozenset({operator.matmul, torch.matmul, torch.bmm})
+MATMUL_METHODS = frozenset({"matmul", "bmm"})
+ATTENTION_FUNCTIONS = frozenset({F.scaled_dot_product_attention})
 # Module kinds whose output has their first argument's shape when the predicate holds for the
 # instance (the other arguments being no tensors): passes register theirs (mode_ops' FollowTraining
 # around a dropout or stochastic depth).

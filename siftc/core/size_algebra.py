@@ -2,40 +2,66 @@
 
 siftc.symdims runs the graph on fake tensors whose channel sizes are ShapeEnv symbols. That is
 general (any op torch can run on symbolic sizes) but slow: each symbol costs ~5 ms of sympy
-assumptions, each op a fake dispatch with guards, ~1 s for a ResNet. Most CNNs use a handful of
-ops whose size behaviour is simple: a conv or linear ties its input channels to its weight and
-gives the weight's output channels (the op registry's ``couple`` rule, siftc/core/ops.py; a
-grouped conv adds that the groups divide the output, a depthwise conv's groups are a size of
-their own with symdims' "output = multiplier x groups" equation), norms and activations keep
-their input's sizes, pools keep the channels, ``add`` broadcasts, ``flatten`` multiplies,
-``mean``/``sum``/``amax``/``amin`` drop the dims they reduce, a dropout or stochastic depth that
-follows the train flag (passes/mode_ops.py) keeps its input's sizes. This module propagates
-sizes through such graphs as plain sympy expressions, with the same symbols (one per channel-like weight dim, named s0, s1, ... in the order symdims makes
-them) and records the same size equations, attributed to the node that raises them. The result
-is a ``SymbolicRun`` that ``symdims.solve`` takes as it is.
+assumptions, each op a fake dispatch with guards, ~1 s for a ResNet, 5-8 s for gpt3_small. Most
+models use a handful of ops whose size behaviour is simple, and this module propagates sizes
+through such graphs as plain sympy expressions, with the same symbols (one per channel-like
+weight dim, named s0, s1, ... in the order symdims makes them), and records the size equations
+torch's checks would raise, attributed to the node that raises them. The result is a
+``SymbolicRun`` that ``symdims.solve`` takes as it is. The rules:
+- layers: a conv or linear ties its input channels to its weight and gives the weight's output
+  channels (the op registry's ``couple`` rule, siftc/core/ops.py; a grouped conv adds that the
+  groups divide the output, a depthwise conv's groups are a size of their own with symdims'
+  "output = multiplier x groups" equation); BatchNorm and LayerNorm tie their tensors (and
+  LayerNorm's normalized_shape) to the input; an embedding appends its row size;
+- shape-keeping ops: norms, activations, softmax, dropouts (also those that follow the train
+  flag, passes/mode_ops.py), ``zeros_like`` and kin; pools keep the channels; ``add``/``mul``
+  broadcast; ``flatten`` multiplies; ``mean``/``sum``/``amax``/``amin`` drop the dims they reduce;
+- sizes as Python values: ``x.size()``, ``x.shape``, indexing them, ``//``, ``*``, ``+``, ``-``;
+- reshapes: ``view``/``reshape`` keep the element count, and a size ``a // k`` in the new shape
+  needs ``k | a`` (the head split: a width = heads x head size; torch's view guard says the
+  same); ``transpose``/``permute`` reorder; ``split`` by a size (a ceil equation the chosen
+  widths are checked against) or by a list (the sum); ``x[:, 0]``-style indexing that leaves
+  widening dims whole;
+- ``matmul``/``bmm`` (inner sizes equal, batch dims broadcast) and ``scaled_dot_product_attention``
+  (q, k and v share the head size, as torch's CPU kernel checks; other head sizes: no rule).
+Every rule that reshapes checks its output, at the original sizes, against the shape shape-prop
+recorded for the node; a mismatch is treated as "no rule".
 
 Concatenation is left to the general run on purpose: torch's ShapeEnv eliminates the sum's
 symbols in its own order, and the groups it then reports (which dims are free, which shared)
 are what siftc has always widened; a different but equivalent parametrization here would change
 the widths chosen for concat models. The first node without a rule here ends it: ``direct_run``
 returns None and couple runs the general symbolic run instead, so an op this module does not
-know is never guessed at. Spatial sizes (and every size that cannot widen) come from
-shape-prop's recorded shapes.
+know is never guessed at. Tests hold both runs to the same groups, widths and fixed dims on CNNs
+and transformers (tests/test_wide.py). Spatial sizes (and every size that cannot widen) come
+from shape-prop's recorded shapes.
 """
 from __future__ import annotations
+
+import operator
 
 import sympy
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._sympy.functions import FloorDiv, Mod
 
 from siftc.core import ops
-from siftc.core.symdims import (_ELEMENTWISE_MODULES, DimRef, Equation, SymbolicRun, _attr_dims, target_name,
-                                weight_dims)
+from siftc.core.symdims import (_ELEMENTWISE_MODULES, DimRef, Equation, SymbolicRun, _attr_dims, _divides,
+                                target_name, weight_dims)
 
 
 class _NoRule(Exception):
     """A node this module has no size rule for: the general symbolic run takes over."""
+
+
+class _Py:
+    """A node's value that is not a tensor: a size or a tuple of sizes (``x.size()``, ``x.shape``,
+    ``s // 4``), a device or dtype, or the tensors of a split (``parts``: their sizes)."""
+    __slots__ = ("value", "parts")
+
+    def __init__(self, value=None, parts=None):
+        self.value, self.parts = value, parts
 
 
 _POOLS = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3,
@@ -70,22 +96,24 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
         return sym
 
     # the same symbols, in the same order, as symdims.symbolic_run makes them
+    tied: dict = {}           # id(tensor) -> the name named_parameters() gives it (tied weights)
     for full, t, refs, share in weight_dims(gm):
         tensor_sizes[full] = tuple(symbol(ref, share) if ref is not None else int(t.shape[d])
                                    for d, ref in enumerate(refs))
+        tied.setdefault(id(t), full)
     # size attributes after the weights, as symdims makes them: a depthwise conv's groups (its
     # output = multiplier x groups, said up front as there); LayerNorm's normalized_shape: not here
     equations: list = []
     for owner, mod in modules.items():
         for attr, (values, wide) in _attr_dims(mod).items():
-            if attr != "groups":
+            if attr not in ("groups", "normalized_shape"):
                 return None
-            key = f"{owner}.{attr}:0" if owner else f"{attr}:0"
-            g = symbol(DimRef(key, owner, "attr", attr, 0, values[0]))
-            tensor_sizes[f"{owner}.{attr}" if owner else attr] = (g,)
+            sizes = tuple(symbol(DimRef(f"{owner}.{attr}:{d}" if owner else f"{attr}:{d}", owner, "attr", attr, d, v))
+                          if d in wide else v for d, v in enumerate(values))
+            tensor_sizes[f"{owner}.{attr}" if owner else attr] = sizes
             wkey = f"{owner}.weight:0" if owner else "weight:0"
-            if wkey in symbols:
-                equations.append(Equation(symbols[wkey] - mod.out_channels // values[0] * g, owner,
+            if attr == "groups" and wkey in symbols:
+                equations.append(Equation(symbols[wkey] - mod.out_channels // values[0] * sizes[0], owner,
                                           "depthwise conv"))
 
     env: dict = {}
@@ -108,6 +136,9 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
             full = f"{owner}.{name}" if owner else name
             if full in tensor_sizes:
                 return tensor_sizes[full]
+            t = getattr(modules[owner], name)
+            if isinstance(t, torch.Tensor) and id(t) in tied:    # a tied weight: its first name's sizes
+                return tensor_sizes[tied[id(t)]]
             value = getattr(modules[owner], name)       # a size attribute kept as it is (groups)
             if not isinstance(value, int):
                 raise _NoRule()
@@ -164,7 +195,9 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
     def call_module(n, mod, args, kwargs):
         if opaque is not None and opaque(mod):
             for a in n.all_input_nodes:                 # inputs keep their sizes, outputs as recorded
-                for d, h in zip(env.get(a) or (), recorded(a)):
+                if not isinstance(env.get(a), tuple):
+                    raise _NoRule()
+                for d, h in zip(env[a], recorded(a)):
                     if not isinstance(d, int):
                         equal(d, h, n)
             return recorded(n)
@@ -181,6 +214,21 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
                 if getattr(mod, name, None) is not None:
                     equal(x[1], sizes_of(n.target)(name)[0], n)
             return x
+        if type(mod) is nn.LayerNorm:
+            # symdims' LayerNorm pairs: the input's last dims and then weight and bias equal
+            # normalized_shape (a size of its own, symdims._attr_dims)
+            shape = sizes_of(n.target)("normalized_shape")
+            if len(x) < len(shape):
+                raise _NoRule()
+            for a, b in zip(x[len(x) - len(shape):], shape):
+                equal(a, b, n)
+            for name in ("weight", "bias"):
+                if getattr(mod, name, None) is not None:
+                    for a, b in zip(sizes_of(n.target)(name), shape):
+                        equal(a, b, n)
+            return x
+        if type(mod) is nn.Embedding:        # an index tensor in, a row of the weight per index out
+            return checked((*x, sizes_of(n.target)("weight")[1]), n)
         if type(mod) in _POOLS:
             return pooled(x, _POOLS[type(mod)], n)
         if type(mod) is nn.Flatten:
@@ -193,7 +241,281 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
             equal(a, b, n)
         return tuple(_size(d) if not isinstance(d, int) else d for d in got[0])
 
+    # --- Python values (sizes) and the ops that reshape: views, dim swaps, splits, matmuls
+    def py(a):
+        """A Python argument as a value: an int/float/None as it is, a size node's size."""
+        if isinstance(a, torch.fx.Node):
+            v = env.get(a)
+            if not isinstance(v, _Py) or v.parts is not None:
+                raise _NoRule()
+            return v.value
+        if isinstance(a, (list, tuple)):
+            return type(a)(py(b) for b in a)
+        if a is None or isinstance(a, (bool, int, float, torch.dtype, torch.device, str)):
+            return a
+        raise _NoRule()
+
+    def size_arg(a):
+        v = py(a)
+        if isinstance(v, bool) or not isinstance(v, (int, sympy.Expr)):
+            raise _NoRule()
+        return v
+
+    def hint(e) -> int:
+        return int(e) if isinstance(e, int) else int(e.xreplace(hints))
+
+    def checked(out, n) -> tuple:
+        """``out`` (sizes a rule gave) after checking them, at the original sizes, against the
+        shape shape-prop recorded: a rule that does not fit the node falls back, never guesses."""
+        shape = recorded(n)
+        if len(shape) != len(out) or any(hint(d) != h for d, h in zip(out, shape)):
+            raise _NoRule()
+        return out
+
+    def numel(sizes):
+        prod = sympy.Integer(1)
+        for d in sizes:
+            prod *= d
+        return prod
+
+    def reshaped(n, x, sizes):
+        # view/reshape: the sizes given (one -1 inferred), the element count kept. A size
+        # a // k in the new shape makes the view need k | a: that Mod is what turns a head split
+        # into "the width is heads x head size" in the solver (torch's view guard says the same)
+        if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
+            sizes = sizes[0]
+        sizes = [size_arg(d) for d in sizes]
+        total = numel(x)
+        if sum(1 for d in sizes if isinstance(d, int) and d == -1) > 1:
+            raise _NoRule()
+        if -1 in [d for d in sizes if isinstance(d, int)]:
+            known = sympy.expand(numel(d for d in sizes if not (isinstance(d, int) and d == -1)))
+            if _divides(sympy.expand(total), known):
+                inferred = _size(sympy.cancel(total / known))
+            elif known.is_Integer and hint(total) % int(known) == 0:
+                # numel // known, which needs known | numel (torch's view says the same)
+                inferred = FloorDiv(sympy.expand(total), known)
+                equations.append(Equation(Mod(sympy.expand(total), known), n.name, target_name(n)))
+            else:
+                raise _NoRule()
+            sizes = [inferred if isinstance(d, int) and d == -1 else d for d in sizes]
+        sizes = tuple(_size(d) if not isinstance(d, int) else d for d in sizes)
+        checked(sizes, n)
+        for e in sizes:
+            for f in (e.atoms(FloorDiv) if not isinstance(e, int) else ()):
+                a, k = f.args
+                if not k.is_Integer or hint(a) % int(k):
+                    raise _NoRule()
+                equations.append(Equation(Mod(a, k), n.name, target_name(n)))
+        # the dims that merge or split into each other, found as torch's view finds them (at the
+        # sizes themselves, here the original ones): each run of old dims whose product is a run
+        # of new dims gives one equation. A reshape across the batch (64 rows out of 2 x C)
+        # thereby fixes C, where the element count alone would let it grow
+        old = [d for d in x if not (isinstance(d, int) and d == 1)]
+        new = [d for d in sizes if not (isinstance(d, int) and d == 1)]
+        i = j = 0
+        while i < len(old) and j < len(new):
+            a, b, pa, pb = [old[i]], [new[j]], hint(old[i]), hint(new[j])
+            while pa != pb:
+                if pa < pb and i + 1 < len(old):
+                    i += 1
+                    a.append(old[i])
+                    pa *= hint(old[i])
+                elif pb < pa and j + 1 < len(new):
+                    j += 1
+                    b.append(new[j])
+                    pb *= hint(new[j])
+                else:
+                    raise _NoRule()
+            if sympy.expand(numel(a) - numel(b)) != 0:
+                equal(_size(numel(a)), _size(numel(b)), n)
+            i, j = i + 1, j + 1
+        if i != len(old) or j != len(new):
+            raise _NoRule()
+        return sizes
+
+    def dim_of(d, x) -> int:
+        if not isinstance(d, int) or isinstance(d, bool) or not -len(x) <= d < len(x):
+            raise _NoRule()
+        return d % len(x)
+
+    def split(n, x, size, dim):
+        # by a size s: ceil(D / s) parts (recorded), the last D - (k-1) s; ceil is not linear, so
+        # it stays an equation the widths chosen are checked against (as torch's guard does)
+        dim = dim_of(dim, x)
+        parts = n.meta.get("siftc.shape")
+        if not isinstance(parts, tuple) or not parts or not all(isinstance(p, tuple) for p in parts):
+            raise _NoRule()
+        total = x[dim]
+        if isinstance(size, (list, tuple)):
+            sizes = [size_arg(d) for d in size]
+            equal(_size(sympy.Add(*[sympy.sympify(d) for d in sizes])), total, n)
+        else:
+            size = size_arg(size)
+            k = len(parts)
+            count = FloorDiv(sympy.sympify(total) + size - 1, size)
+            if not isinstance(total, int) or not isinstance(size, int):
+                equations.append(Equation(count - k, n.name, target_name(n)))
+            sizes = [size] * (k - 1) + [_size(sympy.sympify(total) - (k - 1) * size)]
+        out = [tuple(s if i != dim else d for i, s in enumerate(x)) for d in sizes]
+        if len(out) != len(parts):
+            raise _NoRule()
+        for o, p in zip(out, parts):
+            if len(o) != len(p) or any(hint(a) != b for a, b in zip(o, p)):
+                raise _NoRule()
+        return _Py(parts=out)
+
+    def matmul(n, a, b):
+        # (..., m, k) @ (..., k, p): the inner sizes equal, the batch dims broadcast
+        if len(a) < 2 or len(b) < 2:
+            raise _NoRule()
+        equal(a[-1], b[-2], n)
+        return checked((*broadcast(a[:-2], b[:-2], n), a[-2], b[-1]), n)
+
+    def attention(n, args, kwargs):
+        # q (..., L, E), k (..., S, E), v (..., S, Ev) -> (..., L, Ev); a mask broadcasts to (..., L, S)
+        if len(args) != 3 or set(kwargs) - {"attn_mask", "dropout_p", "is_causal", "scale"}:
+            raise _NoRule()
+        q, k, v = (tensor_arg(a) for a in args)
+        if not len(q) == len(k) == len(v) >= 2:
+            raise _NoRule()
+        for a, b in zip(q[:-2], k[:-2]):
+            equal(a, b, n)
+        for a, b in zip(k[:-2], v[:-2]):
+            equal(a, b, n)
+        # torch's CPU attention kernel also takes one head size for q, k and v (its check ties
+        # them, as the symbolic run shows); a model with another value head size: no rule here
+        if hint(q[-1]) != hint(v[-1]):
+            raise _NoRule()
+        equal(q[-1], k[-1], n)
+        equal(q[-1], v[-1], n)
+        equal(k[-2], v[-2], n)
+        mask = kwargs.get("attn_mask")
+        if isinstance(mask, torch.fx.Node):
+            broadcast(tensor_arg(mask), (*q[:-1], k[-2]), n)
+        elif mask is not None:
+            raise _NoRule()
+        return checked((*q[:-1], v[-1]), n)
+
+    def indexed(n, x, index):
+        # basic indexing: ``:`` keeps a size, an int drops its dim, None adds a 1, ``...`` keeps the
+        # rest; a narrower slice or an int on a size that may widen has no rule here
+        index = list(index) if isinstance(index, tuple) else [index]
+        if sum(1 for i in index if i is Ellipsis) > 1:
+            raise _NoRule()
+        if Ellipsis in index:
+            at = index.index(Ellipsis)
+            used = sum(1 for i in index if i is not None and i is not Ellipsis)
+            index[at:at + 1] = [slice(None)] * (len(x) - used)
+        out, d = [], 0
+        for i in index:
+            if i is None:
+                out.append(1)
+                continue
+            if d >= len(x):
+                raise _NoRule()
+            if isinstance(i, slice) and i == slice(None):
+                out.append(x[d])
+            elif isinstance(i, bool) or not isinstance(i, (int, slice)) or not isinstance(x[d], int):
+                raise _NoRule()
+            elif isinstance(i, slice):
+                out.append(None)          # a fixed size narrowed: shape-prop's
+            d += 1
+        out += x[d:]
+        shape = recorded(n)
+        if len(shape) != len(out):
+            raise _NoRule()
+        return checked(tuple(shape[k] if o is None else o for k, o in enumerate(out)), n)
+
+    def python_op(n, fn, args, kwargs, method):
+        """Ops on Python values and tensor metadata; None when ``fn`` is none of them."""
+        if method and fn == "size" and args:
+            x = tensor_arg(args[0])
+            if len(args) == 1 and not kwargs:
+                return _Py(tuple(x))
+            return _Py(x[dim_of(kwargs.get("dim", args[1] if len(args) > 1 else None), x)])
+        if fn is getattr and len(args) == 2 and isinstance(args[1], str):
+            v = env.get(args[0]) if isinstance(args[0], torch.fx.Node) else None
+            if not isinstance(v, tuple) or args[1] not in ("shape", "device", "dtype"):
+                raise _NoRule()
+            return _Py(v if args[1] == "shape" else None)
+        if fn is operator.getitem and len(args) == 2 and isinstance(args[0], torch.fx.Node):
+            v = env.get(args[0])
+            if isinstance(v, _Py) and isinstance(args[1], int):
+                seq = v.parts if v.parts is not None else v.value
+                if not isinstance(seq, (tuple, list)) or not -len(seq) <= args[1] < len(seq):
+                    raise _NoRule()
+                return seq[args[1]] if v.parts is not None else _Py(seq[args[1]])
+            if isinstance(v, _Py):
+                raise _NoRule()
+            return indexed(n, tensor_arg(args[0]), args[1])
+        if fn in (operator.floordiv, operator.mul, operator.add, operator.sub) and not kwargs and not any(
+                isinstance(a, torch.fx.Node) and isinstance(env.get(a), tuple) for a in args):
+            a, b = (size_arg(x) for x in args)
+            if fn is operator.floordiv:
+                if isinstance(a, int) and isinstance(b, int):
+                    return _Py(a // b)
+                return _Py(FloorDiv(sympy.sympify(a), sympy.sympify(b)))
+            return _Py(_size(fn(sympy.sympify(a), sympy.sympify(b))))
+        return None
+
     def call_function(n, fn, args, kwargs, method=False):
+        value = python_op(n, fn, args, kwargs, method)
+        if value is not None:
+            return value
+        if fn in ops.LIKE_FUNCTIONS and args:
+            return tensor_arg(args[0])
+        if fn is torch.arange:
+            # the length must not depend on a channel size (it is a position range)
+            if any(not isinstance(py(a), (int, float, type(None))) for a in (*args, kwargs.get("start"),
+                                                                             kwargs.get("end"), kwargs.get("step"))):
+                raise _NoRule()
+            return recorded(n)
+        if fn in ops.RESHAPE_FUNCTIONS or (method and fn in ops.RESHAPE_METHODS):
+            if kwargs or len(args) < 2:
+                raise _NoRule()
+            return reshaped(n, tensor_arg(args[0]), list(args[1:]))
+        if fn in ops.TRANSPOSE_FUNCTIONS or (method and fn in ops.TRANSPOSE_METHODS):
+            if kwargs or len(args) != 3:
+                raise _NoRule()
+            x = tensor_arg(args[0])
+            i, j = dim_of(args[1], x), dim_of(args[2], x)
+            out = list(x)
+            out[i], out[j] = out[j], out[i]
+            return tuple(out)
+        if fn in ops.PERMUTE_FUNCTIONS or (method and fn in ops.PERMUTE_METHODS):
+            x = tensor_arg(args[0])
+            order = kwargs.get("dims", args[1] if len(args) == 2 and isinstance(args[1], (list, tuple))
+                               else args[1:])
+            order = [dim_of(d, x) for d in order]
+            if sorted(order) != list(range(len(x))) or set(kwargs) - {"dims"}:
+                raise _NoRule()
+            return tuple(x[d] for d in order)
+        if fn in ops.SPLIT_FUNCTIONS or (method and fn in ops.SPLIT_METHODS):
+            if len(args) < 2 or len(args) > 3 or set(kwargs) - {"dim"}:
+                raise _NoRule()
+            dim = kwargs.get("dim", args[2] if len(args) > 2 else 0)
+            return split(n, tensor_arg(args[0]), args[1], dim)
+        if fn in ops.MATMUL_FUNCTIONS or (method and fn in ops.MATMUL_METHODS):
+            if kwargs or len(args) != 2:
+                raise _NoRule()
+            return matmul(n, tensor_arg(args[0]), tensor_arg(args[1]))
+        if fn in ops.ATTENTION_FUNCTIONS:
+            return attention(n, args, kwargs)
+        if fn is F.layer_norm:       # as the LayerNorm module, normalized_shape given in the call
+            if len(args) > 5 or set(kwargs) - {"weight", "bias", "eps"}:
+                raise _NoRule()
+            named = dict(zip(("input", "normalized_shape", "weight", "bias", "eps"), args), **kwargs)
+            x, shape = tensor_arg(named["input"]), [size_arg(d) for d in py(named["normalized_shape"])]
+            if len(x) < len(shape):
+                raise _NoRule()
+            for a, b in zip(x[len(x) - len(shape):], shape):
+                equal(a, b, n)
+            for name in ("weight", "bias"):
+                if named.get(name) is not None:
+                    for a, b in zip(tensor_arg(named[name]), shape):
+                        equal(a, b, n)
+            return x
         if (fn in ops.SAME_SHAPE_FUNCTIONS or (method and fn in ops.SAME_SHAPE_METHODS)) and args:
             return tensor_arg(args[0])
         if fn in ops.BROADCAST_FUNCTIONS or (method and fn in ops.BROADCAST_METHODS):
