@@ -487,7 +487,19 @@ _HANDMADE = {"functional": (_Functional, (torch.randn(2, 3, 8, 8),)),
              "convnext_block": (_ConvNeXtBlock, (torch.randn(2, 3, 8, 8),))}
 
 
+def _t5_tiny():
+    """Hugging Face's T5 encoder at a small config, captured with torch.export: aten views,
+    unsqueeze/expand/slice, the relative-position bias (int arithmetic, where, an embedding
+    whose rows are the heads), RMS norms written out, SDPA with a mask."""
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.T5Config(d_model=32, d_ff=48, d_kv=8, num_layers=2, num_heads=4, vocab_size=64)
+    return transformers.T5EncoderModel(cfg).eval()
+
+
 def _model(name):
+    if name == "t5_tiny":
+        torch.manual_seed(0)
+        return _t5_tiny(), (torch.arange(10).reshape(1, 10),)
     if name in _HANDMADE:
         make, inputs = _HANDMADE[name]
         torch.manual_seed(0)
@@ -497,7 +509,8 @@ def _model(name):
 
 @pytest.mark.parametrize("name", ["mlp", "mnist_cnn", "resnet18_cifar", "resnet18", "gated_mlp", "functional",
                                   "mobilenet_v2", "resnext_tiny", "grouped", "reductions", "gpt_tiny", "bert_tiny",
-                                  "manual_attention", "literal_views", "convnext_block"])
+                                  "manual_attention", "literal_views", "convnext_block", "gpt2_tiny",
+                                  "bert_hf_tiny", "t5_tiny"])
 def test_size_rules_give_the_groups_and_fixed_dims_of_the_symbolic_run(name):
     """siftc.size_algebra's rule-based run must raise the equations torch's ShapeEnv run raises:
     the same groups, members and widths, and the same fixed dims with the same reasons (nodes)."""

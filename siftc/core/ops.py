@@ -228,24 +228,51 @@ BROADCAST_METHODS = frozenset({"add", "add_", "mul", "mul_", "sub"})
 # Output shape = the input's without the reduced dims (kept as 1 with keepdim=True).
 REDUCE_FUNCTIONS = frozenset({torch.mean, torch.sum, torch.amax, torch.amin})
 REDUCE_METHODS = frozenset({"mean", "sum", "amax", "amin"})
-# Output sizes = the first argument's (dtype and layout may differ): factories "like" a tensor.
-# Only couple's size rules read this table (shape-prop would need their dtype too).
-LIKE_FUNCTIONS = frozenset({torch.zeros_like, torch.ones_like, torch.empty_like, torch.full_like,
-                            torch.rand_like, torch.randn_like})
-# Reshapes (view, reshape: the sizes given, numel kept), dim swaps (transpose, permute), splits
-# along a dim (split by a size or a list of sizes), batched matmuls and attention: couple's size
-# rules say what torch checks on symbolic sizes (siftc/core/size_algebra.py).
-RESHAPE_FUNCTIONS = frozenset({torch.reshape})
+# The tables below only couple's size rules read (siftc/core/size_algebra.py): they say what
+# torch checks on symbolic sizes; shape-prop dispatches these functions. aten ops appear in graphs
+# captured with torch.export (Hugging Face models).
+_aten = torch.ops.aten
+# Output sizes = the first tensor argument's (dtype and layout may differ): factories "like" a
+# tensor, casts, elementwise aten ops, comparisons with a number.
+SIZE_KEEPING_FUNCTIONS = frozenset({
+    torch.zeros_like, torch.ones_like, torch.empty_like, torch.full_like, torch.rand_like, torch.randn_like,
+    _aten.to.dtype, _aten.contiguous.default, _aten.clone.default, _aten.rsqrt.default, _aten.abs.default,
+    _aten.log.default, _aten.exp.default, _aten.neg.default, _aten.pow.Tensor_Scalar, _aten.full_like.default,
+    _aten.gt.Scalar, _aten.ge.Scalar, _aten.lt.Scalar, _aten.le.Scalar, _aten.eq.Scalar, _aten.ne.Scalar,
+    _aten.softmax.int, _aten._softmax.default, _aten.gelu.default, _aten.relu.default, _aten.tanh.default,
+    _aten.silu.default, _aten.sigmoid.default, _aten.rsub.Scalar, _aten.add.Scalar, _aten.sub.Scalar,
+    _aten.mul.Scalar, _aten.div.Scalar, torch.rsqrt, torch.abs, torch.log, torch.exp})
+SIZE_KEEPING_METHODS = frozenset({"to", "float", "type_as", "rsqrt", "abs", "exp"})
+# Output sizes = the broadcast of every tensor operand (numbers broadcast as scalars).
+BROADCAST_SIZES_FUNCTIONS = frozenset({
+    torch.div, torch.where, torch.minimum, torch.maximum, _aten.where.self, _aten.where.ScalarOther,
+    _aten.where.ScalarSelf, _aten.min.other, _aten.max.other, _aten.minimum.default, _aten.maximum.default,
+    _aten.add.Tensor, _aten.sub.Tensor, _aten.mul.Tensor, _aten.div.Tensor})
+BROADCAST_SIZES_METHODS = frozenset({"div", "where"})
+# Reshapes (the sizes given, numel kept), dim swaps, splits along a dim (by a size or a list of
+# sizes), batched matmuls and attention.
+RESHAPE_FUNCTIONS = frozenset({torch.reshape, _aten.view.default, _aten.reshape.default, _aten._unsafe_view.default})
 RESHAPE_METHODS = frozenset({"view", "reshape"})
-TRANSPOSE_FUNCTIONS = frozenset({torch.transpose})
+TRANSPOSE_FUNCTIONS = frozenset({torch.transpose, _aten.transpose.int})
 TRANSPOSE_METHODS = frozenset({"transpose"})
-PERMUTE_FUNCTIONS = frozenset({torch.permute})
+PERMUTE_FUNCTIONS = frozenset({torch.permute, _aten.permute.default})
 PERMUTE_METHODS = frozenset({"permute"})
-SPLIT_FUNCTIONS = frozenset({torch.split})
+UNSQUEEZE_FUNCTIONS = frozenset({torch.unsqueeze, _aten.unsqueeze.default})
+UNSQUEEZE_METHODS = frozenset({"unsqueeze"})
+EXPAND_FUNCTIONS = frozenset({_aten.expand.default})
+EXPAND_METHODS = frozenset({"expand"})
+SPLIT_FUNCTIONS = frozenset({torch.split, _aten.split.Tensor, _aten.split_with_sizes.default})
 SPLIT_METHODS = frozenset({"split"})
-MATMUL_FUNCTIONS = frozenset({operator.matmul, torch.matmul, torch.bmm})
+MATMUL_FUNCTIONS = frozenset({operator.matmul, torch.matmul, torch.bmm, _aten.matmul.default, _aten.bmm.default,
+                              _aten.mm.default})
 MATMUL_METHODS = frozenset({"matmul", "bmm"})
-ATTENTION_FUNCTIONS = frozenset({F.scaled_dot_product_attention})
+ATTENTION_FUNCTIONS = frozenset({F.scaled_dot_product_attention, _aten.scaled_dot_product_attention.default})
+SIZE_FUNCTIONS = frozenset({_aten.sym_size.int})             # x.size(d) in an exported graph
+ARANGE_FUNCTIONS = frozenset({torch.arange, _aten.arange.default, _aten.arange.start, _aten.arange.start_step})
+SLICE_FUNCTIONS = frozenset({_aten.slice.Tensor})
+SELECT_FUNCTIONS = frozenset({torch.select, _aten.select.int})          # x.select(d, i) = x[..., i] at d
+FACTORY_FUNCTIONS = frozenset({torch.zeros, torch.ones, torch.empty, torch.full, _aten.zeros.default,
+                               _aten.ones.default, _aten.empty.memory_format, _aten.full.default})
 # Module kinds whose output has their first argument's shape when the predicate holds for the
 # instance (the other arguments being no tensors): passes register theirs (mode_ops' FollowTraining
 # around a dropout or stochastic depth).

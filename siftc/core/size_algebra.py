@@ -23,7 +23,11 @@ torch's checks would raise, attributed to the node that raises them. The result 
   widths are checked against) or by a list (the sum); ``x[:, 0]``-style indexing that leaves
   widening dims whole;
 - ``matmul``/``bmm`` (inner sizes equal, batch dims broadcast) and ``scaled_dot_product_attention``
-  (q, k and v share the head size, as torch's CPU kernel checks; other head sizes: no rule).
+  (q, k and v share the head size, as torch's CPU kernel checks; other head sizes: no rule);
+- the aten forms of all these in graphs captured with torch.export (Hugging Face models), and
+  what such graphs add: ``unsqueeze``, ``expand`` (a size other than 1 must equal the one
+  given), ``slice`` (whole dims, or a part of a fixed size), ``select``, ``where`` and other
+  broadcasting ops, casts and comparisons with a number, factories (``full``, ``zeros``).
 Every rule that reshapes checks its output, at the original sizes, against the shape shape-prop
 recorded for the node; a mismatch is treated as "no rule".
 
@@ -372,10 +376,54 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
         equal(a[-1], b[-2], n)
         return checked((*broadcast(a[:-2], b[:-2], n), a[-2], b[-1]), n)
 
+    def expanded(n, args, kwargs):
+        # expand: -1 keeps a size, new leading dims take the size given, a 1 becomes the size
+        # given, any other size must equal it (torch's check)
+        if set(kwargs) - {"implicit"} or len(args) < 2:
+            raise _NoRule()
+        x = tensor_arg(args[0])
+        sizes = [size_arg(d) for d in (args[1] if len(args) == 2 and isinstance(args[1], (list, tuple))
+                                       else args[1:])]
+        lead = len(sizes) - len(x)
+        if lead < 0:
+            raise _NoRule()
+        out = list(sizes[:lead])
+        for d, s in zip(x, sizes[lead:]):
+            if isinstance(s, int) and s == -1:
+                out.append(d)
+            elif isinstance(d, int) and d == 1:
+                out.append(s)
+            else:
+                equal(d, s, n)
+                out.append(d)
+        if any(isinstance(d, int) and d == -1 for d in out):
+            raise _NoRule()
+        return checked(tuple(out), n)
+
+    def sliced(n, args, kwargs):
+        # aten.slice(x, dim, start, end, step): the whole dim (a size that may widen keeps its
+        # symbol), or a narrower part of a fixed size (shape-prop's)
+        named = dict(zip(("input", "dim", "start", "end", "step"), args), **kwargs)
+        if set(named) - {"input", "dim", "start", "end", "step"}:
+            raise _NoRule()
+        x = tensor_arg(named["input"])
+        d = dim_of(named.get("dim", 0), x)
+        start, end, step = (py(named.get(k)) for k in ("start", "end", "step"))
+        whole = start in (None, 0) and step in (None, 1) and (
+            end is None or (isinstance(end, int) and end >= 2 ** 62))
+        if not whole and not isinstance(x[d], int):
+            raise _NoRule()
+        shape = recorded(n)
+        if len(shape) != len(x):
+            raise _NoRule()
+        return checked(tuple(x[i] if i != d or whole else shape[i] for i in range(len(x))), n)
+
     def attention(n, args, kwargs):
         # q (..., L, E), k (..., S, E), v (..., S, Ev) -> (..., L, Ev); a mask broadcasts to (..., L, S)
-        if len(args) != 3 or set(kwargs) - {"attn_mask", "dropout_p", "is_causal", "scale"}:
+        named = dict(zip(("query", "key", "value", "attn_mask", "dropout_p", "is_causal"), args), **kwargs)
+        if len(args) > 6 or set(named) - {"query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale"}:
             raise _NoRule()
+        args, kwargs = [named.get(k) for k in ("query", "key", "value")], named
         q, k, v = (tensor_arg(a) for a in args)
         if not len(q) == len(k) == len(v) >= 2:
             raise _NoRule()
@@ -429,7 +477,7 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
 
     def python_op(n, fn, args, kwargs, method):
         """Ops on Python values and tensor metadata; None when ``fn`` is none of them."""
-        if method and fn == "size" and args:
+        if ((method and fn == "size") or fn in ops.SIZE_FUNCTIONS) and args:
             x = tensor_arg(args[0])
             if len(args) == 1 and not kwargs:
                 return _Py(tuple(x))
@@ -463,9 +511,41 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
         value = python_op(n, fn, args, kwargs, method)
         if value is not None:
             return value
-        if fn in ops.LIKE_FUNCTIONS and args:
+        if (fn in ops.SIZE_KEEPING_FUNCTIONS or (method and fn in ops.SIZE_KEEPING_METHODS)) and args:
             return tensor_arg(args[0])
-        if fn is torch.arange:
+        if fn in ops.BROADCAST_SIZES_FUNCTIONS or (method and fn in ops.BROADCAST_SIZES_METHODS):
+            if set(kwargs) - {"alpha", "rounding_mode"}:
+                raise _NoRule()
+            shapes = [tensor_arg(a) for a in args if isinstance(a, torch.fx.Node)]
+            if not shapes or any(not isinstance(a, (torch.fx.Node, bool, int, float)) for a in args):
+                raise _NoRule()
+            out = shapes[0]
+            for other in shapes[1:]:
+                out = broadcast(out, other, n)
+            return out
+        if fn in ops.UNSQUEEZE_FUNCTIONS or (method and fn in ops.UNSQUEEZE_METHODS):
+            if kwargs or len(args) != 2 or not isinstance(args[1], int):
+                raise _NoRule()
+            x = tensor_arg(args[0])
+            d = args[1] + len(x) + 1 if args[1] < 0 else args[1]
+            if not 0 <= d <= len(x):
+                raise _NoRule()
+            return (*x[:d], 1, *x[d:])
+        if fn in ops.EXPAND_FUNCTIONS or (method and fn in ops.EXPAND_METHODS):
+            return expanded(n, args, kwargs)
+        if fn in ops.SLICE_FUNCTIONS:
+            return sliced(n, args, kwargs)
+        if fn in ops.SELECT_FUNCTIONS:
+            if kwargs or len(args) != 3 or not isinstance(args[2], int):
+                raise _NoRule()
+            x = tensor_arg(args[0])
+            return indexed(n, x, (slice(None),) * dim_of(args[1], x) + (args[2],))
+        if fn in ops.FACTORY_FUNCTIONS and args:
+            # torch.zeros(2, C) / full([2, C], v): the sizes given (full's value is its last argument)
+            given = args[0] if isinstance(args[0], (list, tuple)) else args[:-1] if fn in (
+                torch.full, ops._aten.full.default) else args
+            return checked(tuple(size_arg(d) for d in given), n)
+        if fn in ops.ARANGE_FUNCTIONS:
             # the length must not depend on a channel size (it is a position range)
             if any(not isinstance(py(a), (int, float, type(None))) for a in (*args, kwargs.get("start"),
                                                                              kwargs.get("end"), kwargs.get("step"))):
