@@ -263,6 +263,8 @@ EXPAND_FUNCTIONS = frozenset({_aten.expand.default})
 EXPAND_METHODS = frozenset({"expand"})
 SPLIT_FUNCTIONS = frozenset({torch.split, _aten.split.Tensor, _aten.split_with_sizes.default})
 SPLIT_METHODS = frozenset({"split"})
+CHUNK_FUNCTIONS = frozenset({torch.chunk, _aten.chunk.default})      # a split by ceil(D / chunks)
+CHUNK_METHODS = frozenset({"chunk"})
 MATMUL_FUNCTIONS = frozenset({operator.matmul, torch.matmul, torch.bmm, _aten.matmul.default, _aten.bmm.default,
                               _aten.mm.default})
 MATMUL_METHODS = frozenset({"matmul", "bmm"})
@@ -270,6 +272,7 @@ ATTENTION_FUNCTIONS = frozenset({F.scaled_dot_product_attention, _aten.scaled_do
 SIZE_FUNCTIONS = frozenset({_aten.sym_size.int})             # x.size(d) in an exported graph
 ARANGE_FUNCTIONS = frozenset({torch.arange, _aten.arange.default, _aten.arange.start, _aten.arange.start_step})
 SLICE_FUNCTIONS = frozenset({_aten.slice.Tensor})
+CAT_FUNCTIONS = frozenset({torch.cat, torch.concat, torch.concatenate, _aten.cat.default})
 SELECT_FUNCTIONS = frozenset({torch.select, _aten.select.int})          # x.select(d, i) = x[..., i] at d
 FACTORY_FUNCTIONS = frozenset({torch.zeros, torch.ones, torch.empty, torch.full, _aten.zeros.default,
                                _aten.ones.default, _aten.empty.memory_format, _aten.full.default})

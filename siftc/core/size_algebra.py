@@ -31,14 +31,14 @@ torch's checks would raise, attributed to the node that raises them. The result 
 Every rule that reshapes checks its output, at the original sizes, against the shape shape-prop
 recorded for the node; a mismatch is treated as "no rule".
 
-Concatenation is left to the general run on purpose: torch's ShapeEnv eliminates the sum's
-symbols in its own order, and the groups it then reports (which dims are free, which shared)
-are what siftc has always widened; a different but equivalent parametrization here would change
-the widths chosen for concat models. The first node without a rule here ends it: ``direct_run``
+Concatenation: ``cat`` makes the cat dim the sum of the parts (the other dims equal), ``chunk``
+is a split by ceil(D / chunks), as torch computes it. Which dim of "total = sum of parts" the
+solver derives is decided by creation order (symdims._Solver), in this run and the symbolic one
+alike, so both give the same groups. The first node without a rule here ends it: ``direct_run``
 returns None and couple runs the general symbolic run instead, so an op this module does not
-know is never guessed at. Tests hold both runs to the same groups, widths and fixed dims on CNNs
-and transformers (tests/test_wide.py). Spatial sizes (and every size that cannot widen) come
-from shape-prop's recorded shapes.
+know is never guessed at. Tests hold both runs to the same groups, widths and fixed dims on CNNs,
+concat models and transformers (tests/test_wide.py). Spatial sizes (and every size that cannot
+widen) come from shape-prop's recorded shapes.
 """
 from __future__ import annotations
 
@@ -305,8 +305,11 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
             sizes = [inferred if isinstance(d, int) and d == -1 else d for d in sizes]
         sizes = tuple(_size(d) if not isinstance(d, int) else d for d in sizes)
         checked(sizes, n)
+        # (only the divisions this view makes: a size that was already a floor division, such
+        # as chunk's ceil, is taken as it is)
+        inherited = set().union(*(d.atoms(FloorDiv) for d in x if not isinstance(d, int)))
         for e in sizes:
-            for f in (e.atoms(FloorDiv) if not isinstance(e, int) else ()):
+            for f in (e.atoms(FloorDiv) - inherited if not isinstance(e, int) else ()):
                 a, k = f.args
                 if not k.is_Integer or hint(a) % int(k):
                     raise _NoRule()
@@ -355,7 +358,7 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
             sizes = [size_arg(d) for d in size]
             equal(_size(sympy.Add(*[sympy.sympify(d) for d in sizes])), total, n)
         else:
-            size = size_arg(size)
+            size = size if isinstance(size, sympy.Expr) else size_arg(size)
             k = len(parts)
             count = FloorDiv(sympy.sympify(total) + size - 1, size)
             if not isinstance(total, int) or not isinstance(size, int):
@@ -399,6 +402,23 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
         if any(isinstance(d, int) and d == -1 for d in out):
             raise _NoRule()
         return checked(tuple(out), n)
+
+    def concatenated(n, args, kwargs):
+        # cat: the other dims equal, the cat dim the sum (a width made of several groups: the
+        # solver's creation-order pivot then derives the same dims the symbolic run derives)
+        named = dict(zip(("tensors", "dim"), args), **kwargs)
+        if set(named) - {"tensors", "dim"} or not isinstance(named.get("tensors"), (list, tuple)):
+            raise _NoRule()
+        parts = [tensor_arg(t) for t in named["tensors"]]
+        if not parts or any(len(p) != len(parts[0]) for p in parts):
+            raise _NoRule()
+        d = dim_of(named.get("dim", 0), parts[0])
+        for p in parts[1:]:
+            for i in range(len(p)):
+                if i != d:
+                    equal(parts[0][i], p[i], n)
+        total = _size(sympy.Add(*[sympy.sympify(p[d]) for p in parts]))
+        return checked(tuple(total if i == d else s for i, s in enumerate(parts[0])), n)
 
     def sliced(n, args, kwargs):
         # aten.slice(x, dim, start, end, step): the whole dim (a size that may widen keeps its
@@ -535,6 +555,8 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
             return expanded(n, args, kwargs)
         if fn in ops.SLICE_FUNCTIONS:
             return sliced(n, args, kwargs)
+        if fn in ops.CAT_FUNCTIONS:
+            return concatenated(n, args, kwargs)
         if fn in ops.SELECT_FUNCTIONS:
             if kwargs or len(args) != 3 or not isinstance(args[2], int):
                 raise _NoRule()
@@ -576,6 +598,15 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
                 raise _NoRule()
             dim = kwargs.get("dim", args[2] if len(args) > 2 else 0)
             return split(n, tensor_arg(args[0]), args[1], dim)
+        if fn in ops.CHUNK_FUNCTIONS or (method and fn in ops.CHUNK_METHODS):
+            # chunk(c): a split by ceil(D / c), which is how torch computes it (the same expressions)
+            named = dict(zip(("input", "chunks", "dim"), args), **kwargs)
+            if set(named) - {"input", "chunks", "dim"} or not isinstance(named.get("chunks"), int):
+                raise _NoRule()
+            x = tensor_arg(named["input"])
+            total, c = x[dim_of(named.get("dim", 0), x)], named["chunks"]
+            size = (total + c - 1) // c if isinstance(total, int) else FloorDiv(total + c - 1, c)
+            return split(n, x, size, named.get("dim", 0))
         if fn in ops.MATMUL_FUNCTIONS or (method and fn in ops.MATMUL_METHODS):
             if kwargs or len(args) != 2:
                 raise _NoRule()

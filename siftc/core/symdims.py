@@ -356,19 +356,21 @@ def linear_form(expr):
     return {s: int(c) for s, c in coeffs.items() if c != 0}, int(const)
 
 
-def _order(sym) -> int:
-    """Creation order: ShapeEnv's s<N>, then the solver's own g<N>."""
-    digits = sym.name[1:]
-    return (int(digits) if digits.isdigit() else 0) + (1_000_000 if sym.name.startswith("g") else 0)
-
-
 class _Solver:
-    def __init__(self, hints: dict):
+    def __init__(self, hints: dict, created: list):
         self.values: dict = {}       # eliminated symbol -> expression in free symbols
         self.users: dict = {}        # free symbol -> eliminated symbols whose value mentions it
         self.hints = dict(hints)
         self.fixed_by: dict = {}
         self.count = 0
+        # creation order of the symbols (the weight dims' order, symdims.weight_dims), then the
+        # solver's own g<N>. Not their names: ShapeEnv names a symbol by a hash of its source
+        # (torch 2.14: s<sha256(name) % 100>), so name order is arbitrary, and the two runs
+        # (ShapeEnv, size_algebra) would pick different pivots for the same equations
+        self.rank = {sym: i for i, sym in enumerate(dict.fromkeys(created))}
+
+    def order(self, sym) -> int:
+        return self.rank.get(sym, 1_000_000 + int(sym.name[1:]) if sym.name[1:].isdigit() else 2_000_000)
 
     def current(self, expr):
         return _exact(sympy.expand(expr.xreplace(self.values))) if self.values else _exact(expr)
@@ -420,7 +422,7 @@ class _Solver:
             raise ShapeError(f"inconsistent size equation {eq.expr} = 0 raised at node '{eq.node}'")
         # pivot: a symbol whose coefficient divides all the others, newest first, so the
         # earliest weights' symbols stay free and name the groups
-        for s in sorted(coeffs, key=lambda s: -_order(s)):
+        for s in sorted(coeffs, key=lambda s: -self.order(s)):
             c = coeffs[s]
             if all(o % c == 0 for o in [*coeffs.values(), const]):
                 rest = sympy.Integer(const) + sum(o * t for t, o in coeffs.items() if t is not s)
@@ -443,7 +445,7 @@ def solve(run: SymbolicRun) -> Solution:
     Dims reaching the model's outputs are fixed. Equations that stay non-linear (e.g. split's
     chunk count, ceil(a/b) == 3) are returned, to be checked at the widths finally chosen.
     """
-    solver = _Solver(run.hints)
+    solver = _Solver(run.hints, list(run.symbols.values()))
     pending = list(run.equations)
     progress = True
     while progress and pending:
