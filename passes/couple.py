@@ -86,7 +86,9 @@ def build_groups(run: SymbolicRun, sol: Solution) -> tuple[list, dict]:
         else:
             for s in free:
                 shared.setdefault(s, []).append(key)
-            graph.add_edges_from((a, b) for a in free for b in free if a != b)
+            # a chain joins them into one component as all pairs would (densenet121: 290 sums
+            # of up to ~60 groups each, 0.45 s as all pairs)
+            nx.add_path(graph, free)
     region = {s: i for i, comp in enumerate(nx.connected_components(graph)) for s in comp}
     groups = []
     order = {sym: i for i, sym in enumerate(run.symbols.values())}

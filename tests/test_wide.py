@@ -630,3 +630,15 @@ def test_divisibility_by_an_integer_agrees_with_the_general_route(expr, divisor)
     from siftc.core import symdims
     k = sympy.Integer(divisor)
     assert symdims._divides(expr, k) == symdims._divides_general(expr, k), (expr, divisor)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_size_expressions())
+def test_linear_form_agrees_with_the_polynomial_route(expr):
+    """The solver reads every equation's linear form from its expanded terms; it must answer
+    what sympy.Poly answers (None for products, powers, floor divisions, non-integer coefficients)."""
+    from siftc.core import symdims
+    fast, general = symdims.linear_form(expr), symdims._linear_form_general(expr)
+    assert fast == general, (expr, fast, general)
+    if fast is not None:
+        assert list(fast[0]) == sorted(fast[0], key=lambda s: s.name)
