@@ -189,6 +189,18 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
         gone = {d % len(x) for d in dims}
         return tuple(1 if i in gone else s for i, s in enumerate(x) if keep or i not in gone)
 
+    def layer_norm(n, x, shape, tensors) -> tuple:
+        # symdims' LayerNorm pairs, in its order: the input's last dims, then weight and bias,
+        # equal normalized_shape; the output has the input's sizes
+        if len(x) < len(shape):
+            raise _NoRule()
+        for a, b in zip(x[len(x) - len(shape):], shape):
+            equal(a, b, n)
+        for t in tensors:
+            for a, b in zip(t, shape):
+                equal(a, b, n)
+        return x
+
     def pooled(x, k, n) -> tuple:
         # channels (and batch) kept; the pooled spatial sizes are fixed: shape-prop's
         shape = recorded(n)
@@ -218,19 +230,10 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
                 if getattr(mod, name, None) is not None:
                     equal(x[1], sizes_of(n.target)(name)[0], n)
             return x
-        if type(mod) is nn.LayerNorm:
-            # symdims' LayerNorm pairs: the input's last dims and then weight and bias equal
-            # normalized_shape (a size of its own, symdims._attr_dims)
-            shape = sizes_of(n.target)("normalized_shape")
-            if len(x) < len(shape):
-                raise _NoRule()
-            for a, b in zip(x[len(x) - len(shape):], shape):
-                equal(a, b, n)
-            for name in ("weight", "bias"):
-                if getattr(mod, name, None) is not None:
-                    for a, b in zip(sizes_of(n.target)(name), shape):
-                        equal(a, b, n)
-            return x
+        if type(mod) is nn.LayerNorm:       # normalized_shape: a size of its own (symdims._attr_dims)
+            sizes = sizes_of(n.target)
+            return layer_norm(n, x, sizes("normalized_shape"),
+                              [sizes(name) for name in ("weight", "bias") if getattr(mod, name, None) is not None])
         if type(mod) is nn.Embedding:        # an index tensor in, a row of the weight per index out
             return checked((*x, sizes_of(n.target)("weight")[1]), n)
         if type(mod) in _POOLS:
@@ -617,16 +620,8 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
             if len(args) > 5 or set(kwargs) - {"weight", "bias", "eps"}:
                 raise _NoRule()
             named = dict(zip(("input", "normalized_shape", "weight", "bias", "eps"), args), **kwargs)
-            x, shape = tensor_arg(named["input"]), [size_arg(d) for d in py(named["normalized_shape"])]
-            if len(x) < len(shape):
-                raise _NoRule()
-            for a, b in zip(x[len(x) - len(shape):], shape):
-                equal(a, b, n)
-            for name in ("weight", "bias"):
-                if named.get(name) is not None:
-                    for a, b in zip(tensor_arg(named[name]), shape):
-                        equal(a, b, n)
-            return x
+            return layer_norm(n, tensor_arg(named["input"]), [size_arg(d) for d in py(named["normalized_shape"])],
+                              [tensor_arg(named[k]) for k in ("weight", "bias") if named.get(k) is not None])
         if (fn in ops.SAME_SHAPE_FUNCTIONS or (method and fn in ops.SAME_SHAPE_METHODS)) and args:
             return tensor_arg(args[0])
         if fn in ops.BROADCAST_FUNCTIONS or (method and fn in ops.BROADCAST_METHODS):
