@@ -269,7 +269,13 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
         return v
 
     def hint(e) -> int:
-        return int(e) if isinstance(e, int) else int(e.xreplace(hints))
+        """A size at the original sizes (a size that does not evaluate to an integer: no rule)."""
+        if isinstance(e, int):
+            return e
+        value = sympy.sympify(e.xreplace(hints))
+        if not value.is_Integer:
+            raise _NoRule()
+        return int(value)
 
     def checked(out, n) -> tuple:
         """``out`` (sizes a rule gave) after checking them, at the original sizes, against the
