@@ -6,8 +6,9 @@ on torch's symbolic shapes (siftc.symdims); both give the same equations (tested
 symbol left is a channel group: every weight dim in it is ``coeff x symbol`` (coeff > 1 where a
 view splits the group into heads: the head count is kept and the head size grows). Dims that
 come out constant are tied to the model's inputs or outputs or to a literal size in the graph;
-they keep their size and the report lists them with the node responsible. Groups joined by a concat (a dim that is the sum of several
-groups) form one region (networkx connected components), reported together.
+they keep their size and the report lists them with the node responsible. Groups joined by a
+concat (a dim that is the sum of several groups) form one region (networkx connected
+components), reported together.
 
 Writes ``ctx.coupling`` (a Coupling), ``ctx.groups`` (report rows) and, on every call_module node
 with weights, ``node.meta["siftc.group"]``: {"weight": ("G3", None, ...), ...} (the group of each

@@ -106,7 +106,7 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
                                    for d, ref in enumerate(refs))
         tied.setdefault(id(t), full)
     # size attributes after the weights, as symdims makes them: a depthwise conv's groups (its
-    # output = multiplier x groups, said up front as there); LayerNorm's normalized_shape: not here
+    # output = multiplier x groups, said up front as there) and LayerNorm's normalized_shape
     equations: list = []
     for owner, mod in modules.items():
         for attr, (values, wide) in _attr_dims(mod).items():
@@ -140,11 +140,10 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
             full = f"{owner}.{name}" if owner else name
             if full in tensor_sizes:
                 return tensor_sizes[full]
-            t = getattr(modules[owner], name)
-            if isinstance(t, torch.Tensor) and id(t) in tied:    # a tied weight: its first name's sizes
-                return tensor_sizes[tied[id(t)]]
-            value = getattr(modules[owner], name)       # a size attribute kept as it is (groups)
-            if not isinstance(value, int):
+            value = getattr(modules[owner], name)
+            if isinstance(value, torch.Tensor) and id(value) in tied:    # a tied weight: its first name's sizes
+                return tensor_sizes[tied[id(value)]]
+            if not isinstance(value, int):      # a size attribute kept as it is (groups)
                 raise _NoRule()
             return (value,)
         return sizes
@@ -168,12 +167,27 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
                 out.append(x)
         return tuple(reversed(out))
 
+    def numel(sizes):
+        prod = sympy.Integer(1)
+        for d in sizes:
+            prod *= d
+        return prod
+
+    def broadcast_operands(n, args, kwargs, allowed) -> tuple:
+        # every tensor operand broadcast with the others (numbers broadcast as scalars)
+        if set(kwargs) - allowed:
+            raise _NoRule()
+        shapes = [tensor_arg(a) for a in args if isinstance(a, torch.fx.Node)]
+        if not shapes or any(not isinstance(a, (torch.fx.Node, int, float)) for a in args):
+            raise _NoRule()
+        out = shapes[0]
+        for other in shapes[1:]:
+            out = broadcast(out, other, n)
+        return out
+
     def flatten(x, start=0, end=-1) -> tuple:
         start, end = start % len(x), end % len(x)
-        prod = sympy.Integer(1)
-        for d in x[start:end + 1]:
-            prod *= d
-        return (*x[:start], _size(prod), *x[end + 1:])
+        return (*x[:start], _size(numel(x[start:end + 1])), *x[end + 1:])
 
     def reduced(x, args, kwargs) -> tuple:
         # a reduction over listed dims: those dims go (or stay as 1 with keepdim); no size is
@@ -277,19 +291,16 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
             raise _NoRule()
         return int(value)
 
-    def checked(out, n) -> tuple:
-        """``out`` (sizes a rule gave) after checking them, at the original sizes, against the
-        shape shape-prop recorded: a rule that does not fit the node falls back, never guesses."""
-        shape = recorded(n)
+    def fits(out, shape) -> None:
+        """``out`` (sizes a rule gave) at the original sizes is ``shape``, or no rule."""
         if len(shape) != len(out) or any(hint(d) != h for d, h in zip(out, shape)):
             raise _NoRule()
-        return out
 
-    def numel(sizes):
-        prod = sympy.Integer(1)
-        for d in sizes:
-            prod *= d
-        return prod
+    def checked(out, n) -> tuple:
+        """``out`` after checking it against the shape shape-prop recorded for ``n``: a rule that
+        does not fit the node falls back, never guesses."""
+        fits(out, recorded(n))
+        return out
 
     def reshaped(n, x, sizes):
         # view/reshape: the sizes given (one -1 inferred), the element count kept. A size
@@ -377,8 +388,7 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
         if len(out) != len(parts):
             raise _NoRule()
         for o, p in zip(out, parts):
-            if len(o) != len(p) or any(hint(a) != b for a, b in zip(o, p)):
-                raise _NoRule()
+            fits(o, p)
         return _Py(parts=out)
 
     def matmul(n, a, b):
@@ -452,8 +462,7 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
         named = dict(zip(("query", "key", "value", "attn_mask", "dropout_p", "is_causal"), args), **kwargs)
         if len(args) > 6 or set(named) - {"query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale"}:
             raise _NoRule()
-        args, kwargs = [named.get(k) for k in ("query", "key", "value")], named
-        q, k, v = (tensor_arg(a) for a in args)
+        q, k, v = (tensor_arg(named.get(name)) for name in ("query", "key", "value"))
         if not len(q) == len(k) == len(v) >= 2:
             raise _NoRule()
         for a, b in zip(q[:-2], k[:-2]):
@@ -467,7 +476,7 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
         equal(q[-1], k[-1], n)
         equal(q[-1], v[-1], n)
         equal(k[-2], v[-2], n)
-        mask = kwargs.get("attn_mask")
+        mask = named.get("attn_mask")
         if isinstance(mask, torch.fx.Node):
             broadcast(tensor_arg(mask), (*q[:-1], k[-2]), n)
         elif mask is not None:
@@ -540,18 +549,11 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
         value = python_op(n, fn, args, kwargs, method)
         if value is not None:
             return value
-        if (fn in ops.SIZE_KEEPING_FUNCTIONS or (method and fn in ops.SIZE_KEEPING_METHODS)) and args:
+        if (fn in ops.SIZE_KEEPING_FUNCTIONS or fn in ops.SAME_SHAPE_FUNCTIONS
+                or (method and (fn in ops.SIZE_KEEPING_METHODS or fn in ops.SAME_SHAPE_METHODS))) and args:
             return tensor_arg(args[0])
         if fn in ops.BROADCAST_SIZES_FUNCTIONS or (method and fn in ops.BROADCAST_SIZES_METHODS):
-            if set(kwargs) - {"alpha", "rounding_mode"}:
-                raise _NoRule()
-            shapes = [tensor_arg(a) for a in args if isinstance(a, torch.fx.Node)]
-            if not shapes or any(not isinstance(a, (torch.fx.Node, bool, int, float)) for a in args):
-                raise _NoRule()
-            out = shapes[0]
-            for other in shapes[1:]:
-                out = broadcast(out, other, n)
-            return out
+            return broadcast_operands(n, args, kwargs, {"alpha", "rounding_mode"})
         if fn in ops.UNSQUEEZE_FUNCTIONS or (method and fn in ops.UNSQUEEZE_METHODS):
             if kwargs or len(args) != 2 or not isinstance(args[1], int):
                 raise _NoRule()
@@ -628,15 +630,10 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
             named = dict(zip(("input", "normalized_shape", "weight", "bias", "eps"), args), **kwargs)
             return layer_norm(n, tensor_arg(named["input"]), [size_arg(d) for d in py(named["normalized_shape"])],
                               [tensor_arg(named[k]) for k in ("weight", "bias") if named.get(k) is not None])
-        if (fn in ops.SAME_SHAPE_FUNCTIONS or (method and fn in ops.SAME_SHAPE_METHODS)) and args:
-            return tensor_arg(args[0])
         if fn in ops.BROADCAST_FUNCTIONS or (method and fn in ops.BROADCAST_METHODS):
-            if len(args) != 2 or set(kwargs) - {"alpha"}:
+            if len(args) != 2:
                 raise _NoRule()
-            shapes = [tensor_arg(a) for a in args if isinstance(a, torch.fx.Node)]
-            if any(not isinstance(a, (torch.fx.Node, int, float)) for a in args) or not shapes:
-                raise _NoRule()
-            return shapes[0] if len(shapes) == 1 else broadcast(shapes[0], shapes[1], n)
+            return broadcast_operands(n, args, kwargs, {"alpha"})
         if fn in ops.REDUCE_FUNCTIONS or (method and fn in ops.REDUCE_METHODS):
             return reduced(tensor_arg(args[0]), args, kwargs)
         if fn in (torch.flatten, "flatten"):

@@ -393,7 +393,11 @@ class _Solver:
         self.rank = {sym: i for i, sym in enumerate(dict.fromkeys(created))}
 
     def order(self, sym) -> int:
-        return self.rank.get(sym, 1_000_000 + int(sym.name[1:]) if sym.name[1:].isdigit() else 2_000_000)
+        rank = self.rank.get(sym)
+        if rank is not None:
+            return rank
+        digits = sym.name[1:]           # the solver's own g<N>, in the order it made them
+        return 1_000_000 + int(digits) if digits.isdigit() else 2_000_000
 
     def current(self, expr):
         return _exact(sympy.expand(expr.xreplace(self.values))) if self.values else _exact(expr)
