@@ -106,6 +106,7 @@ def follow_training_flag(graph: torch.fx.Graph, root: nn.Module) -> int:
             p = n.kwargs.get("dropout_p", n.args[4] if len(n.args) > 4 else 0.0)
             if isinstance(p, (int, float)) and p > 0:
                 module = TrainingSDPA(float(p))
+                module.training = True       # it dropped at capture
         else:
             flag = _flag_parameter(n.target)
             if flag is not None:
@@ -113,6 +114,9 @@ def follow_training_flag(graph: torch.fx.Graph, root: nn.Module) -> int:
                 value = n.args[pos] if pos < len(n.args) else n.kwargs.get(name)
                 if isinstance(value, bool):
                     module = FollowTraining(n.target, name, pos if pos < len(n.args) else None)
+                    # in the mode it was captured in (a new module starts in train mode: an eval
+                    # model's dropout would drop until the user's next .eval())
+                    module.training = value
         if module is None:
             continue
         target = f"siftc_mode_{rewritten}"

@@ -623,6 +623,31 @@ def test_export_capture_keeps_attention_dropout_tied_to_train_mode():
         assert not torch.equal(gm(x), gm(x))                  # and dropout again when training
 
 
+@pytest.mark.parametrize("capture", ["fx", "export"])
+def test_a_model_compiled_in_eval_mode_does_not_drop(capture):
+    """The modules that make a captured dropout follow .training started in train mode: a model
+    compiled in eval mode dropped activations in the compiled model until the user's next
+    .eval() (fx), and torch.export's capture of Hugging Face BART and OPT failed its check against
+    eager ("does not reproduce the eager output"). They now start in the mode of the capture."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(16, 32), nn.Linear(32, 4)
+
+        def forward(self, x):
+            return self.b(torch.nn.functional.dropout(torch.relu(self.a(x)), 0.5, training=self.training))
+
+    torch.manual_seed(0)
+    model, x = Net().eval(), torch.randn(8, 16)
+    gm = _compile(model, f"dense,capture={capture}", x)
+    assert any(type(m).__name__ == "FollowTraining" for m in gm.modules())   # the dropout follows .training
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), model(x))            # eval, as the model was: no dropout
+    gm.train()
+    with torch.no_grad():
+        assert not torch.equal(gm(x), gm(x))                  # and it drops once trained
+
+
 # --- property: generated graphs mixing known ops, opaque leaves and einsum ------------------------
 
 class _Block(nn.Module):
