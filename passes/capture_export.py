@@ -140,6 +140,31 @@ def _same(a, b) -> bool:
                                     for x, y in zip(a, b))
 
 
+def _install_constants(exported, root: nn.Module, graph) -> int:
+    """Put on ``root`` the tensor constants export lifted out of the forward (``lifted_tensor_0``:
+    a ``torch.tensor(...)`` made inside it, as BART's, DeBERTa's and Falcon's attention do), which
+    live on export's own module, not on the user's: each becomes a non-persistent buffer of the
+    module whose path it carries (it moves with ``.to()`` and stays out of the state dict, as it
+    was in the model). Returns how many."""
+    installed = 0
+    for n in graph.nodes:
+        if n.op != "get_attr":
+            continue
+        owner_path, _, field = n.target.rpartition(".")
+        try:
+            owner = root.get_submodule(owner_path)
+            if hasattr(owner, field):
+                continue
+            value = exported.get_submodule(owner_path) if owner_path else exported
+            value = getattr(value, field)
+        except AttributeError:
+            continue         # GraphModule's own error names the target
+        if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):
+            owner.register_buffer(field, value, persistent=False)
+            installed += 1
+    return installed
+
+
 def _capture_once(model, example_inputs):
     exported, warnings = export_graph(model, example_inputs)
     stats = {"guards_removed": _strip_guards(exported)}
@@ -149,6 +174,7 @@ def _capture_once(model, example_inputs):
     stats["lifted_modules"] = lifted
     stats["aten_normalised"] = normalise_aten(graph)
     stats["mode_ops"] = follow_training_flag(graph, model)
+    _install_constants(exported, model, graph)
     # root the graph at the user's (deep-copied) model: get_attr / call_module targets are its
     # own parameter and module paths, so ties stay one Parameter object
     gm = torch.fx.GraphModule(model, graph, type(model).__name__)
