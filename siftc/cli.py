@@ -281,7 +281,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("bench", help="benchmarks that print ratios measured side by side")
     benches = p.add_subparsers(dest="what", required=True)
     b = benches.add_parser("compile", help="compile time / one eager forward, per model")
-    b.add_argument("--models", default=None, help="comma-separated zoo models (default: the cases in siftc/experiments/bench.py)")
+    b.add_argument("--models", default=None, help="comma-separated zoo models, or hf:FAMILY for a Hugging Face family "
+                   "at a small config (models_zoo/hf_families.py; default: the cases in siftc/experiments/bench.py)")
     b.add_argument("--policy", default=None, help="policy for --models (default parallel:0.75)")
     b.add_argument("--repeat", type=_positive, default=3, help="eager forward passes timed (min)")
     _add_case_args(benches.add_parser("dst", help="DST step / plain step of the same shape"), 200,

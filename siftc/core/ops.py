@@ -236,12 +236,17 @@ _aten = torch.ops.aten
 # tensor, casts, elementwise aten ops, comparisons with a number.
 SIZE_KEEPING_FUNCTIONS = frozenset({
     torch.zeros_like, torch.ones_like, torch.empty_like, torch.full_like, torch.rand_like, torch.randn_like,
-    _aten.to.dtype, _aten.contiguous.default, _aten.clone.default, _aten.rsqrt.default, _aten.abs.default,
+    _aten.to.dtype, _aten.to.device, _aten.to.dtype_layout, _aten.to.other, _aten._to_copy.default,
+    _aten.contiguous.default, _aten.clone.default, _aten.rsqrt.default, _aten.abs.default,
     _aten.log.default, _aten.exp.default, _aten.neg.default, _aten.pow.Tensor_Scalar, _aten.full_like.default,
     _aten.gt.Scalar, _aten.ge.Scalar, _aten.lt.Scalar, _aten.le.Scalar, _aten.eq.Scalar, _aten.ne.Scalar,
     _aten.softmax.int, _aten._softmax.default, _aten.gelu.default, _aten.relu.default, _aten.tanh.default,
     _aten.silu.default, _aten.sigmoid.default, _aten.rsub.Scalar, _aten.add.Scalar, _aten.sub.Scalar,
-    _aten.mul.Scalar, _aten.div.Scalar, torch.rsqrt, torch.abs, torch.log, torch.exp})
+    _aten.mul.Scalar, _aten.div.Scalar, torch.rsqrt, torch.abs, torch.log, torch.exp,
+    _aten.cos.default, _aten.sin.default, _aten.sqrt.default, _aten.reciprocal.default, _aten.erf.default,
+    _aten.logical_not.default, _aten.bitwise_not.default,
+    _aten.alias.default, _aten.detach.default, _aten.dropout.default, _aten.type_as.default, torch.cos, torch.sin,
+    torch.sqrt})
 SIZE_KEEPING_METHODS = frozenset({"to", "float", "type_as", "rsqrt", "abs", "exp"})
 # Output sizes = the broadcast of every tensor operand (numbers broadcast as scalars).
 BROADCAST_SIZES_FUNCTIONS = frozenset({
@@ -268,14 +273,32 @@ CHUNK_METHODS = frozenset({"chunk"})
 MATMUL_FUNCTIONS = frozenset({operator.matmul, torch.matmul, torch.bmm, _aten.matmul.default, _aten.bmm.default,
                               _aten.mm.default})
 MATMUL_METHODS = frozenset({"matmul", "bmm"})
-ATTENTION_FUNCTIONS = frozenset({F.scaled_dot_product_attention, _aten.scaled_dot_product_attention.default})
+ATTENTION_FUNCTIONS = frozenset({F.scaled_dot_product_attention, torch._C._nn.scaled_dot_product_attention,
+                                 _aten.scaled_dot_product_attention.default})
 SIZE_FUNCTIONS = frozenset({_aten.sym_size.int})             # x.size(d) in an exported graph
 ARANGE_FUNCTIONS = frozenset({torch.arange, _aten.arange.default, _aten.arange.start, _aten.arange.start_step})
 SLICE_FUNCTIONS = frozenset({_aten.slice.Tensor})
 CAT_FUNCTIONS = frozenset({torch.cat, torch.concat, torch.concatenate, _aten.cat.default})
+STACK_FUNCTIONS = frozenset({torch.stack, _aten.stack.default})     # equal shapes, a new dim of their count
 SELECT_FUNCTIONS = frozenset({torch.select, _aten.select.int})          # x.select(d, i) = x[..., i] at d
 FACTORY_FUNCTIONS = frozenset({torch.zeros, torch.ones, torch.empty, torch.full, _aten.zeros.default,
                                _aten.ones.default, _aten.empty.memory_format, _aten.full.default})
+# Rows of a weight looked up by an index tensor: (weight, indices) for aten, (indices, weight) for F.
+EMBEDDING_FUNCTIONS = frozenset({_aten.embedding.default})
+LAYER_NORM_FUNCTIONS = frozenset({F.layer_norm, _aten.layer_norm.default})
+# Advanced indexing x[i0, i1, ...] with index tensors (None keeps a dim): aten.index.Tensor.
+INDEX_FUNCTIONS = frozenset({_aten.index.Tensor})
+# Constant padding: (x, pad) with pad pairs from the last dim backward.
+PAD_FUNCTIONS = frozenset({F.pad, _aten.pad.default, _aten.constant_pad_nd.default})
+# Output sizes = the broadcast of the input and its mask (the value a number).
+MASKED_FILL_FUNCTIONS = frozenset({torch.masked_fill, _aten.masked_fill.Scalar, _aten.masked_fill.Tensor})
+MASKED_FILL_METHODS = frozenset({"masked_fill", "masked_fill_"})
+# Repeats: repeat_interleave(x, r, dim) multiplies one dim by an int r, repeat(x, sizes) every dim.
+REPEAT_INTERLEAVE_FUNCTIONS = frozenset({torch.repeat_interleave, _aten.repeat_interleave.self_int})
+REPEAT_FUNCTIONS = frozenset({_aten.repeat.default})
+# A 2-d transpose (numpy's .T, torch's .t()).
+REVERSE_FUNCTIONS = frozenset({torch.t, _aten.t.default, _aten.numpy_T.default})
+REVERSE_METHODS = frozenset({"t"})
 # Module kinds whose output has their first argument's shape when the predicate holds for the
 # instance (the other arguments being no tensors): passes register theirs (mode_ops' FollowTraining
 # around a dropout or stochastic depth).

@@ -23,11 +23,18 @@ torch's checks would raise, attributed to the node that raises them. The result 
   widths are checked against) or by a list (the sum); ``x[:, 0]``-style indexing that leaves
   widening dims whole;
 - ``matmul``/``bmm`` (inner sizes equal, batch dims broadcast) and ``scaled_dot_product_attention``
-  (q, k and v share the head size, as torch's CPU kernel checks; other head sizes: no rule);
+  (batch and head dims broadcast, so one key/value head serves all query heads; q, k and v share
+  the head size, as torch's CPU kernel checks; other head sizes: no rule);
 - the aten forms of all these in graphs captured with torch.export (Hugging Face models), and
   what such graphs add: ``unsqueeze``, ``expand`` (a size other than 1 must equal the one
   given), ``slice`` (whole dims, or a part of a fixed size), ``select``, ``where`` and other
-  broadcasting ops, casts and comparisons with a number, factories (``full``, ``zeros``).
+  broadcasting ops, casts and comparisons with a number, factories (``full``, ``zeros``),
+  ``embedding`` as a function, ``index`` by index tensors, ``masked_fill`` (input and mask
+  broadcast), ``stack``, ``repeat``/``repeat_interleave``, 2-d transposes, and constant ``pad``
+  (which, as torch's own pad does on symbolic sizes, fixes every size of its input);
+- any other function whose inputs all have fixed sizes (position ids, attention-mask
+  arithmetic: ``cumsum``, ``diff``...): its outputs have the fixed sizes shape-prop recorded, and
+  no width can reach an equation through it.
 Every rule that reshapes checks its output, at the original sizes, against the shape shape-prop
 recorded for the node; a mismatch is treated as "no rule".
 
@@ -465,10 +472,9 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
         q, k, v = (tensor_arg(named.get(name)) for name in ("query", "key", "value"))
         if not len(q) == len(k) == len(v) >= 2:
             raise _NoRule()
-        for a, b in zip(q[:-2], k[:-2]):
-            equal(a, b, n)
-        for a, b in zip(k[:-2], v[:-2]):
-            equal(a, b, n)
+        # batch and head dims broadcast, as torch's kernels do (one key/value head for all query
+        # heads: multi-query attention)
+        lead = broadcast(broadcast(q[:-2], k[:-2], n), v[:-2], n)
         # torch's CPU attention kernel also takes one head size for q, k and v (its check ties
         # them, as the symbolic run shows); a model with another value head size: no rule here
         if hint(q[-1]) != hint(v[-1]):
@@ -478,10 +484,10 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
         equal(k[-2], v[-2], n)
         mask = named.get("attn_mask")
         if isinstance(mask, torch.fx.Node):
-            broadcast(tensor_arg(mask), (*q[:-1], k[-2]), n)
+            broadcast(tensor_arg(mask), (*lead, q[-2], k[-2]), n)
         elif mask is not None:
             raise _NoRule()
-        return checked((*q[:-1], v[-1]), n)
+        return checked((*lead, q[-2], v[-1]), n)
 
     def indexed(n, x, index):
         # basic indexing: ``:`` keeps a size, an int drops its dim, None adds a 1, ``...`` keeps the
@@ -568,6 +574,21 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
             return sliced(n, args, kwargs)
         if fn in ops.CAT_FUNCTIONS:
             return concatenated(n, args, kwargs)
+        if fn in ops.STACK_FUNCTIONS:
+            named = dict(zip(("tensors", "dim"), args), **kwargs)
+            if set(named) - {"tensors", "dim"} or not isinstance(named.get("tensors"), (list, tuple)):
+                raise _NoRule()
+            parts = [tensor_arg(t) for t in named["tensors"]]
+            if not parts or any(len(p) != len(parts[0]) for p in parts):
+                raise _NoRule()
+            for p in parts[1:]:
+                for a, b in zip(parts[0], p):
+                    equal(a, b, n)
+            d = named.get("dim", 0)
+            if not isinstance(d, int) or not -len(parts[0]) - 1 <= d <= len(parts[0]):
+                raise _NoRule()
+            d %= len(parts[0]) + 1
+            return checked((*parts[0][:d], len(parts), *parts[0][d:]), n)
         if fn in ops.SELECT_FUNCTIONS:
             if kwargs or len(args) != 3 or not isinstance(args[2], int):
                 raise _NoRule()
@@ -624,10 +645,10 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
             return matmul(n, tensor_arg(args[0]), tensor_arg(args[1]))
         if fn in ops.ATTENTION_FUNCTIONS:
             return attention(n, args, kwargs)
-        if fn is F.layer_norm:       # as the LayerNorm module, normalized_shape given in the call
-            if len(args) > 5 or set(kwargs) - {"weight", "bias", "eps"}:
+        if fn in ops.LAYER_NORM_FUNCTIONS:   # as the LayerNorm module, normalized_shape given in the call
+            if len(args) > 6 or set(kwargs) - {"weight", "bias", "eps"}:
                 raise _NoRule()
-            named = dict(zip(("input", "normalized_shape", "weight", "bias", "eps"), args), **kwargs)
+            named = dict(zip(("input", "normalized_shape", "weight", "bias", "eps", "cudnn_enable"), args), **kwargs)
             return layer_norm(n, tensor_arg(named["input"]), [size_arg(d) for d in py(named["normalized_shape"])],
                               [tensor_arg(named[k]) for k in ("weight", "bias") if named.get(k) is not None])
         if fn in ops.BROADCAST_FUNCTIONS or (method and fn in ops.BROADCAST_METHODS):
@@ -642,6 +663,102 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
             return flatten(x, kwargs.get("start_dim", rest[0]), kwargs.get("end_dim", rest[1]))
         if fn in _POOL_FUNCTIONS and args:
             return pooled(tensor_arg(args[0]), _POOL_FUNCTIONS[fn], n)
+        if fn in ops.EMBEDDING_FUNCTIONS or fn is F.embedding:
+            # a row of the weight (rows x width) per index; the rows are never checked (values)
+            if len(args) < 2:
+                raise _NoRule()
+            weight, index = (args[0], args[1]) if fn in ops.EMBEDDING_FUNCTIONS else (args[1], args[0])
+            w = tensor_arg(weight)
+            if len(w) != 2:
+                raise _NoRule()
+            return checked((*tensor_arg(index), w[1]), n)
+        if fn in ops.INDEX_FUNCTIONS:
+            return advanced_index(n, args, kwargs)
+        if fn in ops.PAD_FUNCTIONS:
+            return padded(n, args, kwargs)
+        if fn in ops.MASKED_FILL_FUNCTIONS or (method and fn in ops.MASKED_FILL_METHODS):
+            if kwargs or len(args) != 3 or isinstance(args[2], torch.fx.Node):
+                raise _NoRule()
+            return checked(broadcast(tensor_arg(args[0]), tensor_arg(args[1]), n), n)
+        if fn in ops.REPEAT_INTERLEAVE_FUNCTIONS and len(args) == 3 and not kwargs and isinstance(args[1], int):
+            x = tensor_arg(args[0])
+            d = dim_of(args[2], x)
+            return checked(tuple(_size(s * args[1]) if i == d else s for i, s in enumerate(x)), n)
+        if fn in ops.REPEAT_FUNCTIONS and len(args) == 2 and not kwargs:
+            x, times = tensor_arg(args[0]), [size_arg(r) for r in py(args[1])]
+            if len(times) < len(x):
+                raise _NoRule()
+            lead = len(times) - len(x)
+            return checked((*times[:lead], *(_size(sympy.sympify(s) * r) for s, r in zip(x, times[lead:]))), n)
+        if fn in ops.REVERSE_FUNCTIONS or (method and fn in ops.REVERSE_METHODS):
+            x = tensor_arg(args[0])
+            if kwargs or len(args) != 1 or len(x) > 2:
+                raise _NoRule()
+            return tuple(reversed(x))
+        return fixed(n)
+
+    def advanced_index(n, args, kwargs):
+        # x[i0, i1, ...] with index tensors: the indexed dims go, the indices' broadcast shape
+        # comes in their place (first, when None splits them); the indexed sizes are never
+        # checked (index values are bounds-checked at run time, as on fake tensors)
+        if kwargs or len(args) != 2 or not isinstance(args[1], (list, tuple)):
+            raise _NoRule()
+        x = tensor_arg(args[0])
+        index = list(args[1])
+        if len(index) > len(x) or not any(i is not None for i in index):
+            raise _NoRule()
+        at = [d for d, i in enumerate(index) if i is not None]
+        shape = ()
+        for d in at:
+            shape = broadcast(shape, tensor_arg(index[d]), n)
+        rest = [x[d] for d in range(len(x)) if d >= len(index) or index[d] is None]
+        if at == list(range(at[0], at[-1] + 1)):       # adjacent: the result goes where they were
+            before = [x[d] for d in range(at[0])]
+            return checked((*before, *shape, *rest[len(before):]), n)
+        return checked((*shape, *rest), n)
+
+    def padded(n, args, kwargs):
+        # constant padding (pairs from the last dim backward): a padded dim grows by both pads.
+        # torch's pad specializes every size of its input (the symbolic run fixes them at the
+        # pad, padded or not): so does this rule, which keeps a padded tensor's widths
+        named = dict(zip(("input", "pad", "mode", "value"), args), **kwargs)
+        if set(named) - {"input", "pad", "mode", "value"} or named.get("mode", "constant") != "constant":
+            raise _NoRule()
+        if n.target is ops._aten.constant_pad_nd.default and len(args) > 2:    # (input, pad, value)
+            named = {"input": args[0], "pad": args[1]}
+        x = tensor_arg(named["input"])
+        pad = [size_arg(p) for p in py(named["pad"])]
+        if len(pad) % 2 or len(pad) // 2 > len(x):
+            raise _NoRule()
+        for d in x:
+            if not isinstance(d, int):
+                equal(d, hint(d), n)
+        out = [hint(d) for d in x]
+        for k in range(len(pad) // 2):
+            d = len(x) - 1 - k
+            out[d] = _size(sympy.sympify(x[d]) + pad[2 * k] + pad[2 * k + 1])
+        return checked(tuple(out), n)
+
+    def symbolic(v) -> bool:
+        """Whether a node's value carries a size that may widen (a sympy expression)."""
+        if isinstance(v, _Py):
+            v = v.parts if v.parts is not None else v.value
+        if isinstance(v, (tuple, list)):
+            return any(symbolic(e) for e in v)
+        return isinstance(v, sympy.Expr)
+
+    def fixed(n):
+        # any other function whose inputs have fixed sizes only (position ids, attention-mask
+        # arithmetic: cumsum, diff, masked_fill on integer tensors...): its outputs have fixed sizes
+        # too, shape-prop's, and it can raise no equation on a width. An input that may widen: no rule
+        if any(not isinstance(env.get(a), (tuple, _Py)) or symbolic(env[a]) for a in n.all_input_nodes):
+            raise _NoRule()
+        shape = n.meta.get("siftc.shape")
+        if isinstance(shape, tuple) and all(isinstance(d, int) for d in shape):
+            return shape
+        if isinstance(shape, tuple) and shape and all(
+                isinstance(p, tuple) and all(isinstance(d, int) for d in p) for p in shape):
+            return _Py(parts=list(shape))
         raise _NoRule()
 
     outputs = []

@@ -9,8 +9,9 @@ FakeTensorMode pulls in torch._dynamo, ~2 s; sympy's lazy modules on couple's fi
 are not charged to the first model; that warm-up is printed too. Target: compile < 10 forward
 passes. Default cases: resnet18, resnet50 and gpt3_small at parallel:0.75 and wide:0.75
 (gpt3_small with iso=nominal, since its widened dense LM head alone exceeds the budget: the
-ratio column shows the overshoot, docs/method.md's ~1.40x). A second table splits each first
-compile by pass (the pass manager's timings).
+ratio column shows the overshoot, docs/method.md's ~1.40x). ``--models`` takes zoo names and
+``hf:FAMILY`` (a Hugging Face family at a small config: models_zoo/hf_families.py). A second table
+splits each first compile by pass (the pass manager's timings).
 """
 from __future__ import annotations
 
@@ -57,8 +58,7 @@ def main(args) -> int:
           f"{'compile/fwd':>11s} {'again/fwd':>9s} {'iso ratio':>9s}  target < 10")
     per_pass = []
     for name, policy in cases:
-        model = models_zoo.create(name).eval()
-        inputs = models_zoo.example_inputs(name, 1)
+        model, inputs = _bench_model(name)
         with torch.no_grad():
             fwd = min(_time(lambda: model(*inputs)) for _ in range(args.repeat))
         box = {}
@@ -79,6 +79,17 @@ def main(args) -> int:
         parts = " ".join(f"{p}={sec:.3f}" for p, sec in timings)
         print(f"  {name:12s} {policy:26s} {parts} other={max(0.0, total - sum(t for _, t in timings)):.3f}")
     return 0
+
+
+def _bench_model(name: str):
+    """(model in eval mode, batch-1 inputs): a models_zoo name, or ``hf:FAMILY`` for a Hugging Face
+    family at its small config (models_zoo/hf_families.py: hidden 256, 4 layers, 32 tokens)."""
+    import models_zoo
+    if name.startswith("hf:"):
+        from models_zoo import hf_families
+        torch.manual_seed(0)
+        return hf_families.create(name[3:], "small"), hf_families.example_inputs(name[3:], 1, 32)
+    return models_zoo.create(name).eval(), models_zoo.example_inputs(name, 1)
 
 
 def _other_sparsity(policy: str) -> str:
