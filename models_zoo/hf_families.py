@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-FAMILIES = ("llama", "qwen2", "mistral", "gemma", "gpt_neox", "gptj", "phi", "falcon", "opt", "gpt2", "bert",
-            "roberta", "deberta", "mobilebert", "bart", "clip_text")
+FAMILIES = ("llama", "qwen2", "qwen3", "mistral", "gemma", "gpt_neox", "gptj", "phi", "phi3", "falcon", "opt", "gpt2",
+            "bert", "roberta", "deberta", "mobilebert", "bart", "clip_text")
 VOCAB = 128
 _SIZES = {"tiny": (64, 96, 2, 4), "small": (256, 688, 4, 8)}     # hidden, FFN, layers, heads
 
@@ -31,6 +31,8 @@ def create(family: str, size: str = "tiny") -> torch.nn.Module:
     make = {
         "llama": lambda: T.LlamaForCausalLM(T.LlamaConfig(**gqa, **kw)),
         "qwen2": lambda: T.Qwen2ForCausalLM(T.Qwen2Config(**gqa, **kw)),
+        "qwen3": lambda: T.Qwen3ForCausalLM(T.Qwen3Config(**gqa, head_dim=d // heads, **kw)),
+        "phi3": lambda: T.Phi3ForCausalLM(T.Phi3Config(**gqa, pad_token_id=0, **kw)),
         "mistral": lambda: T.MistralForCausalLM(T.MistralConfig(**gqa, **kw)),
         "gemma": lambda: T.GemmaForCausalLM(T.GemmaConfig(**gqa, head_dim=d // heads, **kw)),
         "gpt_neox": lambda: T.GPTNeoXForCausalLM(T.GPTNeoXConfig(**kw)),

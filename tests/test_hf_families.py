@@ -37,7 +37,7 @@ def _groups(run):
     return sorted((sorted(g.members), sorted(g.shared), g.width, g.unit) for g in found), sorted(fixed.items())
 
 
-FAMILIES = ["llama", "gemma", "falcon", "gptj", "bart", "deberta", "mobilebert", "roberta", "clip_text", "opt"]
+FAMILIES = ["llama", "qwen3", "gemma", "falcon", "gptj", "bart", "deberta", "mobilebert", "roberta", "clip_text", "opt"]
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -91,26 +91,27 @@ def test_tensor_constants_export_lifts_become_non_persistent_buffers(name):
         torch.testing.assert_close(a, b)
 
 
-def test_gpt2_rules_fix_the_fused_qkv_where_the_symbolic_run_leaves_a_group_that_cannot_widen():
-    """Hugging Face GPT-2 splits its fused qkv by a literal size: the value part's head count
-    must stay that of the query (SDPA). The rules' equations let the solver see that c_attn is
-    fixed (reason: the attention node); torch's ShapeEnv raises the same constraints in a form the
-    solver keeps as checks, so its table shows c_attn as a group kept at its width. The compiled
-    models are bit-identical."""
+@pytest.mark.parametrize("name,qkv,at", [("gpt2", "transformer.h.0.attn.c_attn.weight:0", "scaled_dot_product_attention"),
+                                         ("phi3", "model.layers.0.self_attn.qkv_proj.weight:0", "expand")])
+def test_rules_fix_a_fused_qkv_where_the_symbolic_run_leaves_a_group_that_cannot_widen(name, qkv, at):
+    """Hugging Face GPT-2 and Phi-3 cut their fused qkv output by literal sizes: the value part's
+    head count must stay that of the query (SDPA; Phi-3's grouped-query expand). The rules'
+    equations let the solver see that the qkv layer is fixed (reason: that node); torch's ShapeEnv
+    raises the same constraints in a form the solver keeps as checks, so its table shows the layer
+    as a group kept at its width. The compiled models are bit-identical."""
     import hashlib
 
     from siftc.passes import couple
     from siftc.core import ops
     from siftc.core.size_algebra import direct_run
     from siftc.core.symdims import symbolic_run
-    model, inputs = _model("gpt2")
+    model, inputs = _model(name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         captured = siftc.compile(model, policy="wide:0.75", pipeline="capture,shape-prop", example_inputs=inputs)
     direct = _groups(direct_run(captured, opaque=ops.opaque, couple_rule=ops.rule_for))
     reference = _groups(symbolic_run(captured, inputs, opaque=ops.opaque, couple_rule=ops.rule_for))
-    qkv = "transformer.h.0.attn.c_attn.weight:0"
-    assert "scaled_dot_product_attention" in dict(direct[1])[qkv][1]
+    assert f"at node '{at}" in dict(direct[1])[qkv][1]
     assert any((qkv, 1) in g[0] for g in reference[0]) and qkv not in dict(reference[1])
 
     def state(run_rules):
@@ -121,7 +122,7 @@ def test_gpt2_rules_fix_the_fused_qkv_where_the_symbolic_run_leaves_a_group_that
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                gm = siftc.compile(_model("gpt2")[0], policy="wide:0.75", example_inputs=inputs)
+                gm = siftc.compile(_model(name)[0], policy="wide:0.75", example_inputs=inputs)
         finally:
             couple.direct_run = real
             couple._CACHE.clear()

@@ -27,7 +27,8 @@ torch's checks would raise, attributed to the node that raises them. The result 
   the head size, as torch's CPU kernel checks; other head sizes: no rule);
 - the aten forms of all these in graphs captured with torch.export (Hugging Face models), and
   what such graphs add: ``unsqueeze``, ``expand`` (a size other than 1 must equal the one
-  given), ``slice`` (whole dims, or a part of a fixed size), ``select``, ``where`` and other
+  given), ``slice`` (whole dims, a part of a fixed size, or a literal head or tail of a size
+  that may widen: Sparse Wide only widens, so the literal bounds stay inside), ``select``, ``where`` and other
   broadcasting ops, casts and comparisons with a number, factories (``full``, ``zeros``),
   ``embedding`` as a function, ``index`` by index tensors, ``masked_fill`` (input and mask
   broadcast), ``stack``, ``repeat``/``repeat_interleave``, 2-d transposes, and constant ``pad``
@@ -457,12 +458,20 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
         start, end, step = (py(named.get(k)) for k in ("start", "end", "step"))
         whole = start in (None, 0) and step in (None, 1) and (
             end is None or (isinstance(end, int) and end >= 2 ** 62))
-        if not whole and not isinstance(x[d], int):
+        # a literal part [start, end) of a size that may widen: end below its size now, so below
+        # it at any wider size too (Sparse Wide only widens): the part keeps its size
+        head = (isinstance(start, int) and isinstance(end, int) and step in (None, 1)
+                and 0 <= start <= end < hint(x[d]))
+        # the rest from a literal start ([8:] of a rotary half-split): the size minus the start
+        tail = (isinstance(start, int) and step in (None, 1) and (end is None or (isinstance(end, int) and end >= 2 ** 62))
+                and 0 < start < hint(x[d]))
+        if not whole and not isinstance(x[d], int) and not head and not tail:
             raise _NoRule()
         shape = recorded(n)
         if len(shape) != len(x):
             raise _NoRule()
-        return checked(tuple(x[i] if i != d or whole else shape[i] for i in range(len(x))), n)
+        part = _size(sympy.sympify(x[d]) - start) if tail and not isinstance(x[d], int) else shape[d]
+        return checked(tuple(x[i] if i != d or whole else part for i in range(len(x))), n)
 
     def attention(n, args, kwargs):
         # q (..., L, E), k (..., S, E), v (..., S, Ev) -> (..., L, Ev); a mask broadcasts to (..., L, S)
