@@ -430,16 +430,21 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
             raise _NoRule()
         return checked(tuple(out), n)
 
-    def concatenated(n, args, kwargs):
-        # cat: the other dims equal, the cat dim the sum (a width made of several groups: the
-        # solver's creation-order pivot then derives the same dims the symbolic run derives)
+    def tensor_list(args, kwargs) -> tuple:
+        """(sizes of each tensor of ``cat``/``stack``'s list, all of one rank; the dim argument)."""
         named = dict(zip(("tensors", "dim"), args), **kwargs)
         if set(named) - {"tensors", "dim"} or not isinstance(named.get("tensors"), (list, tuple)):
             raise _NoRule()
         parts = [tensor_arg(t) for t in named["tensors"]]
         if not parts or any(len(p) != len(parts[0]) for p in parts):
             raise _NoRule()
-        d = dim_of(named.get("dim", 0), parts[0])
+        return parts, named.get("dim", 0)
+
+    def concatenated(n, args, kwargs):
+        # cat: the other dims equal, the cat dim the sum (a width made of several groups: the
+        # solver's creation-order pivot then derives the same dims the symbolic run derives)
+        parts, d = tensor_list(args, kwargs)
+        d = dim_of(d, parts[0])
         for p in parts[1:]:
             for i in range(len(p)):
                 if i != d:
@@ -583,17 +588,11 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
             return sliced(n, args, kwargs)
         if fn in ops.CAT_FUNCTIONS:
             return concatenated(n, args, kwargs)
-        if fn in ops.STACK_FUNCTIONS:
-            named = dict(zip(("tensors", "dim"), args), **kwargs)
-            if set(named) - {"tensors", "dim"} or not isinstance(named.get("tensors"), (list, tuple)):
-                raise _NoRule()
-            parts = [tensor_arg(t) for t in named["tensors"]]
-            if not parts or any(len(p) != len(parts[0]) for p in parts):
-                raise _NoRule()
+        if fn in ops.STACK_FUNCTIONS:     # equal shapes, a new dim of their count
+            parts, d = tensor_list(args, kwargs)
             for p in parts[1:]:
                 for a, b in zip(parts[0], p):
                     equal(a, b, n)
-            d = named.get("dim", 0)
             if not isinstance(d, int) or not -len(parts[0]) - 1 <= d <= len(parts[0]):
                 raise _NoRule()
             d %= len(parts[0]) + 1
