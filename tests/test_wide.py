@@ -498,16 +498,18 @@ class _ConvNeXtBlock(nn.Module):
 
 
 class _Padded(nn.Module):
-    """Constant pads: of the channel dim, and of another dim of the same tensor. torch's pad
-    specializes every size of its input, so both fix the first linear's width."""
+    """Constant pads: of the channel dim, and of another dim of the same tensor (that one through
+    torch.constant_pad_nd, whose third argument is the value). torch's pad specializes every size
+    of its input, so both fix the first linear's width."""
 
     def __init__(self, channels: bool):
         super().__init__()
-        self.pad = (1, 1) if channels else (0, 0, 1, 0)
+        self.channels = channels
         self.a, self.b = nn.Linear(8, 16), nn.Linear(18 if channels else 16, 4)
 
     def forward(self, x):
-        return self.b(F.pad(self.a(x), self.pad))
+        h = self.a(x)
+        return self.b(F.pad(h, (1, 1)) if self.channels else torch.constant_pad_nd(h, (0, 0, 1, 0), 0.5))
 
 
 _TOKENS = (torch.arange(12).reshape(2, 6),)

@@ -289,7 +289,8 @@ LAYER_NORM_FUNCTIONS = frozenset({F.layer_norm, _aten.layer_norm.default})
 # Advanced indexing x[i0, i1, ...] with index tensors (None keeps a dim): aten.index.Tensor.
 INDEX_FUNCTIONS = frozenset({_aten.index.Tensor})
 # Constant padding: (x, pad) with pad pairs from the last dim backward.
-PAD_FUNCTIONS = frozenset({F.pad, _aten.pad.default, _aten.constant_pad_nd.default})
+CONSTANT_PAD_FUNCTIONS = frozenset({torch.constant_pad_nd, _aten.constant_pad_nd.default})   # (x, pad, value)
+PAD_FUNCTIONS = frozenset({F.pad, _aten.pad.default}) | CONSTANT_PAD_FUNCTIONS
 # Output sizes = the broadcast of the input and its mask (the value a number).
 MASKED_FILL_FUNCTIONS = frozenset({torch.masked_fill, _aten.masked_fill.Scalar, _aten.masked_fill.Tensor})
 MASKED_FILL_METHODS = frozenset({"masked_fill", "masked_fill_"})

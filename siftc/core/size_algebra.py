@@ -28,8 +28,8 @@ torch's checks would raise, attributed to the node that raises them. The result 
 - the aten forms of all these in graphs captured with torch.export (Hugging Face models), and
   what such graphs add: ``unsqueeze``, ``expand`` (a size other than 1 must equal the one
   given), ``slice`` (whole dims, a part of a fixed size, or a literal head or tail of a size
-  that may widen: Sparse Wide only widens, so the literal bounds stay inside), ``select``, ``where`` and other
-  broadcasting ops, casts and comparisons with a number, factories (``full``, ``zeros``),
+  that may widen: Sparse Wide only widens, so the literal bounds stay inside), ``select``,
+  ``where`` and other broadcasting ops, casts and comparisons with a number, factories (``full``, ``zeros``),
   ``embedding`` as a function, ``index`` by index tensors, ``masked_fill`` (input and mask
   broadcast), ``stack``, ``repeat``/``repeat_interleave``, 2-d transposes, and constant ``pad``
   (which, as torch's own pad does on symbolic sizes, fixes every size of its input);
@@ -468,8 +468,8 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
         head = (isinstance(start, int) and isinstance(end, int) and step in (None, 1)
                 and 0 <= start <= end < hint(x[d]))
         # the rest from a literal start ([8:] of a rotary half-split): the size minus the start
-        tail = (isinstance(start, int) and step in (None, 1) and (end is None or (isinstance(end, int) and end >= 2 ** 62))
-                and 0 < start < hint(x[d]))
+        to_end = end is None or (isinstance(end, int) and end >= 2 ** 62)
+        tail = isinstance(start, int) and step in (None, 1) and to_end and 0 < start < hint(x[d])
         if not whole and not isinstance(x[d], int) and not head and not tail:
             raise _NoRule()
         shape = recorded(n)
@@ -729,11 +729,10 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
         # constant padding (pairs from the last dim backward): a padded dim grows by both pads.
         # torch's pad specializes every size of its input (the symbolic run fixes them at the
         # pad, padded or not): so does this rule, which keeps a padded tensor's widths
-        named = dict(zip(("input", "pad", "mode", "value"), args), **kwargs)
-        if set(named) - {"input", "pad", "mode", "value"} or named.get("mode", "constant") != "constant":
+        keys = ("input", "pad", "value") if n.target in ops.CONSTANT_PAD_FUNCTIONS else ("input", "pad", "mode", "value")
+        named = dict(zip(keys, args), **kwargs)
+        if set(named) - set(keys) or named.get("mode", "constant") != "constant":
             raise _NoRule()
-        if n.target is ops._aten.constant_pad_nd.default and len(args) > 2:    # (input, pad, value)
-            named = {"input": args[0], "pad": args[1]}
         x = tensor_arg(named["input"])
         pad = [size_arg(p) for p in py(named["pad"])]
         if len(pad) % 2 or len(pad) // 2 > len(x):
@@ -744,7 +743,7 @@ def direct_run(gm: torch.fx.GraphModule, opaque=None, couple_rule=None):
         out = [hint(d) for d in x]
         for k in range(len(pad) // 2):
             d = len(x) - 1 - k
-            out[d] = _size(sympy.sympify(x[d]) + pad[2 * k] + pad[2 * k + 1])
+            out[d] = _size(out[d] + sympy.sympify(pad[2 * k]) + pad[2 * k + 1])
         return checked(tuple(out), n)
 
     def symbolic(v) -> bool:
