@@ -155,8 +155,7 @@ def _install_constants(exported, root: nn.Module, graph) -> int:
             owner = root.get_submodule(owner_path)
             if hasattr(owner, field):
                 continue
-            value = exported.get_submodule(owner_path) if owner_path else exported
-            value = getattr(value, field)
+            value = getattr(exported.get_submodule(owner_path), field)
         except AttributeError:
             continue         # GraphModule's own error names the target
         if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):

@@ -49,6 +49,15 @@ def small_model(name, batch_size=2):
     return models_zoo.create(name, **kw), models_zoo.example_inputs(name, batch_size, size)
 
 
+def coupling_groups(run) -> tuple:
+    """What Sparse Wide's coupling solves from a symbolic run (ShapeEnv's or the size rules'):
+    (groups as sorted (members, shared dims, width, unit), fixed dims with size and reason)."""
+    from siftc.core.symdims import solve
+    from siftc.passes.couple import build_groups
+    found, fixed = build_groups(run, solve(run))
+    return sorted((sorted(g.members), sorted(g.shared), g.width, g.unit) for g in found), sorted(fixed.items())
+
+
 def resume_after_checkpoint(gm, loss, save, load, directory, total_steps: int, before: int, after: int = 4):
     """The DST resume scenario: train ``gm`` under siftc.DST (momentum SGD) for ``before`` steps,
     checkpoint it (``save(gm, directory)``, and the optimizer's and DST's state with torch.save),

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import siftc
+from conftest import coupling_groups
 from models_zoo import hf_families
 
 pytest.importorskip("transformers")
@@ -28,13 +29,6 @@ pytest.importorskip("transformers")
 def _model(name):
     torch.manual_seed(0)
     return hf_families.create(name, "tiny"), hf_families.example_inputs(name)
-
-
-def _groups(run):
-    from siftc.core.symdims import solve
-    from siftc.passes.couple import build_groups
-    found, fixed = build_groups(run, solve(run))
-    return sorted((sorted(g.members), sorted(g.shared), g.width, g.unit) for g in found), sorted(fixed.items())
 
 
 FAMILIES = ["llama", "qwen3", "gemma", "falcon", "gptj", "bart", "deberta", "mobilebert", "roberta", "clip_text", "opt"]
@@ -52,8 +46,8 @@ def test_family_compiles_and_size_rules_match_the_symbolic_run(name):
     assert captured.siftc.passes[0]["stats"]["via"] == "export"
     direct = direct_run(captured, opaque=ops.opaque, couple_rule=ops.rule_for)
     assert direct is not None, "every node of this model has a size rule"
-    reference = _groups(symbolic_run(captured, inputs, opaque=ops.opaque, couple_rule=ops.rule_for))
-    assert _groups(direct) == reference and reference[0]
+    reference = coupling_groups(symbolic_run(captured, inputs, opaque=ops.opaque, couple_rule=ops.rule_for))
+    assert coupling_groups(direct) == reference and reference[0]
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -110,8 +104,8 @@ def test_rules_fix_a_fused_qkv_where_the_symbolic_run_leaves_a_group_that_cannot
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         captured = siftc.compile(model, policy="wide:0.75", pipeline="capture,shape-prop", example_inputs=inputs)
-    direct = _groups(direct_run(captured, opaque=ops.opaque, couple_rule=ops.rule_for))
-    reference = _groups(symbolic_run(captured, inputs, opaque=ops.opaque, couple_rule=ops.rule_for))
+    direct = coupling_groups(direct_run(captured, opaque=ops.opaque, couple_rule=ops.rule_for))
+    reference = coupling_groups(symbolic_run(captured, inputs, opaque=ops.opaque, couple_rule=ops.rule_for))
     assert f"at node '{at}" in dict(direct[1])[qkv][1]
     assert any((qkv, 1) in g[0] for g in reference[0]) and qkv not in dict(reference[1])
 

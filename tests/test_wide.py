@@ -13,7 +13,7 @@ from torch import nn
 import models_zoo
 from siftc import passes
 import siftc
-from conftest import hook_flops, small_model
+from conftest import coupling_groups, hook_flops, small_model
 from siftc.core.state import CompileState
 from siftc.core.errors import IsoFlopError, ShapeError
 from siftc.core.policy import Policy
@@ -556,18 +556,13 @@ def test_size_rules_give_the_groups_and_fixed_dims_of_the_symbolic_run(name):
     the same groups, members and widths, and the same fixed dims with the same reasons (nodes)."""
     from siftc.core import ops
     from siftc.core.size_algebra import direct_run
-    from siftc.core.symdims import solve, symbolic_run
-    from siftc.passes.couple import build_groups
+    from siftc.core.symdims import symbolic_run
     model, inputs = _model(name)
     gm = siftc.compile(model, policy="wide:0.75", pipeline="capture,shape-prop", example_inputs=inputs)
-
-    def groups(run):
-        found, fixed = build_groups(run, solve(run))
-        return (sorted((sorted(g.members), sorted(g.shared), g.width, g.unit) for g in found), sorted(fixed.items()))
     direct = direct_run(gm, opaque=ops.opaque, couple_rule=ops.rule_for)
     assert direct is not None, "every node of this model has a size rule"
-    reference = groups(symbolic_run(gm, inputs, opaque=ops.opaque, couple_rule=ops.rule_for))
-    assert groups(direct) == reference and (reference[0] or name.startswith("pad_"))
+    reference = coupling_groups(symbolic_run(gm, inputs, opaque=ops.opaque, couple_rule=ops.rule_for))
+    assert coupling_groups(direct) == reference and (reference[0] or name.startswith("pad_"))
 
 
 def test_solution_does_not_depend_on_symbol_names():
@@ -577,8 +572,7 @@ def test_solution_does_not_depend_on_symbol_names():
     import sympy
     from siftc.core import ops
     from siftc.core.size_algebra import direct_run
-    from siftc.core.symdims import SymbolicRun, solve
-    from siftc.passes.couple import build_groups
+    from siftc.core.symdims import SymbolicRun
     model, inputs = _model("inception_tiny")
     gm = siftc.compile(model, policy="wide:0.75", pipeline="capture,shape-prop", example_inputs=inputs)
     run = direct_run(gm, opaque=ops.opaque, couple_rule=ops.rule_for)
@@ -588,13 +582,9 @@ def test_solution_does_not_depend_on_symbol_names():
                           equations=[type(e)(e.expr.xreplace(rename), e.node, e.target) for e in run.equations],
                           outputs=[e.xreplace(rename) for e in run.outputs],
                           hints={rename.get(s, s): h for s, h in run.hints.items()})
-
-    def groups(r):
-        found, fixed = build_groups(r, solve(r))
-        return sorted((sorted(g.members), sorted(g.shared), g.width, g.unit) for g in found), sorted(fixed.items())
-    original = groups(run)
+    original = coupling_groups(run)
     assert any(g[1] for g in original[0])         # concat sums: a choice of derived dims exists
-    assert groups(renamed) == original
+    assert coupling_groups(renamed) == original
 
 
 @pytest.mark.parametrize("name,engine", [("resnet18", "rules"), ("mobilenet_v2", "rules"), ("gpt_tiny", "rules"),
