@@ -19,6 +19,7 @@ import torch
 import torch.fx
 from torch import nn
 
+from siftc.core import errors as errors_module
 from siftc.core.errors import CaptureError
 from .capture_export import capture_with_export
 from .decompose import TRACE_THROUGH, decompose_attention
@@ -26,7 +27,11 @@ from .lift_modules import lift_modules
 from .mode_ops import follow_training_flag
 from siftc.core.pass_registry import PassResult, register
 
-_TORCH_DIR = os.path.dirname(torch.__file__)
+# frames in torch, siftc and these passes are not the user's code (an error's "at file:line"
+# names the user's line)
+_NOT_USER_DIRS = (os.path.dirname(torch.__file__) + os.sep,
+                  os.path.dirname(os.path.dirname(os.path.abspath(errors_module.__file__))) + os.sep,
+                  os.path.dirname(os.path.abspath(__file__)) + os.sep)
 
 
 class _Tracer(torch.fx.Tracer):
@@ -46,12 +51,59 @@ class _Tracer(torch.fx.Tracer):
 
 
 def _user_frame(exc: BaseException):
-    """The innermost traceback frame outside torch: the line fx could not follow."""
+    """The innermost traceback frame outside torch and siftc: the line fx could not follow
+    (None when fx failed before running any of the user's code)."""
     found = None
     for frame, lineno in traceback.walk_tb(exc.__traceback__):
-        if not frame.f_code.co_filename.startswith(_TORCH_DIR):
+        if not frame.f_code.co_filename.startswith(_NOT_USER_DIRS):
             found = (frame, lineno)
     return found
+
+
+DATA_DEPENDENT_FIX = (
+    "data-dependent Python control flow (an `if`, loop or iteration on a tensor value) cannot be traced. Either "
+    "make the module that holds it a leaf (siftc.compile(..., leaf_modules=[ThatModule])) so it is called as a "
+    "black box and left dense, or fix the deciding value with siftc.compile(..., concrete_args={...}), or capture "
+    "with torch.export (policy capture=export, the default capture=auto falls back to it).")
+
+
+def _wrapped_forward(model: nn.Module):
+    """The decorator around ``type(model).forward`` when torch.fx cannot trace through it, else
+    None. fx reads the arguments from the wrapped function (functools.wraps) and, when that one
+    takes ``*args``, ``**kwargs`` or keyword-only arguments, rebuilds the *wrapper's* code with
+    their count, which fails on a wrapper with fewer locals (transformers 5 decorates its models'
+    ``forward(self, ..., **kwargs)`` so: "co_varnames is too small")."""
+    import inspect
+    forward = type(model).forward
+    inner = inspect.unwrap(forward)
+    code = getattr(inner, "__code__", None)
+    if inner is forward or code is None:
+        return None
+    varying = code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS) or code.co_kwonlyargcount
+    return forward if varying else None
+
+
+def _where_defined(fn) -> str:
+    """``qualname at file:line`` of a function's own code (functools.wraps copies the wrapped
+    function's name and module onto a wrapper, its code keeps the wrapper's)."""
+    code = fn.__code__
+    return f"{getattr(code, 'co_qualname', code.co_name)} at {code.co_filename}:{code.co_firstlineno}"
+
+
+def _fix_for(exc: BaseException, model: nn.Module) -> str:
+    """What to do about fx's failure, by its cause (the hint names the cause it is sure of)."""
+    wrapper = _wrapped_forward(model)
+    if wrapper is not None and isinstance(exc, ValueError):
+        return (f"{type(model).__name__}.forward is wrapped by a decorator taking *args/**kwargs "
+                f"({_where_defined(wrapper)}; transformers 5 wraps its models' forwards so) around a forward with "
+                f"**kwargs: torch.fx cannot trace through it. Capture with torch.export (policy capture=export; the default capture=auto falls "
+                f"back to it).")
+    if isinstance(exc, torch.fx.proxy.TraceError):
+        return DATA_DEPENDENT_FIX
+    return ("torch.fx could not follow this code. Make the module that holds it a leaf "
+            "(siftc.compile(..., leaf_modules=[ThatModule])) so it is called as a black box and left dense, "
+            "fix the values it depends on with siftc.compile(..., concrete_args={...}), or capture with "
+            "torch.export (policy capture=export, the default capture=auto falls back to it).")
 
 
 def trace(model: nn.Module, leaf_modules=(), concrete_args=None) -> torch.fx.GraphModule:
@@ -71,14 +123,8 @@ def trace(model: nn.Module, leaf_modules=(), concrete_args=None) -> torch.fx.Gra
             if isinstance(owner, nn.Module):
                 module_hint = f" (in {type(owner).__name__}.{frame.f_code.co_name})"
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CaptureError(
-            f"torch.fx cannot trace {type(model).__name__}{where}{module_hint}: {first}.\n"
-            "  How to fix: data-dependent Python control flow (an `if` or loop on a tensor value) "
-            "cannot be traced. Either make the module that holds it a leaf "
-            "(siftc.compile(..., leaf_modules=[ThatModule])) so it is called as a black box and "
-            "left dense, or fix the deciding value with siftc.compile(..., concrete_args={...}), or "
-            "capture with torch.export (policy capture=export, the default capture=auto falls back to it)."
-        ) from None
+        raise CaptureError(f"torch.fx cannot trace {type(model).__name__}{where}{module_hint}: {first}.\n"
+                           f"  How to fix: {_fix_for(e, model)}") from None
     name = type(model).__name__
     return torch.fx.GraphModule(tracer.root, graph, name)
 

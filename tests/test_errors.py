@@ -83,3 +83,42 @@ def test_recompile_with_other_policy_is_refused():
 def test_report_of_uncompiled_module():
     with pytest.raises(siftc.SiftcError, match="GraphModule returned by siftc.compile"):
         siftc.report(nn.Linear(2, 2))
+
+
+def _passthrough(fn):
+    """A decorator as transformers 5 puts around its models' forwards: *args/**kwargs, and the
+    wrapped function's signature handed on by functools.wraps."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+class Decorated(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 8)
+        self.b = nn.Linear(8, 8)
+        self.c = nn.Linear(8, 2)
+
+    @_passthrough
+    def forward(self, x, **kwargs):      # as transformers' forward(self, input_ids, ..., **kwargs)
+        return self.c(torch.relu(self.b(torch.relu(self.a(x)))))
+
+
+def test_decorated_forward_error_says_why_and_export_captures_it():
+    """fx fails on such a wrapper before running any user code: the error names the wrapper and
+    points to torch.export, not to data-dependent control flow, and no line of siftc's own."""
+    x = (torch.randn(2, 4),)
+    with pytest.raises(siftc.CaptureError) as err:
+        siftc.compile(Decorated(), policy="wide:0.5,capture=fx", example_inputs=x)
+    msg = str(err.value)
+    assert "Decorated.forward is wrapped by a decorator taking *args/**kwargs" in msg and "capture=export" in msg
+    assert "data-dependent" not in msg and "capture.py" not in msg
+    # the default capture=auto falls back to torch.export, says so, and compiles it
+    with pytest.warns(UserWarning, match="captured with torch.export instead"):
+        gm = siftc.compile(Decorated(), policy="wide:0.5", example_inputs=x)
+    assert gm.siftc.passes[0]["stats"]["via"] == "export"
+    assert gm.siftc.report().to_dict()["layers"]       # its middle linear was rewritten
