@@ -287,8 +287,10 @@ def main(argv=None) -> int:
     b.add_argument("--repeat", type=_positive, default=3, help="eager forward passes timed (min)")
     _add_case_args(benches.add_parser("dst", help="DST step / plain step of the same shape"), 200,
                    "timed steps of each model")
-    _add_case_args(benches.add_parser("train", help="train step: dense original vs masked dense vs kernels=auto"),
-                   10, "timed steps of each model (min is kept)")
+    b = benches.add_parser("train", help="train step: dense original vs masked dense vs kernels=auto")
+    _add_case_args(b, 10, "timed steps of each model (min is kept)")
+    b.add_argument("--convs", action="store_true", help="also time each masked conv, forward + backward, dense "
+                   "against sparseprop's sparse convolution (why convs stay masked dense)")
     b = benches.add_parser("onnx", help="onnxruntime: sparse-initializer model vs dense, size and time")
     b.add_argument("--models", default=None, help="comma-separated zoo models (default gpt_tiny,resnet18_cifar)")
     b.add_argument("--policy", default=None, help="policy (default wide:0.9)")

@@ -92,3 +92,19 @@ def test_cli_bench_compile_prints_the_ratio_and_the_time_by_pass(capsys):
     by_pass = out.split("first compile by pass (s):")[1]
     for name in ("capture=", "substitute=", "masks=", "verify=", "other="):
         assert name in by_pass
+
+
+def test_cli_bench_train_convs_times_each_masked_conv_against_sparseprop(capsys):
+    """``siftc bench train --convs``: each masked conv of the ResNet, dense against sparseprop's
+    sparse convolution, with the sparse output checked against the dense one (last column)."""
+    from siftc.core.train_kernels import sparseprop_available
+    if not sparseprop_available():
+        pytest.skip("sparseprop is not installed")
+    assert main(["bench", "train", "--model", "resnet18_cifar", "--width", "4", "--batch", "8", "--steps", "1",
+                 "--threads", "1", "--convs"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith(("layer1.", "layer2.", "layer3.",
+                                                                                   "layer4."))]
+    assert len(rows) == 19                  # every masked conv of resnet18_cifar (the stem stays dense)
+    assert all(float(r[-1]) < 1e-4 for r in rows)      # sparseprop computes the same convolution
+    assert "all masked convs: dense" in out

@@ -174,3 +174,22 @@ def test_target_cuda_keeps_dense_layers_and_says_so():
     with pytest.warns(UserWarning, match="sparse training kernels are measured and run on the CPU only"):
         gm = siftc.compile(models_zoo.create("mlp"), target="cuda", policy="sparse:0.9,kernels=csr", example_inputs=x)
     assert not any(isinstance(m, tk.SparseTrainLinear) for m in gm.modules())
+
+
+def test_kernel_measurement_times_the_input_gradient_and_leaves_the_model_as_it_was():
+    """lower-train's measuring forward: a layer reading the model's input is timed without an
+    input gradient, the others with one (training computes it); the forward moves neither a
+    train-mode BatchNorm's running statistics nor the random stream (dropout)."""
+    def make():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(16, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Dropout(0.1), nn.Linear(64, 64),
+                             nn.ReLU(), nn.Linear(64, 4)).train()
+    x = (torch.randn(32, 16),)
+    gm = siftc.compile(make(), policy="sparse:0.9,stem=sparse,head=sparse", example_inputs=x)
+    needs = {q: grad for q, (_, grad) in tk._training_inputs(gm, x, tk.eligible).items()}
+    assert needs == {"0.W": False, "4.W": True, "6.W": True}      # (member sparse: layer.W is the masked linear)
+    stats = {k: v.clone() for k, v in gm.state_dict().items() if "running" in k or "num_batches" in k}
+    rng = torch.get_rng_state()
+    tk.lower_for_training(gm, x, "csr")
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(gm.state_dict()[k], v) for k, v in stats.items())

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from . import ops
-from .kernels import MARGIN, input_shapes, race
+from .kernels import MARGIN, race
 
 BACKENDS = ("csr", "sparseprop")
 
@@ -195,12 +195,13 @@ def _candidates(mod: nn.Module, kernels: str) -> list:
 
 def _step_fn(mod: nn.Module, x: torch.Tensor, grad: torch.Tensor):
     """One forward + backward + SGD-like update of ``mod`` (a private copy): what a training step
-    spends on this layer."""
+    spends on this layer (the input's gradient too when ``x`` requires one)."""
     params = [p for p in mod.parameters() if p.requires_grad]
     mask = getattr(mod, "weight_mask", None)
     maskf = mask.to(mod.weight.dtype) if type(mod) is nn.Linear and mask is not None else None
 
     def step():
+        x.grad = None
         mod(x).backward(grad)
         if maskf is not None:
             mod.weight.grad.mul_(maskf)          # what the gradient-mask hook does
@@ -211,12 +212,16 @@ def _step_fn(mod: nn.Module, x: torch.Tensor, grad: torch.Tensor):
     return step
 
 
-def choose(mod: nn.Module, input_shape: tuple, kernels: str = "auto", repeat: int = 5, seed: int = 0) -> dict:
+def choose(mod: nn.Module, input_shape: tuple, kernels: str = "auto", repeat: int = 5, seed: int = 0,
+           input_grad: bool = True) -> dict:
     """{"kernel": "dense" | backend, "speedup", "dense_ms", "sparse_ms", "density"} for training
-    ``mod`` at ``input_shape``; ``kernels`` other than auto forces that backend (still timed)."""
+    ``mod`` at ``input_shape``, the gradient of its input computed when ``input_grad`` (as training
+    does for every layer but one reading the model's input); ``kernels`` other than auto forces
+    that backend (still timed)."""
     import copy
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(input_shape, generator=g, dtype=mod.weight.dtype).to(mod.weight.device)
+    x.requires_grad_(input_grad)
     grad = torch.randn((*input_shape[:-1], mod.out_features), generator=g, dtype=mod.weight.dtype).to(x.device)
     density = float(mod.weight_mask.float().mean())
     dense = copy.deepcopy(mod)
@@ -231,14 +236,43 @@ def choose(mod: nn.Module, input_shape: tuple, kernels: str = "auto", repeat: in
             "sparse_ms": round(timed[best], 4), "density": round(density, 4), "use": "training"}
 
 
+def _training_inputs(model: nn.Module, example_inputs: tuple, wanted) -> dict:
+    """{module path: (shape of its first input, whether training computes that input's gradient)}
+    for every module ``wanted`` accepts, from one forward with autograd on (its graph dropped): a
+    layer reading the model's input needs no input gradient, the others do, and a kernel is timed
+    with the backward it will run (the input gradient is a third of a layer's training FLOPs)."""
+    seen: dict = {}
+    handles = []
+    for name, mod in model.named_modules():
+        if wanted(mod):
+            def record(m, args, name=name):
+                if name not in seen and args and isinstance(args[0], torch.Tensor):
+                    seen[name] = (tuple(args[0].shape), bool(args[0].requires_grad))
+            handles.append(mod.register_forward_pre_hook(record))
+    # the forward is a measurement: a train-mode norm's running statistics and the random stream
+    # (dropout) are left as they were
+    kept = {n: b.clone() for n, b in model.named_buffers() if b.is_floating_point() or n.endswith("num_batches_tracked")}
+    try:
+        with torch.enable_grad(), torch.random.fork_rng(devices=[]):
+            model(*example_inputs)
+    finally:
+        for h in handles:
+            h.remove()
+        with torch.no_grad():
+            for n, b in model.named_buffers():
+                if n in kept:
+                    b.copy_(kept[n])
+    return seen
+
+
 def lower_for_training(model: nn.Module, example_inputs: tuple, kernels: str = "auto") -> dict:
     """Swap every eligible masked linear of ``model`` for a SparseTrainLinear where ``choose``
     says so (every one for a forced backend). Returns {module path: decision}."""
-    shapes, _ = input_shapes(model, example_inputs, eligible)
+    shapes = _training_inputs(model, example_inputs, eligible)
     decisions = {}
-    for name, (shape, _) in shapes.items():
+    for name, (shape, input_grad) in shapes.items():
         mod = model.get_submodule(name)
-        decisions[name] = d = choose(mod, shape, kernels)
+        decisions[name] = d = choose(mod, shape, kernels, input_grad=input_grad)
         if d["kernel"] != "dense":
             model.set_submodule(name, SparseTrainLinear.from_linear(mod, d["kernel"]))
     return decisions

@@ -221,7 +221,95 @@ def train_main(args) -> int:
         t = interleaved_min_ms({k: (lambda k=k: step(k)) for k in models}, args.steps)
         print(f"{name:16s} {policy:22s} {batch:5d} {t['dense']:9.2f} {t['masked']:10.2f} {t['auto']:9.2f} "
               f"{f'{lowered} of {layers}':>13s} {t['masked'] / t['dense']:8.2f} {t['auto'] / t['dense']:8.2f}")
+        if args.convs:
+            conv_table(masked, x, args.steps)
     return 0
+
+
+def conv_table(gm, x, steps: int) -> None:
+    """``siftc bench train --convs``: why the convolutions stay masked dense. Each masked
+    ``nn.Conv2d`` of the compiled model, at the input shape it sees in the model, forward +
+    backward (input and weight gradients): the dense conv of the widened layer with its zeros
+    against sparseprop's sparse convolution (kept weights only, both of its loop orders), timed
+    interleaved, min of ``steps``. Each sparse output is checked against the dense one first
+    (max relative error printed). Needs the sparseprop package (``pip install pybind11 &&
+    pip install --no-build-isolation sparseprop``) and a batch that is a multiple of 8: its
+    batch-vectorised forward is wrong on other batches (docs/api.md, "Sparse kernels in training",
+    lists what was found wrong in it and why no training path uses it)."""
+    import torch.nn.functional as F
+
+    from siftc.core.kernels import interleaved_min_ms
+    from siftc.core.train_kernels import sparseprop_available
+    if not sparseprop_available():
+        print("  --convs: sparseprop is not installed (pip install pybind11 && pip install --no-build-isolation "
+              "sparseprop): no sparse convolution to time")
+        return
+    if x.shape[0] % 8:
+        print(f"  --convs: batch {x.shape[0]} is not a multiple of 8, on which sparseprop's batch-vectorised "
+              f"convolution forward is wrong: use --batch 8, 16, 32, ...")
+        return
+    from sparseprop.modules.functions import SparseConvFunction
+    from sparseprop.modules.utils import to_sparse_format_conv2d
+    seen, hooks = {}, []
+
+    def record(q):
+        def hook(m, inputs, output):      # (returns None: the output stays the layer's)
+            seen.setdefault(q, (m, tuple(inputs[0].shape)))
+        return hook
+    for q, m in gm.named_modules():
+        if isinstance(m, torch.nn.Conv2d) and isinstance(getattr(m, "weight_mask", None), torch.Tensor):
+            hooks.append(m.register_forward_hook(record(q)))
+    with torch.no_grad():
+        gm(x)
+    for h in hooks:
+        h.remove()
+    if not seen:
+        print(f"  --convs: {type(gm).__name__} has no masked nn.Conv2d")
+        return
+    print(f"  masked convs of {type(gm).__name__} at batch {x.shape[0]}: forward + backward, ms (min of {steps} "
+          f"interleaved); sparseprop = the faster of its two loop orders")
+    print(f"  {'layer':26s} {'weight':>20s} {'input':>20s} {'density':>7s} {'dense':>8s} {'sparseprop':>10s} "
+          f"{'dense/sparse':>12s} {'max rel err':>11s}")
+    total = {"dense": 0.0, "sparse": 0.0}
+    for q, (m, shape) in seen.items():
+        w = m.weight.detach().float()
+        square = m.kernel_size[0] == m.kernel_size[1] and len(set(m.padding)) == 1 and len(set(m.stride)) == 1
+        fits = square and m.groups == 1 and m.dilation == (1, 1) and m.stride[0] in (1, 2) and m.padding_mode == "zeros"
+        density = float(m.weight_mask.float().mean())
+        inp = torch.randn(shape, requires_grad=True)
+        weight = w.clone().requires_grad_(True)
+        out_shape = F.conv2d(inp.detach(), w, None, m.stride, m.padding).shape
+        grad = torch.randn(out_shape)
+
+        def dense():
+            inp.grad = weight.grad = None
+            F.conv2d(inp, weight, None, m.stride, m.padding).backward(grad)
+        fns = {"dense": dense}
+        err = float("nan")
+        if fits:
+            values, index = to_sparse_format_conv2d(w)
+            values.requires_grad_(True)
+            for order in (False, True):
+                fwd_on = order and m.stride[0] == 1       # sparseprop's over-width order: stride 1 only
+
+                def sparse(fwd_on=fwd_on, order=order):
+                    inp.grad = values.grad = None
+                    SparseConvFunction.apply(inp, values, index, None, w.shape[0], w.shape[2], m.padding[0],
+                                             m.stride[0], fwd_on, order).backward(grad)
+                fns[f"sparse{int(order)}"] = sparse
+            with torch.no_grad():
+                ref = F.conv2d(inp, w, None, m.stride, m.padding)
+                got = SparseConvFunction.apply(inp.detach(), values.detach(), index, None, w.shape[0], w.shape[2],
+                                               m.padding[0], m.stride[0], False, False)
+                err = float((got - ref).abs().max() / ref.abs().max().clamp_min(1e-30))
+        t = interleaved_min_ms(fns, steps)
+        sparse_ms = min((v for k, v in t.items() if k != "dense"), default=float("nan"))
+        total["dense"] += t["dense"]
+        total["sparse"] += min(t["dense"], sparse_ms) if fits else t["dense"]
+        print(f"  {q:26s} {str(tuple(w.shape)):>20s} {str(shape):>20s} {density:7.3f} {t['dense']:8.2f} "
+              f"{sparse_ms:10.2f} {t['dense'] / sparse_ms:12.2f} {err:11.1e}")
+    print(f"  all masked convs: dense {total['dense']:.1f} ms; each layer through the faster of the two "
+          f"{total['sparse']:.1f} ms ({total['dense'] / max(total['sparse'], 1e-9):.2f}x)")
 
 
 def onnx_main(args) -> int:
