@@ -186,7 +186,7 @@ def test_kernel_measurement_times_the_input_gradient_and_leaves_the_model_as_it_
                              nn.ReLU(), nn.Linear(64, 4)).train()
     x = (torch.randn(32, 16),)
     gm = siftc.compile(make(), policy="sparse:0.9,stem=sparse,head=sparse", example_inputs=x)
-    needs = {q: grad for q, (_, grad) in tk._training_inputs(gm, x, tk.eligible).items()}
+    needs = {q: grad for q, (_, _, grad) in tk.input_shapes(gm, x, tk.eligible, autograd=True)[0].items()}
     assert needs == {"0.W": False, "4.W": True, "6.W": True}      # (member sparse: layer.W is the masked linear)
     stats = {k: v.clone() for k, v in gm.state_dict().items() if "running" in k or "num_batches" in k}
     rng = torch.get_rng_state()

@@ -212,23 +212,32 @@ def race(fns: dict, repeat: int, recheck: bool = True) -> tuple:
     return best, speedup, timed
 
 
-def input_shapes(model: nn.Module, example_inputs: tuple, wanted) -> tuple:
-    """({module path: (shape, dtype) of its first input}, the model's output) for every module
-    ``wanted(module)`` accepts, from one no-grad run on ``example_inputs``."""
+def input_shapes(model: nn.Module, example_inputs: tuple, wanted, autograd: bool = False) -> tuple:
+    """({module path: (shape, dtype, needs_grad) of its first input}, the model's output) for
+    every module ``wanted(module)`` accepts, from one run on ``example_inputs``: without autograd
+    (inference), or with it (``autograd``; its graph dropped), where ``needs_grad`` says whether
+    training computes that input's gradient (every layer but one reading the model's input). The
+    run is a measurement: a train-mode norm's running statistics and the random stream (dropout)
+    are left as they were."""
     shapes: dict = {}
     handles = []
     for name, mod in model.named_modules():
         if wanted(mod):
             def record(m, args, name=name):
                 if name not in shapes and args and isinstance(args[0], torch.Tensor):
-                    shapes[name] = (tuple(args[0].shape), args[0].dtype)
+                    shapes[name] = (tuple(args[0].shape), args[0].dtype, bool(args[0].requires_grad))
             handles.append(mod.register_forward_pre_hook(record))
+    kept = {n: b.clone() for n, b in model.named_buffers() if b.is_floating_point() or n.endswith("num_batches_tracked")}
     try:
-        with torch.no_grad():
+        with torch.set_grad_enabled(autograd), torch.random.fork_rng(devices=[]):
             out = model(*example_inputs)
     finally:
         for h in handles:
             h.remove()
+        with torch.no_grad():
+            for n, b in model.named_buffers():
+                if n in kept:
+                    b.copy_(kept[n])
     return shapes, out
 
 
@@ -271,7 +280,7 @@ def lower_tree(model: nn.Module, example_inputs: tuple, blocksize=None, seed: in
     shapes, reference = input_shapes(model, example_inputs, lowerable)
     g = torch.Generator().manual_seed(seed)
     decisions = {}
-    for name, (shape, dtype) in shapes.items():
+    for name, (shape, dtype, _) in shapes.items():
         mod = model.get_submodule(name)
         decisions[name] = d = choose(mod, torch.randn(shape, generator=g, dtype=dtype), blocksize)
         if d["kernel"] != "dense":

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from . import ops
-from .kernels import MARGIN, race
+from .kernels import MARGIN, input_shapes, race
 
 BACKENDS = ("csr", "sparseprop")
 
@@ -236,41 +236,12 @@ def choose(mod: nn.Module, input_shape: tuple, kernels: str = "auto", repeat: in
             "sparse_ms": round(timed[best], 4), "density": round(density, 4), "use": "training"}
 
 
-def _training_inputs(model: nn.Module, example_inputs: tuple, wanted) -> dict:
-    """{module path: (shape of its first input, whether training computes that input's gradient)}
-    for every module ``wanted`` accepts, from one forward with autograd on (its graph dropped): a
-    layer reading the model's input needs no input gradient, the others do, and a kernel is timed
-    with the backward it will run (the input gradient is a third of a layer's training FLOPs)."""
-    seen: dict = {}
-    handles = []
-    for name, mod in model.named_modules():
-        if wanted(mod):
-            def record(m, args, name=name):
-                if name not in seen and args and isinstance(args[0], torch.Tensor):
-                    seen[name] = (tuple(args[0].shape), bool(args[0].requires_grad))
-            handles.append(mod.register_forward_pre_hook(record))
-    # the forward is a measurement: a train-mode norm's running statistics and the random stream
-    # (dropout) are left as they were
-    kept = {n: b.clone() for n, b in model.named_buffers() if b.is_floating_point() or n.endswith("num_batches_tracked")}
-    try:
-        with torch.enable_grad(), torch.random.fork_rng(devices=[]):
-            model(*example_inputs)
-    finally:
-        for h in handles:
-            h.remove()
-        with torch.no_grad():
-            for n, b in model.named_buffers():
-                if n in kept:
-                    b.copy_(kept[n])
-    return seen
-
-
 def lower_for_training(model: nn.Module, example_inputs: tuple, kernels: str = "auto") -> dict:
     """Swap every eligible masked linear of ``model`` for a SparseTrainLinear where ``choose``
     says so (every one for a forced backend). Returns {module path: decision}."""
-    shapes = _training_inputs(model, example_inputs, eligible)
+    shapes, _ = input_shapes(model, example_inputs, eligible, autograd=True)
     decisions = {}
-    for name, (shape, input_grad) in shapes.items():
+    for name, (shape, _, input_grad) in shapes.items():
         mod = model.get_submodule(name)
         decisions[name] = d = choose(mod, shape, kernels, input_grad=input_grad)
         if d["kernel"] != "dense":
