@@ -60,11 +60,11 @@ def _user_frame(exc: BaseException):
     return found
 
 
-DATA_DEPENDENT_FIX = (
-    "data-dependent Python control flow (an `if`, loop or iteration on a tensor value) cannot be traced. Either "
-    "make the module that holds it a leaf (siftc.compile(..., leaf_modules=[ThatModule])) so it is called as a "
-    "black box and left dense, or fix the deciding value with siftc.compile(..., concrete_args={...}), or capture "
-    "with torch.export (policy capture=export, the default capture=auto falls back to it).")
+_EXPORT_FIX = "capture with torch.export (policy capture=export, the default capture=auto falls back to it)"
+# what fx itself offers against code it cannot follow, then export
+_FX_FIXES = ("make the module that holds it a leaf (siftc.compile(..., leaf_modules=[ThatModule])) so it is called "
+             "as a black box and left dense, or fix the deciding value with siftc.compile(..., concrete_args={...}), "
+             "or " + _EXPORT_FIX)
 
 
 def _wrapped_forward(model: nn.Module):
@@ -96,14 +96,11 @@ def _fix_for(exc: BaseException, model: nn.Module) -> str:
     if wrapper is not None and isinstance(exc, ValueError):
         return (f"{type(model).__name__}.forward is wrapped by a decorator taking *args/**kwargs "
                 f"({_where_defined(wrapper)}; transformers 5 wraps its models' forwards so) around a forward with "
-                f"**kwargs: torch.fx cannot trace through it. Capture with torch.export (policy capture=export; the default capture=auto falls "
-                f"back to it).")
+                f"**kwargs: torch.fx cannot trace through it. Instead, {_EXPORT_FIX}.")
     if isinstance(exc, torch.fx.proxy.TraceError):
-        return DATA_DEPENDENT_FIX
-    return ("torch.fx could not follow this code. Make the module that holds it a leaf "
-            "(siftc.compile(..., leaf_modules=[ThatModule])) so it is called as a black box and left dense, "
-            "fix the values it depends on with siftc.compile(..., concrete_args={...}), or capture with "
-            "torch.export (policy capture=export, the default capture=auto falls back to it).")
+        return ("data-dependent Python control flow (an `if`, loop or iteration on a tensor value) cannot be "
+                f"traced. Either {_FX_FIXES}.")
+    return f"torch.fx could not follow this code. Either {_FX_FIXES}."
 
 
 def trace(model: nn.Module, leaf_modules=(), concrete_args=None) -> torch.fx.GraphModule:
