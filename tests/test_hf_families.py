@@ -9,8 +9,8 @@ channel coupling. Oracles:
 - the compiled model runs forward and backward with the original output shape.
 Families were picked for the ops each adds: rotary embeddings and grouped-query heads (Llama),
 ``aten.embedding`` and ``type_as`` (Gemma), multi-query attention whose one key/value head
-broadcasts and a lifted tensor constant (Falcon), ``aten.index`` with position ids,
-``repeat_interleave`` and ``stack`` (GPT-J), an encoder-decoder with lifted constants (BART),
+broadcasts (Falcon), ``aten.index`` with position ids,
+``repeat_interleave`` and ``stack`` (GPT-J), an encoder-decoder (BART),
 ``masked_fill`` (DeBERTa-v2), constant ``pad`` (MobileBERT), ``cumsum`` position ids (RoBERTa),
 ``index`` by an ``argmax`` (CLIP's text model), and eval-mode dropout in the capture (OPT).
 """
@@ -64,26 +64,6 @@ def test_family_compiles_and_size_rules_match_the_symbolic_run(name):
     assert [t.shape for t in out] == [t.shape for t in ref]
     sum(t.float().pow(2).mean() for t in out).backward()
     assert all(gm.get_submodule(q).weight.grad is not None for q in gm.siftc.masks())
-
-
-@pytest.mark.parametrize("name", ["bart", "falcon"])
-def test_tensor_constants_export_lifts_become_non_persistent_buffers(name):
-    """torch.export lifts ``torch.tensor(...)`` made inside a forward to ``lifted_tensor_N``
-    attributes of its own module; rooting the graph at the user's model lost them (capture failed
-    with AttributeError on BART, DeBERTa and Falcon). They are now buffers that move with .to()
-    and stay out of the state dict, as they were."""
-    model, inputs = _model(name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        gm = siftc.compile(model, policy="dense", example_inputs=inputs)
-    lifted = [q for q, _ in gm.named_buffers() if q.rpartition(".")[2].startswith("lifted_tensor")]
-    assert lifted
-    assert not set(lifted) & set(gm.state_dict())
-    with torch.no_grad():
-        ref = [t for t in torch.utils._pytree.tree_leaves(model(*inputs)) if isinstance(t, torch.Tensor)]
-        out = [t for t in torch.utils._pytree.tree_leaves(gm(*inputs)) if isinstance(t, torch.Tensor)]
-    for a, b in zip(out, ref):
-        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("name,qkv,at", [("gpt2", "transformer.h.0.attn.c_attn.weight:0", "scaled_dot_product_attention"),
