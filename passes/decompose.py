@@ -7,8 +7,9 @@ written with four ``nn.Linear`` (q, k, v, out, weights copied from the packed on
 ``F.scaled_dot_product_attention``, so every member applies to the projections and Sparse Wide
 couples the embedding and head dims like any attention it traces. The transformer layers that call
 it (``nn.TransformerEncoderLayer``, ``nn.TransformerDecoderLayer``, ``nn.TransformerEncoder``,
-``nn.TransformerDecoder``) are then traced through rather than kept as leaves; the encoder ones
-get a subclass without their fused inference fast path, whose checks tracing cannot follow.
+``nn.TransformerDecoder``, ``nn.Transformer``) are then traced through rather than kept as leaves;
+the encoder ones get a subclass without their fused inference fast path, and nn.Transformer one
+without its Python size checks, which tracing cannot follow.
 
 Not decomposed (left opaque, costed and listed): ``add_bias_kv``, ``add_zero_attn``, modules the
 user keeps whole with ``leaf_modules`` (and everything inside them). Inputs must be batched (3-D).
@@ -50,6 +51,37 @@ class TracedEncoder(nn.TransformerEncoder):
         for layer in self.layers:
             out = layer(out, src_mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=bool(is_causal))
         return self.norm(out) if self.norm is not None else out
+
+
+class TracedDecoder(nn.TransformerDecoder):
+    """nn.TransformerDecoder without its causal-mask detection, which compares ``tgt_mask`` with a
+    causal mask in Python (a data-dependent branch): the flag is only a hint where a mask is given
+    (the attention applies the mask), so it is passed on as given, None being False."""
+
+    def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+                memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False):
+        out = tgt
+        for layer in self.layers:
+            out = layer(out, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                        tgt_key_padding_mask=tgt_key_padding_mask, memory_key_padding_mask=memory_key_padding_mask,
+                        tgt_is_causal=bool(tgt_is_causal), memory_is_causal=bool(memory_is_causal))
+        return self.norm(out) if self.norm is not None else out
+
+
+class TracedTransformer(nn.Transformer):
+    """nn.Transformer (encoder + decoder) without its input checks, which compare sizes in Python
+    (``src.size(0) != tgt.size(0)``) and so cannot be traced: the encoder, then the decoder, with
+    every mask and causal flag passed on as nn.Transformer passes them. shape-prop runs the graph on
+    the example inputs, so inputs the checks would refuse still fail, at the node that reads them."""
+
+    def forward(self, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None, src_key_padding_mask=None,
+                tgt_key_padding_mask=None, memory_key_padding_mask=None, src_is_causal=None, tgt_is_causal=None,
+                memory_is_causal=False):
+        memory = self.encoder(src, mask=src_mask, src_key_padding_mask=src_key_padding_mask, is_causal=src_is_causal)
+        return self.decoder(tgt, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                            tgt_key_padding_mask=tgt_key_padding_mask,
+                            memory_key_padding_mask=memory_key_padding_mask, tgt_is_causal=tgt_is_causal,
+                            memory_is_causal=memory_is_causal)
 
 
 class DecomposedMHA(nn.Module):
@@ -100,13 +132,9 @@ class DecomposedMHA(nn.Module):
         q = self._heads(self.q_proj(query), batch)
         k = self._heads(self.k_proj(key), batch)
         v = self._heads(self.v_proj(value), batch)
-        mask = _additive(attn_mask, q)
-        if mask is not None and mask.dim() == 3 and mask.shape[0] != 1:    # (batch * heads, L, S)
-            mask = mask.view(batch, self.num_heads, tgt, -1)
-        kpm = _additive(key_padding_mask, q)
-        if kpm is not None:
-            kpm = kpm.view(batch, 1, 1, -1)
-            mask = kpm if mask is None else mask + kpm
+        mask = None
+        if attn_mask is not None or key_padding_mask is not None:   # None is known while tracing
+            mask = attention_mask(attn_mask, key_padding_mask, q, self.num_heads)
         p = self.dropout if self.training else 0.0
         if need_weights:
             scores = (q * self.head_dim ** -0.5) @ k.transpose(-2, -1)
@@ -131,6 +159,24 @@ class DecomposedMHA(nn.Module):
 
 
 ops.register_transparent(DecomposedMHA)
+
+
+@torch.fx.wrap
+def attention_mask(attn_mask, key_padding_mask, q, heads: int):
+    """nn.MultiheadAttention's masks as one additive float mask for q (batch, heads, L, E).
+
+    One call in a torch.fx graph (torch.fx.wrap): its branches read the masks' dtypes and sizes,
+    which a masked model computes in its forward (a causal mask made from the target length), so
+    torch.fx could not trace them."""
+    batch, tgt = q.shape[0], q.shape[2]
+    mask = _additive(attn_mask, q)
+    if mask is not None and mask.dim() == 3 and mask.shape[0] != 1:    # (batch * heads, L, S)
+        mask = mask.view(batch, heads, tgt, -1)
+    kpm = _additive(key_padding_mask, q)
+    if kpm is not None:
+        kpm = kpm.view(batch, 1, 1, -1)
+        mask = kpm if mask is None else mask + kpm
+    return mask
 
 
 def _additive(mask, like):
@@ -177,6 +223,12 @@ def decompose_attention(model: nn.Module, leaf_modules=()) -> tuple[int, list[st
         elif type(mod) is nn.TransformerEncoder and all(type(m) is nn.TransformerEncoderLayer and not decomposable(
                 m.self_attn) for m in mod.layers):
             mod.__class__ = TracedEncoder
+        elif type(mod) is nn.TransformerDecoder:
+            mod.__class__ = TracedDecoder
+        elif type(mod) is nn.Transformer and all(
+                isinstance(getattr(m, a, None), nn.MultiheadAttention) and not decomposable(getattr(m, a))
+                for m in [*mod.encoder.layers, *mod.decoder.layers] for a in ("self_attn",)):
+            mod.__class__ = TracedTransformer
     for name, mod in list(model.named_modules()):
         if type(mod) is nn.MultiheadAttention and not inside_kept(name):
             why = decomposable(mod)

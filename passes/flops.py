@@ -37,6 +37,11 @@ WEIGHT_CATEGORIES = ("conv", "linear")
 # What FlopCounterMode counts (and what hardware spends its time on): the "matmul-class" FLOPs.
 # "opaque" is a module without a rule, measured with FlopCounterMode, so it is matmul-class too.
 MATMUL_CATEGORIES = ("conv", "linear", "matmul", "attention", "opaque")
+# What the authors' FLOP counter counts (forward hooks on conv, linear, norm and pooling modules;
+# not activations, residual adds, attention matmuls or embeddings): policy count=layers
+LAYER_CATEGORIES = ("conv", "linear", "opaque", "norm", "pool")
+# policy key count= -> the categories iso=exact equalises (None: every category)
+COUNTED = {"matmul": MATMUL_CATEGORIES, "layers": LAYER_CATEGORIES, "all": None}
 
 
 @dataclass(frozen=True)
@@ -360,10 +365,16 @@ def matmul_total(by_category: dict) -> int:
     return sum(v for k, v in by_category.items() if k in MATMUL_CATEGORIES)
 
 
+def counted_total(by_category: dict, count: str) -> int:
+    """The part of a FLOPs-by-category dict that policy key ``count=`` counts."""
+    cats = COUNTED[count]
+    return sum(v for k, v in by_category.items() if k not in ("total", "dense_total") and (cats is None or k in cats))
+
+
 def iso_budget(policy, budget_flops: int, budget_by_category: dict) -> int:
-    """The budget iso=exact solves for and verify checks: all FLOPs of the original, or their
-    matmul-class part (policy key count=matmul)."""
-    return matmul_total(budget_by_category) if policy.count == "matmul" else budget_flops
+    """The budget iso=exact solves for and verify checks: the original's FLOPs as policy key
+    ``count=`` counts them (matmul-class, all, or the authors' layers)."""
+    return budget_flops if policy.count == "all" else counted_total(budget_by_category, policy.count)
 
 
 def uncounted(gm) -> list:

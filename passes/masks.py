@@ -29,7 +29,8 @@ from siftc.core.pass_registry import PassResult, register
 
 def _layer_flops(gm, count: str = "all") -> tuple[dict, int]:
     """Dense FLOPs of each masked module (summed over its calls) and FLOPs of everything else
-    (with ``count="matmul"``, only the matmul-class rest: policy key count=)."""
+    that policy key ``count=`` counts (all, matmul-class, the authors' layers)."""
+    cats = flops_pass.COUNTED[count]
     per_module: dict = {}
     rest = 0
     for n in gm.graph.nodes:
@@ -38,7 +39,7 @@ def _layer_flops(gm, count: str = "all") -> tuple[dict, int]:
             continue
         if n.op == "call_module" and hasattr(gm.get_submodule(n.target), "weight_mask"):
             per_module[n.target] = per_module.get(n.target, 0) + info.dense_flops
-        elif count == "all" or info.category in flops_pass.MATMUL_CATEGORIES:
+        elif cats is None or info.category in cats:
             rest += info.flops
     return per_module, rest
 
@@ -102,6 +103,27 @@ def _fill(q: str, mod, density: float, pattern, policy) -> tuple[float, int, int
     return density, planned, nnz, warning
 
 
+_REBUILT = ("parallel", "factorized", "doped")
+
+
+def _zero_plain_residual_norms(gm, ctx) -> None:
+    """Policy init=reference: the norm ending each plain residual branch starts at weight 0 (the
+    block starts as its shortcut: torchvision's zero_init_residual, on in the authors' code). A
+    branch whose layers parallel/factorized/doped rebuilt keeps 1, as the authors' blocks do."""
+    for norm, layers in ctx.residual_norms:
+        rebuilt = any(ctx.layers[q].member in _REBUILT and "shortcut" not in ctx.layers[q].detail
+                      for q in layers if q in ctx.layers)
+        try:
+            mod = gm.get_submodule(norm)
+        except AttributeError:
+            continue                       # replaced by a member's branch norms (parallel)
+        if rebuilt or getattr(mod, "weight", None) is None:
+            continue
+        with torch.no_grad():
+            mod.weight.zero_()
+        ctx.initialised[f"{norm}.weight"] = "init=reference: 0 (the norm ending a plain residual branch)"
+
+
 @register("masks", "mask buffers with exact non-zero counts; densities uniform/ERK, solved for iso-FLOP",
           kind="weights", requires=("substitute",), once=True,
           policy_keys=("dist", "iso", "count", "init", "seed", "pattern"))
@@ -126,7 +148,8 @@ def masks(gm, ctx) -> PassResult:
         except IsoFlopError as e:
             e.args = (f"{e.args[0]} Largest dense parts: {_largest_dense(gm, ctx.budget_flops)}.",)
             raise
-        what = "FLOPs" if policy.count == "all" else "matmul-class FLOPs (count=matmul)"
+        what = {"all": "all FLOPs (count=all)", "matmul": "matmul-class FLOPs (count=matmul)",
+                "layers": "the authors' counted FLOPs: conv/linear, norms, pooling (count=layers)"}[policy.count]
         ctx.iso_note = f"iso=exact: densities solved ({policy.dist}) so {what} match the dense budget"
     else:
         dens = densities.nominal(shapes, policy.sparsity, policy.dist)
@@ -152,6 +175,8 @@ def masks(gm, ctx) -> PassResult:
         ctx.planned_nonzeros[q] = planned
         ctx.densities[q] = density
         nnz_total += nnz
+    if policy.init == "reference":
+        _zero_plain_residual_norms(gm, ctx)
     # The graph itself is unchanged (only weights and mask buffers): the pass manager refreshes the
     # FLOP meta (kind weights invalidates it) and the verify pass checks the masks.
     return PassResult(gm, False, {"masked": len(new), "nonzeros": nnz_total})

@@ -16,7 +16,11 @@
   size (Sparse Wide keeps every channel group they touch).
 - ``substituted``: modules inside a layer that siftc already rewrote, or already masked (a widened
   layer); compiling twice is a no-op.
-Writes ``node.meta["siftc.role"]`` on weight/norm nodes and ``ctx.left_dense`` (module -> reason).
+- ``shortcut``: the one weight op of a residual block's shortcut branch (ResNet's downsample conv),
+  left dense under ``shortcut=dense``; under ``shortcut=sparse`` (default) it stays sparsifiable and
+  is marked ``siftc.shortcut``: a per-layer member makes it one sparse layer (passes/residual.py).
+Writes ``node.meta["siftc.role"]`` on weight/norm nodes, ``node.meta["siftc.shortcut"]``,
+``ctx.left_dense`` (module -> reason) and ``ctx.residual_norms``.
 """
 from __future__ import annotations
 
@@ -37,6 +41,8 @@ LEFT_DENSE_REASONS = {
     "unsupported": "unsupported weight op: the policy's member has no builder for this layer kind (siftc/core/ops.py)",
     "multi-input": "called with extra arguments: substitute rewrites single-input calls only",
     "opaque": "opaque module: no siftc rule",
+    "shortcut": "shortcut: the one weight op on a residual block's shortcut branch (policy shortcut=dense keeps it "
+                "dense; docs/method.md, \"Shortcuts\")",
 }
 
 def _is_norm(module) -> bool:
@@ -143,8 +149,32 @@ def _list_the_rest(gm, by_module: dict, left_dense: dict) -> None:
         left_dense[name] = "not read by the captured graph at these inputs (unused in forward): left as it is"
 
 
-@register("roles", "stem / head / embedding / norm / sparsifiable, by graph position",
-          kind="analysis", requires=("flops",), policy_keys=("include", "exclude", "grouped", "stem", "head"))
+def _residuals(gm, nodes, weight, by_module: dict, ctx) -> None:
+    """Shortcut projections and the norms that end residual branches (passes/residual.py).
+
+    A sparsifiable layer alone on a shortcut branch is marked ``siftc.shortcut`` (policy
+    ``shortcut=sparse``: one sparse layer; ``member``: the member like any layer) or becomes role
+    ``shortcut`` (``dense``). ``ctx.residual_norms`` gets (norm path, main-branch layer paths) for
+    every main branch that ends in a norm module (``init=reference`` zero-inits it)."""
+    from .residual import residual_blocks
+    for n in nodes:
+        n.meta.pop("siftc.shortcut", None)
+    ctx.residual_norms = []
+    for r in residual_blocks(gm, lambda n: weight[n]):
+        for s in r.shortcut:
+            if s.op == "call_module" and by_module.get(s.target) == "sparsifiable":
+                if ctx.policy.shortcut == "dense":
+                    by_module[s.target] = "shortcut"
+                elif ctx.policy.shortcut == "sparse":
+                    s.meta["siftc.shortcut"] = True
+        end = r.main_end
+        if end.op == "call_module" and _is_norm(gm.get_submodule(end.target)):
+            ctx.residual_norms.append((end.target, [m.target for m in r.main if m.op == "call_module"]))
+
+
+@register("roles", "stem / head / embedding / norm / sparsifiable / shortcut, by graph position",
+          kind="analysis", requires=("flops",),
+          policy_keys=("include", "exclude", "grouped", "stem", "head", "shortcut"))
 def roles(gm, ctx) -> PassResult:
     nodes = list(gm.graph.nodes)
     weight = {n: _weight_kind(gm, n) is not None for n in nodes}
@@ -175,6 +205,7 @@ def roles(gm, ctx) -> PassResult:
             n.meta.pop("siftc.role", None)
             continue
         counts[n.meta["siftc.role"]] = counts.get(n.meta["siftc.role"], 0) + 1
+    _residuals(gm, nodes, weight, by_module, ctx)
     for n in nodes:   # a shared module is rewritten only if every call site may be
         if weight[n] and n.op == "call_module":
             n.meta["siftc.role"] = by_module[n.target]

@@ -4,7 +4,8 @@
 the analyses the pass invalidated): fx lint, every module target exists, shapes current, output
 shapes equal the original model's. It only checks; it changes no meta. The ``verify`` pass adds
 the end-of-pipeline checks: masked weights are zero, every mask has the planned non-zero count, and the compiled FLOPs
-(mask non-zeros counted) are within ``tol`` of the dense budget when iso=exact applies.
+(mask non-zeros counted) are within ``tol`` of the dense budget when iso=exact applies, and every
+parameter and buffer of the user's model is accounted for (passes/account.py).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from siftc.core.errors import IsoFlopError, VerifyError
 from siftc.core.masking import numpy_ok
 from . import flops as flops_pass
 from siftc.core.pass_registry import PassResult, register
+from .account import account
 from .shape_prop import output_shapes, shapes_are_current
 
 
@@ -45,8 +47,24 @@ def iso_flop_ratio(gm, ctx) -> float:
     """The ratio the policy's ``count=`` makes exact: all FLOPs, or the matmul-class ones."""
     t = flops_pass.totals(gm)
     budget = flops_pass.iso_budget(ctx.policy, ctx.budget_flops, ctx.budget_by_category)
-    spent = flops_pass.matmul_total(t) if ctx.policy.count == "matmul" else t["total"]
+    spent = t["total"] if ctx.policy.count == "all" else flops_pass.counted_total(t, ctx.policy.count)
     return spent / budget if budget else 1.0
+
+
+def _warn_added_work(gm, ctx, limit: float = 0.10) -> None:
+    """Warn when the ops members add outside what count= counts (norms, activations: parallel's
+    branch norms, factorized's inner norm) cost more than ``limit`` of the counted budget: the iso
+    ratio is then exact about a part of the work only (the all-FLOP ratio says the rest)."""
+    if ctx.policy.count == "all" or not ctx.budget_by_category:
+        return
+    t = flops_pass.totals(gm)
+    budget = flops_pass.counted_total(ctx.budget_by_category, ctx.policy.count)
+    added = (t["total"] - flops_pass.counted_total(t, ctx.policy.count)) - \
+        (ctx.budget_flops - budget)
+    if budget and added > limit * budget:
+        ctx.warn(f"verify: the ops member '{ctx.policy.member}' adds outside count={ctx.policy.count} (norms, "
+                 f"activations) cost {added / budget:.1%} of the counted budget; the all-FLOP ratio is "
+                 f"{t['total'] / ctx.budget_flops:.4f} (count=all solves over every op)")
 
 
 def iso_applies(ctx) -> bool:
@@ -87,6 +105,7 @@ def _check_mask(q: str, mod, want, fresh: bool) -> None:
           kind="check", requires=("flops",), policy_keys=("tol",))
 def verify(gm, ctx) -> PassResult:
     check_graph(gm, ctx)
+    accounted = {} if ctx.recompile else account(gm, ctx)
     fresh = "masks" in ctx.ran
     jobs = [(q, gm.get_submodule(q), ctx.planned_nonzeros.get(q)) for q in ctx.densities]
     # layers checked in parallel (the scans release the GIL); the first failure in layer order raises
@@ -98,6 +117,7 @@ def verify(gm, ctx) -> PassResult:
     if iso_applies(ctx) and abs(ratio - 1.0) > ctx.policy.tol:
         raise VerifyError(f"iso-FLOP broken: compiled FLOPs are {ratio:.4f}x the dense budget "
                           f"(tolerance {ctx.policy.tol}); densities: {ctx.iso_note}")
+    _warn_added_work(gm, ctx)
     missing = flops_pass.uncounted(gm)
     if missing:
         listed = "; ".join(f"node '{u['node']}' ({u['target']}): {u['reason']}" for u in missing[:5])
@@ -107,5 +127,6 @@ def verify(gm, ctx) -> PassResult:
                                f"(siftc.register_module_rule, siftc/core/ops.py), or compile with iso=nominal to "
                                f"accept a ratio that leaves them out (the report lists them as uncounted)")
         ctx.warn(f"verify: {len(missing)} node(s) are not in any FLOP figure (uncounted): {listed}")
-    return PassResult(gm, False, {"iso_flop_ratio": round(ratio, 6)})
+    counts = {f"tensors_{how}": sum(1 for v in accounted.values() if v == how) for how in set(accounted.values())}
+    return PassResult(gm, False, {"iso_flop_ratio": round(ratio, 6), **dict(sorted(counts.items()))})
 

@@ -10,8 +10,15 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from siftc.core.ties import ties
 from siftc.passes import flops as flops_pass
 from siftc.passes.shape_prop import ensure_shapes
+
+
+# what each policy count= counts, as the report says it
+COUNT_TEXT = {"matmul": "conv/linear/matmul/attention FLOPs, as FlopCounterMode counts them",
+              "all": "every op's FLOPs",
+              "layers": "conv/linear, norm and pooling FLOPs, as the authors' counter counts them"}
 
 
 @dataclass
@@ -21,7 +28,7 @@ class Report:
     target: str
     budget_flops: int
     sparse_flops: int
-    iso_flop_ratio: float
+    iso_flop_ratio: float            # compiled / budget FLOPs as policy count= counts them (what iso=exact solves)
     flops_by_category: dict
     budget_by_category: dict
     original_params: int
@@ -31,7 +38,10 @@ class Report:
     matmul_budget_flops: int = 0     # matmul-class part of the budget (what FlopCounterMode counts)
     matmul_flops: int = 0            # matmul-class part of the compiled FLOPs (mask non-zeros counted)
     matmul_ratio: float = 1.0        # matmul_flops / matmul_budget_flops
-    count: str = "all"               # which ratio the iso solve made exact (policy key count=)
+    count: str = "matmul"            # which FLOPs iso_flop_ratio counts (policy key count=)
+    all_ratio: float = 1.0           # every op's FLOPs (norms, activations, adds too) / the budget's
+    layers_ratio: float = 1.0        # the authors' counter's FLOPs (conv/linear, norms, pooling) / the budget's
+    preset: str = "none"             # the preset the policy was written with
     uncounted: list = field(default_factory=list)   # {node, target, reason}: costs siftc could not see
     measured: list = field(default_factory=list)    # {node, target, flops, reason}: costed by FlopCounterMode
     layers: list = field(default_factory=list)
@@ -39,19 +49,25 @@ class Report:
     warnings: list = field(default_factory=list)
     groups: list = field(default_factory=list)
     kernels: dict = field(default_factory=dict)
+    extended: list = field(default_factory=list)    # {name, from, to, rule}: tensors outside the layers that
+                                                    # Sparse Wide extended (original values kept in place)
+    ties: list = field(default_factory=list)        # [[name, ...]]: names sharing one tensor (kept ties)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def __str__(self) -> str:
-        lines = [f"siftc report: {self.model}  policy={self.policy}  target={self.target}",
-                 f"  dense budget FLOPs   {self.budget_flops:>18,}",
-                 f"  compiled FLOPs       {self.sparse_flops:>18,}   (mask non-zeros counted)",
+        preset = f" (preset={self.preset})" if self.preset != "none" else ""
+        lines = [f"siftc report: {self.model}  policy={self.policy}{preset}  target={self.target}",
+                 f"  dense budget FLOPs   {self.budget_flops:>18,}   (all ops)",
+                 f"  compiled FLOPs       {self.sparse_flops:>18,}   (all ops, mask non-zeros counted)",
                  f"  iso-FLOP ratio       {self.iso_flop_ratio:>18.4f}   "
-                 f"(all FLOPs{', solved' if self.count == 'all' else ''}) {self.iso_note}",
-                 f"  matmul-class ratio   {self.matmul_ratio:>18.4f}   (conv/linear/matmul/attention/opaque only, "
-                 f"as FlopCounterMode counts{', solved' if self.count == 'matmul' else ''}: "
-                 f"{self.matmul_flops:,} / {self.matmul_budget_flops:,})",
+                 f"(count={self.count}: {COUNT_TEXT[self.count]}) {self.iso_note}",
+                 f"  all-FLOP ratio       {self.all_ratio:>18.4f}   (every op: norms, activations and adds too)"]
+        if self.count != "matmul":
+            lines.append(f"  matmul-class ratio   {self.matmul_ratio:>18.4f}   ({COUNT_TEXT['matmul']}: "
+                         f"{self.matmul_flops:,} / {self.matmul_budget_flops:,})")
+        lines += [
                  f"  params original      {self.original_params:>18,}",
                  f"  params compiled      {self.dense_params:>18,}   (dense-equivalent)",
                  f"  params non-zero      {self.nonzero_params:>18,}"]
@@ -65,6 +81,12 @@ class Report:
             lines += ["", "  channel group | width -> new width | members"]
             for g in self.groups:
                 lines.append("  " + _group_line(g))
+        if self.extended:
+            lines += ["", "  extended (outside the layers; original values in place) | shape | new entries"]
+            lines += [f"  {e['name']} | {tuple(e['from'])} -> {tuple(e['to'])} | {e['rule']}" for e in self.extended]
+        if self.ties:
+            lines += ["", "  tied (one tensor, kept) | names"]
+            lines += [f"  {names[0]} | {' = '.join(names)}" for names in self.ties]
         if self.kernels:
             use = "training" if any(k.get("use") == "training" for k in self.kernels.values()) else "inference"
             lines += ["", f"  {use} kernel | layer | density | dense ms | sparse ms | speedup"]
@@ -96,7 +118,8 @@ class Report:
         for c in cats:
             out.append(f"| {c} | {self.budget_by_category.get(c, 0):,} | {self.flops_by_category.get(c, 0):,} |")
         out.append(f"| **total** | **{self.budget_flops:,}** | **{self.sparse_flops:,}** |")
-        out += ["", f"iso-FLOP ratio: {self.iso_flop_ratio:.6f} ({self.iso_note})",
+        out += ["", f"iso-FLOP ratio (count={self.count}): {self.iso_flop_ratio:.6f} ({self.iso_note})",
+                f"all-FLOP ratio: {self.all_ratio:.6f}",
                 f"matmul-class ratio: {self.matmul_ratio:.6f} ({self.matmul_flops:,} / {self.matmul_budget_flops:,})", ""]
         if self.uncounted:
             out += _md_table(["uncounted node", "target", "reason"], "lll",
@@ -111,6 +134,11 @@ class Report:
                                "" if g["width"] is None else f"{g['width']:,}",
                                "" if g["new_width"] is None else f"{g['new_width']:,}", _members(g["members"]))
                               for g in self.groups])
+        if self.extended:
+            out += _md_table(["extended tensor (values kept in place)", "shape", "new entries"], "lll",
+                             [(e["name"], f"{tuple(e['from'])} -> {tuple(e['to'])}", e["rule"]) for e in self.extended])
+        if self.ties:
+            out += _md_table(["tied names (one tensor, kept)"], "l", [(" = ".join(names),) for names in self.ties])
         if self.left_dense:
             out += _md_table(["left dense", "reason", "FLOPs"], "llr",
                              [(d["name"], d["reason"], f"{d['flops']:,}") for d in self.left_dense])
@@ -188,20 +216,31 @@ def build_report(gm, state, refresh: bool = True) -> Report:
         sparsity = 1.0 - sum(int(torch.count_nonzero(m)) for m in masks) / numel if numel else 0.0
         layers.append({"name": rec.name, "kind": rec.kind, "member": rec.member, "detail": rec.detail,
                        "orig_shape": list(rec.orig_shape), "new_shapes": new_shapes, "sparsity": sparsity,
+                       "absorbed": list(getattr(rec, "absorbed", [])),
                        "densities": {q: state.densities.get(q) for q in rec.sparse_modules},
                        "flops_before": rec.flops_before, "flops_after": by_module.get(rec.name, 0)})
     left = [{"name": k, "reason": v, "flops": by_module.get(k, 0)} for k, v in state.left_dense.items()]
     budget = state.budget_flops or t["total"]
-    mm_budget = flops_pass.matmul_total(state.budget_by_category) if state.budget_by_category else flops_pass.matmul_total(t)
+    by_cat = state.budget_by_category or {k: v for k, v in t.items() if k not in ("total", "dense_total")}
+
+    def ratio(count: str) -> float:
+        spent = t["total"] if count == "all" else flops_pass.counted_total(t, count)
+        base = budget if count == "all" else flops_pass.counted_total(by_cat, count)
+        return spent / base if base else 1.0
+    mm_budget = flops_pass.matmul_total(by_cat)
     mm = flops_pass.matmul_total(t)
+    count = state.policy.count
     return Report(model=state.model_name, policy=str(state.policy), target=state.target,
                   budget_flops=budget, sparse_flops=t["total"],
-                  iso_flop_ratio=t["total"] / budget if budget else 1.0,
+                  iso_flop_ratio=ratio(count), all_ratio=ratio("all"), layers_ratio=ratio("layers"),
+                  preset=getattr(state.policy, "preset", "none"),
                   matmul_budget_flops=mm_budget, matmul_flops=mm, matmul_ratio=mm / mm_budget if mm_budget else 1.0,
-                  count=state.policy.count, uncounted=flops_pass.uncounted(gm), measured=flops_pass.measured(gm),
+                  count=count, uncounted=flops_pass.uncounted(gm), measured=flops_pass.measured(gm),
                   flops_by_category={k: v for k, v in t.items() if k not in ("total", "dense_total")},
                   budget_by_category=dict(state.budget_by_category),
                   original_params=state.original_params or dense_params, dense_params=dense_params,
                   nonzero_params=nonzero, iso_note=state.iso_note, layers=layers, left_dense=left,
                   warnings=list(state.warnings), groups=list(getattr(state, "groups", [])),
-                  kernels=dict(getattr(state, "kernels", {})))
+                  kernels=dict(getattr(state, "kernels", {})),
+                  extended=[{"name": k, **v} for k, v in getattr(state, "extended", {}).items()],
+                  ties=ties(gm))

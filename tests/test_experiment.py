@@ -156,14 +156,18 @@ def test_a_cell_reproduces_with_siftc_train_equal_flops(tmp_path, capsys):
     (same machine); the line records the machine its last digits depend on."""
     spec = tmp_path / "one.yaml"
     spec.write_text("name: one\nresults: one.jsonl\nrecipes:\n"
-                    "  - {recipe: mnist_cnn, steps: 20, batch_size: 8, members: [doped], sparsities: [0.5], seeds: [0]}\n")
+                    "  - {recipe: mnist_cnn, steps: 20, batch_size: 8, members: [parallel], sparsities: [0.6],\n"
+                    "     seeds: [0],\n"
+                    "     options: {parallel: iso=nominal}}\n")
     assert main(["experiment", str(spec), "--no-progress"]) == 0
     grid = [json.loads(x) for x in (tmp_path / "one.jsonl").read_text().splitlines()]
-    cell = next(x for x in grid if x["member"] == "doped")
+    cell = next(x for x in grid if x["member"] == "parallel")
     # equal training FLOPs: the dense steps divided by the compiled model's FLOP ratio, rounded down
+    # (k = round(1/0.4) = 3 branches at the nominal density 0.4 cost 1.2x the layer)
     assert cell["iso_flop_ratio"] > 1 and cell["steps"] == math.floor(20 / cell["iso_flop_ratio"]) < 20
     capsys.readouterr()
-    assert main(["train", "mnist_cnn", "--policy", "doped:0.5", "--steps", "20", "--batch-size", "8", "--seed", "0",
+    assert main(["train", "mnist_cnn", "--policy", "parallel:0.6,iso=nominal", "--steps", "20", "--batch-size", "8",
+                 "--seed", "0",
                  "--equal-flops", "--no-progress", "--out", str(tmp_path / "again.jsonl")]) == 0
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for k in ("steps", "value", "train_loss", "train_flops", "cpu", "cpu_capability", "torch"):

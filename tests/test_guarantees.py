@@ -165,8 +165,10 @@ def test_every_weight_is_transformed_or_listed(name):
 def test_report_prints_both_ratios_and_the_measured_ops():
     rep = _compile(GRUNet(), "sparse:0.9", torch.randn(2, 8, 16)).siftc.report()
     text = str(rep)
-    assert "matmul-class ratio" in text and "costed by FlopCounterMode" in text
+    assert "iso-FLOP ratio" in text and "(count=matmul:" in text and "all-FLOP ratio" in text
+    assert "costed by FlopCounterMode" in text
     assert abs(rep.matmul_ratio - rep.matmul_flops / rep.matmul_budget_flops) < 1e-12
+    assert rep.iso_flop_ratio == rep.matmul_ratio and abs(rep.all_ratio - rep.sparse_flops / rep.budget_flops) < 1e-12
 
 
 @pytest.mark.parametrize("name", ["einsum", "gru"])
@@ -420,18 +422,22 @@ def test_a_leaf_that_cannot_run_on_meta_is_costed_on_zeros():
     assert next(m["flops"] for m in rep.measured if m["node"] == "o") == 2 * 2 * 16 * 16
 
 
-def test_count_matmul_makes_the_matmul_ratio_exact():
+def test_count_chooses_the_flops_iso_exact_makes_exact():
     """Sparse Parallel pays for its added norms with conv/linear FLOPs under count=all (matmul
-    ratio below 1); count=matmul solves the densities on the matmul-class FLOPs instead."""
+    ratio below 1); count=matmul (default) solves the densities on the matmul-class FLOPs and the
+    added norms come on top (all-FLOP ratio above 1); count=layers on the authors' counter's."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1),
                           nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 64, 10))
     x = torch.randn(2, 3, 8, 8)
-    all_ = _compile(model, "parallel:0.75", x).siftc.report()
-    mm = _compile(model, "parallel:0.75,count=matmul", x).siftc.report()
-    assert abs(all_.iso_flop_ratio - 1) < 0.005 and all_.matmul_ratio < 0.99
-    assert abs(mm.matmul_ratio - 1) < 0.005 and mm.iso_flop_ratio > 1.0
-    assert str(siftc.Policy.parse("parallel:0.75,count=matmul")) == "parallel:0.75,count=matmul"
+    all_ = _compile(model, "parallel:0.75,count=all", x).siftc.report()
+    mm = _compile(model, "parallel:0.75", x).siftc.report()
+    layers = _compile(model, "parallel:0.75,count=layers", x).siftc.report()
+    assert abs(all_.iso_flop_ratio - 1) < 0.005 and all_.iso_flop_ratio == all_.all_ratio and all_.matmul_ratio < 0.99
+    assert abs(mm.matmul_ratio - 1) < 0.005 and mm.iso_flop_ratio == mm.matmul_ratio and mm.all_ratio > 1.0
+    assert abs(layers.layers_ratio - 1) < 0.005 and layers.iso_flop_ratio == layers.layers_ratio
+    assert str(siftc.Policy.parse("parallel:0.75,count=all")) == "parallel:0.75,count=all"
+    assert str(siftc.Policy.parse("parallel:0.75,count=matmul")) == "parallel:0.75"
 
 
 # --- masks hold in every execution mode ------------------------------------------------------------

@@ -61,8 +61,9 @@ def test_parallel_combine_mean_is_the_sum_over_k_and_a_following_norm_cancels_it
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
                           nn.Flatten(), nn.Linear(8 * 8 * 8, 2))
     x = torch.randn(4, 3, 12, 12)
-    summed = siftc.compile(model, policy="parallel:0.75", example_inputs=(x,))
-    mean = siftc.compile(model, policy="parallel:0.75,combine=mean", example_inputs=(x,))
+    # parallel_form=siftc keeps the model's BatchNorm after the sum (the other forms replace it)
+    summed = siftc.compile(model, policy="parallel:0.75,parallel_form=siftc", example_inputs=(x,))
+    mean = siftc.compile(model, policy="parallel:0.75,combine=mean,parallel_form=siftc", example_inputs=(x,))
     assert str(siftc.Policy.parse("parallel:0.9,combine=mean")) == "parallel:0.9,combine=mean"
     mean.load_state_dict(summed.state_dict())           # same weights and masks; only the combine differs
     feats = {}                                          # the input of the model's BatchNorm "3"

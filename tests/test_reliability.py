@@ -276,7 +276,7 @@ def test_inference_lowering_does_not_print_torchs_csr_beta_warning():
 def test_report_groups_left_dense_entries_that_share_a_reason():
     """20 BatchNorm lines filled the report's 'left dense' list; to_dict() keeps each entry."""
     import models_zoo
-    gm = siftc.compile(models_zoo.create("resnet18_cifar"), policy="parallel:0.5",
+    gm = siftc.compile(models_zoo.create("resnet18_cifar"), policy="parallel:0.5,parallel_form=siftc",
                        example_inputs=models_zoo.example_inputs("resnet18_cifar", 2))
     rep = gm.siftc.report()
     norms = [d for d in rep.left_dense if d["reason"].startswith("norm:")]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from siftc.core.errors import PolicyError
 from siftc.core.patterns import parse_pattern
@@ -22,7 +22,9 @@ MEMBERS = ("dense", "sparse", "wide", "parallel", "factorized", "doped")
 _CHOICES = {
     "dist": ("uniform", "erk"),       # layer density distribution (docs/method.md, "Layer densities")
     "iso": ("exact", "nominal"),      # solve densities for iso-FLOP, or keep the nominal sparsity
-    "init": ("kaiming", "scaled"),    # scaled: kept weights x 1/sqrt(density) (docs/method.md, "Pilot lessons")
+    "init": ("kaiming", "scaled", "reference"),  # scaled: kept weights x 1/sqrt(density) (docs/method.md,
+                                      # "Pilot lessons"); reference: Kaiming fan_out and a zero last norm
+                                      # of every plain residual branch, as the authors' code
     "stem": ("dense", "sparse"),      # the first weight op on the input path
     "head": ("dense", "sparse"),      # the last weight op on the output path
     "dst": ("static", "set", "rigl"), # mask updates during training (siftc.DST)
@@ -32,7 +34,14 @@ _CHOICES = {
     "capture": ("auto", "fx", "export"),  # auto: torch.fx, falling back to torch.export when fx fails
     "grouped": ("dense", "apply"),        # grouped/depthwise convs: left dense, or the member per group
     "combine": ("sum", "mean"),           # Sparse Parallel: branch outputs summed (docs/method.md) or averaged
-    "count": ("all", "matmul"),           # which FLOPs iso=exact equalises: every op, or matmul-class only
+    "count": ("matmul", "all", "layers"),  # which FLOPs iso=exact equalises: matmul-class (FlopCounterMode's),
+                                           # every op, or the authors' counter's (conv/linear/matmul, norms, pooling)
+    "buffers": ("pad", "keep", "refuse"),  # Sparse Wide: a buffer on a widened group keeps its values and is
+                                           # padded, keeps its group's width, or is refused
+    "shortcut": ("sparse", "member", "dense"),  # a residual shortcut projection under a per-layer member
+    "parallel_form": ("imagenet", "cifar", "siftc"),  # Sparse Parallel's branches (docs/method.md, "The family")
+    "lowrank": ("dense", "sparse"),       # Sparse Doped's U and V: dense (the paper), masked (the authors' code)
+    "drop_round": ("round", "floor"),     # SET/RigL drop count: rounded, or floored (the authors' code)
     "kernels": ("dense", "auto", "csr", "sparseprop"),  # training: masked linears dense-with-zeros, or sparse
                                                         # kernels where measured faster (siftc/core/train_kernels.py)
 }
@@ -62,13 +71,30 @@ class Policy:
     combine: str = "sum"        # parallel: sum (docs/method.md) | mean (1/k x sum: keeps the layer's output scale)
     include: str = "*"          # module-path globs ('|'-separated) a member may rewrite
     exclude: str = ""           # module-path globs ('|'-separated) left dense, e.g. *.attn.*
-    count: str = "all"          # iso=exact equalises all FLOPs (norms, activations too) or matmul-class only
+    count: str = "matmul"       # iso=exact equalises matmul-class FLOPs | all FLOPs | the authors' layers
+    buffers: str = "pad"        # wide: buffers on widened groups: pad (values in place) | keep | refuse
+    shortcut: str = "sparse"    # residual shortcut projections: one sparse layer | the member | dense
+    parallel_form: str = "imagenet"  # parallel: sum_j act(N_j(W_j x)) replacing the layer's norm | no act
+                                     # per branch (cifar) | siftc's earlier form keeping the layer's norm
+    lowrank: str = "dense"      # doped: U and V dense (iso-FLOP) | sparse (the authors' code, far under budget)
+    drop_round: str = "round"   # SET/RigL: drop count rounded | floored (the authors' code)
+    # the preset the policy was written with (display only: its keys are expanded at parse time,
+    # so equality and the string form go by the keys themselves)
+    preset: str = field(default="none", compare=False)
     kernels: str = "dense"      # training kernels of masked linears: dense | auto | csr | sparseprop
                                 # (dst=static: from compile on; set/rigl: from their end fraction, by DST)
 
     def __post_init__(self):
         if self.member not in MEMBERS:
             raise PolicyError(f"unknown member {self.member!r}; allowed members: {', '.join(MEMBERS)}")
+        if self.preset not in PRESETS:
+            raise PolicyError(f"policy key preset={self.preset!r} is not allowed; allowed values: {', '.join(PRESETS)}")
+        # Policy(..., preset=...) built directly: the preset's keys where a field was left at its
+        # default (parse applies them itself, so that a key written out at its default wins)
+        defaults = {f.name: f.default for f in fields(self)}
+        for key, value in PRESETS[self.preset](self.member).items():
+            if getattr(self, key) == defaults[key]:
+                object.__setattr__(self, key, value)
         _check_number("sparsity", self.sparsity, 0.0, 1.0, "0 <= sparsity < 1")
         if self.member == "dense" and self.sparsity != 0.0:
             raise PolicyError("member 'dense' takes no sparsity; write 'dense' alone")
@@ -115,6 +141,7 @@ class Policy:
         if sparsity_text:
             kwargs["sparsity"] = _parse_float("sparsity", sparsity_text)
         known = {f.name: f for f in fields(cls) if f.name not in ("member", "sparsity")}
+        explicit: dict = {}
         for opt in opts:
             key, eq, value = opt.partition("=")
             key = key.strip()
@@ -122,15 +149,22 @@ class Policy:
                 raise PolicyError(f"policy option {opt!r} must be key=value; allowed keys: {', '.join(known)}")
             if key not in known:
                 raise PolicyError(f"unknown policy key {key!r}; allowed keys: {', '.join(known)}")
-            if key in kwargs:
+            if key in explicit:
                 raise PolicyError(f"policy key {key!r} given twice")
-            kwargs[key] = _convert(key, known[key].type, value.strip())
-        return cls(**kwargs)
+            explicit[key] = _convert(key, known[key].type, value.strip())
+        preset = explicit.get("preset", "none")
+        if preset not in PRESETS:
+            raise PolicyError(f"policy key preset={preset!r} is not allowed; allowed values: {', '.join(PRESETS)}")
+        # a preset's keys first, then the keys written out (they override it)
+        explicit.pop("preset", None)
+        policy = cls(**kwargs, **{**PRESETS[preset](kwargs["member"]), **explicit})
+        object.__setattr__(policy, "preset", preset)
+        return policy
 
     def __str__(self) -> str:
         text = self.member if self.member == "dense" else f"{self.member}:{self.sparsity!r}"
         for f in fields(self):
-            if f.name in ("member", "sparsity"):
+            if f.name in ("member", "sparsity", "preset"):
                 continue
             value = getattr(self, f.name)
             if value != f.default:
@@ -138,7 +172,10 @@ class Policy:
         return text
 
     def replace(self, **changes) -> "Policy":
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes``; the other keys stay as they are (a preset is not re-applied)."""
+        policy = dataclasses.replace(self, **{"preset": "none", **changes})
+        object.__setattr__(policy, "preset", changes.get("preset", self.preset))
+        return policy
 
     @property
     def density(self) -> float:
@@ -152,6 +189,22 @@ class Policy:
     @property
     def mask_pattern(self):
         return parse_pattern(self.pattern)
+
+
+def _reference(member: str) -> dict:
+    """The authors' Sparse-IFT as published (docs/method.md, "Fidelity"): their CIFAR/ImageNet
+    code for convolutional models, their GPT-3 configs for transformers (the substitute pass picks
+    the latter's iso=nominal on a model with attention, and says so)."""
+    common = {"init": "reference", "dst": "rigl", "drop_round": "floor"}
+    if member == "wide":       # widths int(w * sqrt(round(1/(1-s)))), no rounding to 8; s' solved
+        return {**common, "width": "reference", "round": 1, "count": "layers", "iso": "exact"}
+    if member == "dense":
+        return common
+    return {**common, "iso": "nominal", "shortcut": "sparse", "parallel_form": "cifar", "lowrank": "sparse"}
+
+
+# preset name -> (member -> keys): a named set of keys, each of which stays its own key
+PRESETS = {"none": lambda member: {}, "reference": _reference}
 
 
 def _check_number(key, value, lo, hi, rule):

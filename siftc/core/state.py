@@ -25,6 +25,7 @@ class LayerRecord:
     new_modules: list = field(default_factory=list)     # qualnames of the modules that replace it
     sparse_modules: list = field(default_factory=list)  # those of them whose weight is masked
     detail: str = ""                  # e.g. "k=4 branches", "inner d=231", "rank r=28"
+    absorbed: list = field(default_factory=list)        # the model's norms the member replaced (parallel)
 
 
 # fields that matter only while a compile runs: dropped when the state is attached to gm.siftc
@@ -66,8 +67,13 @@ class CompileState:
     onnx_model: Any = None                             # target onnx: the exported ModelProto
     coupling: Any = None                               # couple's channel groups (Sparse Wide)
     groups: list = field(default_factory=list)         # report rows: group, widths, members
+    extended: dict = field(default_factory=dict)       # wide: tensor outside a layer on a widened group ->
+                                                       # {"from", "to", "rule"} (values kept in place)
     hf_source: Optional[dict] = None                   # the Hugging Face model inside the user's model
                                                        # (path, class, config; capture): save_pretrained
+    residual_norms: list = field(default_factory=list)  # roles: (norm ending a residual main branch,
+                                                       # [its layers]) (init=reference zero-inits it)
+    initialised: dict = field(default_factory=dict)    # tensor name -> the policy rule that set it (init=)
     warnings: list = field(default_factory=list)
 
     def kept(self) -> "CompileState":

@@ -42,7 +42,7 @@ from siftc.core.errors import SiftcError
 from siftc.handle import handle_of
 
 # the Policy keys siftc.DST owns (its defaults when a DST is made without arguments)
-POLICY_KEYS = ("dst", "dT", "drop", "end", "drop_schedule")
+POLICY_KEYS = ("dst", "dT", "drop", "end", "drop_schedule", "drop_round")
 
 # optimizer state entries that live per weight element and must be masked (SGD, Adam, AdamW)
 KNOWN_STATE = {"momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
@@ -192,6 +192,8 @@ class DST:
         self.end_step = int((p.end if end is None else end) * self.total_steps)
         self.begin = begin
         self.drop_schedule = drop_schedule or p.drop_schedule
+        # the drop count k = frac x kept, rounded (siftc) or floored (the authors' code)
+        self._count = math.floor if p.drop_round == "floor" else round
         if accum < 1:
             raise SiftcError(f"DST accum={accum} must be >= 1 (micro-batches per optimizer step)")
         self.accum = accum
@@ -362,7 +364,7 @@ class DST:
                 if self.pattern.kind == "block" and patterns.supports(mask.shape, self.pattern):
                     new = self._update_blocks(weight, mask, frac, score)
                 else:
-                    k = round(frac * int(torch.count_nonzero(mask)))
+                    k = self._count(frac * int(torch.count_nonzero(mask)))
                     new = update_mask(weight, mask.cpu(), k, None if score is None else score.cpu(), self.generator,
                                       own_score=True)     # the captured gradients are dropped after
                 new = new.to(mask.device)
@@ -387,7 +389,7 @@ class DST:
         """Drop/grow whole BxB tiles: |w| and |dense grad| summed per tile (pattern=block:B)."""
         b = self.pattern.block
         tiles = patterns.blocks_of(mask.cpu(), b)
-        k = round(frac * int(torch.count_nonzero(tiles)))
+        k = self._count(frac * int(torch.count_nonzero(tiles)))
         grow = None if score is None else patterns.block_scores(score.cpu(), b)
         new_tiles = update_mask(patterns.block_scores(weight.cpu(), b), tiles, k, grow, self.generator)
         return patterns.expand_blocks(new_tiles, b, mask.shape)

@@ -46,7 +46,9 @@ def _table(header: list[str], rows: list[list], numeric=()) -> str:
 def _summary(d: dict) -> str:
     r = d["report"]
     rows = [["dense budget FLOPs", commas(r["budget_flops"])], ["compiled FLOPs", commas(r["sparse_flops"])],
-            ["iso-FLOP ratio", f"{r['iso_flop_ratio']:.4f} {r.get('iso_note', '')}"],
+            [f"iso-FLOP ratio (count={r.get('count', 'matmul')})",
+             f"{r['iso_flop_ratio']:.4f} {r.get('iso_note', '')}"],
+            ["all-FLOP ratio (every op)", f"{r.get('all_ratio', r['iso_flop_ratio']):.4f}"],
             ["params original", commas(r["original_params"])], ["params compiled (dense-equivalent)", commas(r["dense_params"])],
             ["params non-zero", commas(r["nonzero_params"])]]
     return _table(["", ""], rows, numeric=(1,))
@@ -126,6 +128,14 @@ def _layers(r: dict) -> str:
                  g.get("fixed") or "", ", ".join(g["members"][:8]) + (f" ... ({len(g['members'])})" if len(g["members"]) > 8 else "")]
                 for g in r["groups"]]
         out.append(_table(["group", "width", "new width", "kept because", "members"], rows, numeric=(1, 2)))
+    if r.get("extended"):
+        out.append("<h2>Extended tensors (outside the layers; original values in place)</h2>")
+        out.append(_table(["tensor", "shape", "new entries"], [[e["name"], f"{'x'.join(map(str, e['from']))} -> "
+                                                               f"{'x'.join(map(str, e['to']))}", e["rule"]]
+                                                              for e in r["extended"]]))
+    if r.get("ties"):
+        out.append("<h2>Ties kept</h2>")
+        out.append(_table(["names sharing one tensor"], [[" = ".join(names)] for names in r["ties"]]))
     out.append("<h2>Left dense</h2>")
     if r["left_dense"]:
         out.append(_table(["op / layer", "reason", "FLOPs"], [[d["name"], d["reason"], commas(d["flops"])]

@@ -36,9 +36,28 @@ def mark_sparse(layer: nn.Module) -> nn.Module:
 PENDING_STD = "_siftc_init_std"
 
 
+# Kaiming's fan mode for the weights members draw: fan_in (siftc's default), or fan_out (policy
+# init=reference, as the authors' code and torchvision's ResNets). Set around a compile's
+# substitute by init_mode.
+_FAN = {"mode": "fan_in"}
+
+
+@contextlib.contextmanager
+def init_mode(policy):
+    """Draw the weights built inside with the fan mode policy ``init=`` asks for."""
+    before = _FAN["mode"]
+    _FAN["mode"] = "fan_out" if policy.init == "reference" else "fan_in"
+    try:
+        yield
+    finally:
+        _FAN["mode"] = before
+
+
 def kaiming_std(shape) -> float:
-    """Kaiming-normal std, fan_in mode, ReLU gain: sqrt(2 / fan_in), fan_in = prod(shape[1:])."""
-    return math.sqrt(2.0 / max(1, math.prod(shape[1:])))
+    """Kaiming-normal std with the ReLU gain: sqrt(2 / fan), fan_in = prod(shape[1:]) or (init=reference)
+    fan_out = shape[0] x prod(shape[2:]), torch.nn.init's fans."""
+    fan = math.prod(shape[1:]) if _FAN["mode"] == "fan_in" else shape[0] * math.prod(shape[2:])
+    return math.sqrt(2.0 / max(1, fan))
 
 
 def mark_pending(layer: nn.Module) -> nn.Module:
@@ -95,7 +114,7 @@ def seeded_init(model: nn.Module, seed: int):
 
 def kaiming_(layer: nn.Module) -> nn.Module:
     """Kaiming-normal init of the full dense weight shape (docs/method.md, "Mask init")."""
-    nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
+    nn.init.kaiming_normal_(layer.weight, mode=_FAN["mode"], nonlinearity="relu")
     if layer.bias is not None:
         nn.init.zeros_(layer.bias)
     return layer

@@ -1,7 +1,13 @@
-"""Sparse Parallel: sum over k sparse copies of the layer, each with its own norm and ReLU.
+"""Sparse Parallel: sum over k sparse copies of the layer, each with its own norm (and ReLU).
 
-docs/method.md: k = round(1/(1-s)) branches; ImageNet form act(sum_j act(BN_j(conv_j x))), where the
-outer norm/act are the model's own layers that follow. Rounding is half-up (s=0.6 -> 3).
+docs/method.md: k = round(1/(1-s)) branches (half-up: s=0.6 -> 3). Policy ``parallel_form``:
+- ``imagenet`` (default; the paper's text and the authors' ImageNet code): sum_j act(N_j(W_j x)),
+  the branch norms replacing the norm that follows the layer in the model (substitute removes it
+  where the layer's output feeds that norm alone); the model's own activation follows;
+- ``cifar`` (the authors' CIFAR code): sum_j N_j(W_j x), the branch norms replacing the layer's
+  norm, no activation per branch;
+- ``siftc`` (siftc's form before 2026-12): sum_j act(N_j(W_j x)) with the model's norm kept after
+  the sum.
 
 ``combine=mean`` divides the sum by k. Where a norm follows (the ImageNet form) the two are the
 same function up to the norm's eps, since a norm is scale-invariant. Where nothing normalises the
@@ -27,20 +33,27 @@ def parallel_branches(sparsity: float) -> int:
 class ParallelLayer(MemberLayer):
     member = "parallel"
 
-    def __init__(self, original: nn.Module, k: int, combine: str = "sum", out_shape=None):
+    def __init__(self, original: nn.Module, k: int, combine: str = "sum", out_shape=None, form: str = "siftc"):
+        flat = one_by_one(original, out_shape)
         super().__init__(original, f"k={k} branches" + (", mean" if combine == "mean" else "")
-                         + (f", {NO_NORM_NOTE}" if one_by_one(original, out_shape) else ""))
+                         + (", no ReLU per branch" if form == "cifar" else "")
+                         + (f", {NO_NORM_NOTE}" if flat else ""))
         self.scale = 1.0 / k if combine == "mean" else 1.0
+        self.act = form != "cifar"
+        # substitute removes the model's norm after the layer (the branch norms replace it)
+        self.replaces_norm = form in ("imagenet", "cifar") and not flat
         out = original.out_features if isinstance(original, nn.Linear) else original.out_channels
         self.branches = nn.ModuleList(new_like(original, sparse=True) for _ in range(k))
         self.norms = nn.ModuleList(norm_for(original, out, out_shape) for _ in range(k))
 
     def forward(self, x):
-        out = F.relu(self.norms[0](self.branches[0](x)))
-        for layer, norm in zip(self.branches[1:], self.norms[1:]):
-            out = out + F.relu(norm(layer(x)))
+        out = None
+        for layer, norm in zip(self.branches, self.norms):
+            y = norm(layer(x))
+            y = F.relu(y) if self.act else y
+            out = y if out is None else out + y
         return out * self.scale if self.scale != 1.0 else out
 
     @classmethod
     def build(cls, original, policy, out_shape=None):
-        return cls(original, parallel_branches(policy.sparsity), policy.combine, out_shape)
+        return cls(original, parallel_branches(policy.sparsity), policy.combine, out_shape, policy.parallel_form)

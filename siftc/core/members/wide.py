@@ -156,6 +156,7 @@ def new_sizes(coupling, values: dict) -> dict:
 
 
 def _fresh_like(old: torch.Tensor, shape, kaiming: bool, zero: bool = False) -> torch.Tensor:
+    """A new value for a tensor of a layer Sparse Wide rebuilds (the member owns it)."""
     new = torch.empty(shape, dtype=old.dtype, device=old.device)
     with torch.no_grad():
         if zero:
@@ -164,13 +165,74 @@ def _fresh_like(old: torch.Tensor, shape, kaiming: bool, zero: bool = False) -> 
             new.normal_(0.0, kaiming_std(shape))
         elif old.numel() and not old.is_floating_point():
             new.fill_(old.flatten()[0].item())
-        elif old.numel() and bool((old == old.flatten()[0]).all()):
-            new.fill_(old.flatten()[0].item())                # ones/zeros stay ones/zeros
+        elif _constant(old) is not None:
+            new.fill_(_constant(old))                         # ones/zeros stay ones/zeros
         elif old.numel() > 1:
             new.normal_(old.float().mean().item(), old.float().std().item())
         else:
             new.zero_()
     return new
+
+
+def _constant(t: torch.Tensor):
+    """The one value every entry of ``t`` holds, or None."""
+    if not t.numel():
+        return None
+    first = t.flatten()[0]
+    return first.item() if bool((t == first).all()) else None
+
+
+# A norm's running statistics are the norm's own: new channels start where a fresh norm does
+_NORM_STATS = {"running_mean": 0.0, "running_var": 1.0}
+
+
+def _extended(old: torch.Tensor, shape, fill) -> torch.Tensor:
+    """``old`` in place (its original indices), every new entry ``fill`` (a number, or
+    "draw": the original's mean and std)."""
+    new = torch.empty(shape, dtype=old.dtype, device=old.device)
+    with torch.no_grad():
+        if fill == "draw":
+            new.normal_(old.float().mean().item(), old.float().std().item() if old.numel() > 1 else 0.0)
+        else:
+            new.fill_(fill)
+        new[tuple(slice(0, n) for n in old.shape)] = old
+    return new
+
+
+def _not_a_layer(mod: nn.Module, name: str) -> bool:
+    """A tensor no Sparse Wide layer rule owns: a buffer (other than a norm's statistics) or a
+    parameter of a module kind without a widen rule (a position table, a class token)."""
+    from siftc.core.ops import exact_rule
+    if name in mod._buffers:
+        return not (name in _NORM_STATS and _is_norm(mod))
+    rule = exact_rule(mod)
+    return rule is None or not rule.widen
+
+
+def _is_norm(mod) -> bool:
+    from siftc.core.ops import rule_for
+    rule = rule_for(mod)
+    return rule is not None and rule.category == "norm"
+
+
+def extension_rule(full: str, old: torch.Tensor, is_buffer: bool, policy):
+    """(fill, text) of a tensor siftc does not own that sits on a widened channel group: its
+    original values stay in place (docs/method.md, "What Sparse Wide keeps"); ``buffers=refuse``
+    refuses a buffer instead."""
+    c = _constant(old)
+    if is_buffer:
+        if policy.buffers == "refuse":
+            raise UsageError(f"wide: buffer '{full}' {tuple(old.shape)} sits on a widened channel group, and "
+                             f"policy buffers=refuse keeps buffers as they are.\n  How to fix: buffers=pad (its "
+                             f"values stay in place, new channels are padded: its constant, else zero), "
+                             f"buffers=keep (the channel groups a buffer sits on keep their width), or a "
+                             f"per-layer member")
+        if c is not None:
+            return c, f"buffer: original values in place, new channels {c:g} (its constant)"
+        return 0.0, "buffer: original values in place, new channels 0"
+    if c is not None:
+        return c, f"parameter: original values in place, new entries {c:g} (its constant)"
+    return "draw", "parameter: original values in place, new entries drawn with its mean and std"
 
 
 def _update_size_fields(mod: nn.Module) -> None:
@@ -189,11 +251,14 @@ def _update_size_fields(mod: nn.Module) -> None:
         mod.embedding_dim = w.shape[1]
 
 
-def widen(gm: torch.fx.GraphModule, coupling, sizes: dict, sparse: set) -> dict:
+def widen(gm: torch.fx.GraphModule, coupling, sizes: dict, sparse: set, policy, extended: dict) -> dict:
     """Rewrite every weight, buffer and size attribute of ``gm`` to ``sizes``.
 
     ``sparse``: module paths whose weight becomes sparse (a weight_mask, and a fresh Kaiming init
-    that the masks pass draws at the kept entries: base.mark_pending).
+    that the masks pass draws at the kept entries: base.mark_pending). Tensors of the layers
+    Sparse Wide rebuilds get fresh values; every other tensor on a widened group (a buffer, a
+    parameter outside a layer) keeps its values in place and is extended by a rule
+    (``extension_rule``), recorded in ``extended`` {name: {"from", "to", "rule"}}.
     Returns {module path: original weight shape} of the modules that changed or became sparse.
     """
     modules = dict(gm.named_modules())
@@ -226,7 +291,15 @@ def widen(gm: torch.fx.GraphModule, coupling, sizes: dict, sparse: set) -> dict:
             is_weight = isinstance(mod, (nn.Linear, nn.modules.conv._ConvNd)) and name == "weight"
             # a sparse weight is left zero and drawn by the masks pass at its kept entries only
             zero = is_weight and owner in sparse
-            new = _fresh_like(old, shape, kaiming=is_weight and not zero, zero=zero)
+            full = f"{owner}.{name}" if owner else name
+            if _not_a_layer(mod, name):
+                fill, rule = extension_rule(full, old, kind == "buffer", policy)
+                new = _extended(old, shape, fill)
+                extended[full] = {"from": list(old.shape), "to": list(shape), "rule": rule}
+            elif name in _NORM_STATS and kind == "buffer":
+                new = _extended(old, shape, _NORM_STATS[name])
+            else:
+                new = _fresh_like(old, shape, kaiming=is_weight and not zero, zero=zero)
             if isinstance(old, nn.Parameter):
                 new = nn.Parameter(new, requires_grad=old.requires_grad)
             if zero:
