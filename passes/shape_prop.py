@@ -38,6 +38,14 @@ class _FakeInterpreter(torch.fx.Interpreter):
     def call_module(self, target, args, kwargs):
         mod = self.fetch_attr(target)
         rule = ops.rule_for(mod)
+        weight = getattr(mod, "weight", None)
+        x = args[0] if args else None
+        if rule is not None and rule.weight in ("conv", "linear") and isinstance(weight, torch.Tensor) \
+                and isinstance(x, torch.Tensor) and x.dtype != weight.dtype:
+            # fake tensors do not check dtypes here; the real layer refuses (mat1 and mat2 dtypes)
+            raise ShapeError(f"the example inputs do not fit the model at module '{target}': its input is "
+                             f"{x.dtype} and its weight {weight.dtype}. Give example_inputs of the dtype the "
+                             f"model runs in (x.to({weight.dtype})), or cast the model")
         if rule is not None and rule.shape is not None and len(args) == 1 and not kwargs:
             out = rule.shape(mod, args[0])       # the op registry knows this output's shape
             if out is not None:

@@ -17,15 +17,13 @@ import sys
 import warnings
 from pathlib import Path
 
-import torch
-
 from siftc.core.errors import PipelineError, PolicyError, SiftcError, UsageError
 
+# torch is imported by the commands that need it, not here: `siftc --version` and `--help` answer
+# without it (importing torch takes seconds)
 _EXPERIMENT_LIBRARIES = ("yaml", "matplotlib", "PIL")     # the siftc[experiments] extra
-from siftc.experiments.train import SCHEDULES
-
-
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int64": torch.int64}
+from siftc.experiments.schedules import SCHEDULES  # noqa: E402  (torch-free)
+DTYPES = ("float32", "float16", "bfloat16", "int64")     # --input-dtype
 
 
 def _shape(text: str) -> tuple:
@@ -38,11 +36,12 @@ def _shape(text: str) -> tuple:
     return shape
 
 
-def example_input(shape: tuple, dtype: str) -> torch.Tensor:
+def example_input(shape: tuple, dtype: str):
     """A random input of ``shape``; int64 inputs are token ids 0/1 (valid for any vocabulary)."""
+    import torch
     if dtype == "int64":
         return torch.randint(0, 2, shape)
-    return torch.randn(*shape).to(DTYPES[dtype])
+    return torch.randn(*shape).to(getattr(torch, dtype))
 
 
 def load_model(spec: str, batch_size: int, size, input_shape=None, input_dtype: str = "float32"):
@@ -65,7 +64,16 @@ def load_model(spec: str, batch_size: int, size, input_shape=None, input_dtype: 
     if not input_shape:
         raise UsageError(f"model {spec!r} is not in models_zoo: give --input-shape, e.g. 2,3,32,32 "
                          f"(and --input-dtype int64 for token ids)")
-    return factory(), (example_input(_shape(input_shape), input_dtype),)
+    try:
+        model = factory()
+    except Exception as e:      # the user's code: one line saying what it raised, not a traceback
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise UsageError(f"building model {spec!r}: {attr}() raised {type(e).__name__}: {first}. MODEL must name a "
+                         f"factory that takes no arguments (wrap it: def make(): return {attr}(...))") from None
+    import torch
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"model {spec!r}: {attr}() returned a {type(model).__name__}, not a torch.nn.Module")
+    return model, (example_input(_shape(input_shape), input_dtype),)
 
 
 def _positive(text: str) -> int:
@@ -119,12 +127,41 @@ def cmd_flops(args) -> int:
     return 0
 
 
+def _check_outputs(args) -> None:
+    """Every output path of ``siftc compile``, refused before the compile (which can take minutes)."""
+    from siftc.dumps import check_dump_dir
+    if args.target == "onnx" and not args.onnx:
+        raise UsageError("--target onnx needs --onnx PATH (where to write the model)")
+    if args.onnx:
+        from siftc.passes.export_onnx import _check_target
+        try:
+            _check_target(args.onnx)
+        except SiftcError as e:
+            raise UsageError(f"--onnx: {e}") from None
+    if args.html:
+        parent = os.path.dirname(os.path.abspath(args.html))
+        if os.path.isdir(args.html) or not os.path.isdir(parent) and not (args.dump_dir and os.path.abspath(
+                args.dump_dir) == parent):
+            raise UsageError(f"--html {args.html!r}: give a file name in an existing folder (or in --dump-dir)")
+    if args.dump_dir:
+        check_dump_dir(args.dump_dir)
+    for flag, path, own in (("--save", args.save, "siftc.runtime.checkpoint"),
+                            ("--save-pretrained", args.save_pretrained, "siftc.runtime.hf_pretrained")):
+        if not path:
+            continue
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise UsageError(f"{flag} {path!r} is a file; give a folder")
+        if os.path.isdir(path):
+            why = importlib.import_module(own)._own_files(path)
+            if why:
+                raise UsageError(f"{flag} {path!r}: {why}; give a new folder")
+
+
 def cmd_compile(args) -> int:
     import siftc
+    _check_outputs(args)
     model, inputs = load_model(args.model, args.batch_size, args.size, args.input_shape, args.input_dtype)
     onnx_path = args.onnx
-    if args.target == "onnx" and not onnx_path:
-        raise UsageError("--target onnx needs --onnx PATH (where to write the model)")
     target = "cpu" if args.target == "onnx" else args.target
     gm = siftc.compile(model, target=target, policy=args.policy, example_inputs=inputs, dump_dir=args.dump_dir)
     rep = siftc.report(gm)
@@ -195,6 +232,11 @@ def cmd_bench(args) -> int:
     return bench.main(args)
 
 
+def cmd_selftest(args) -> int:
+    from siftc.experiments import selftest
+    return selftest.main(args)
+
+
 def _add_threads(p) -> None:
     # a busy 2-core machine: torch's default (all cores) measured 145 s for a 300-step MNIST run
     # that takes 1 s with one thread; every figure siftc prints states its threads
@@ -202,10 +244,19 @@ def _add_threads(p) -> None:
                    help="torch intra-op threads (default: torch's, usually one per core)")
 
 
+def _torch_version() -> str:
+    """The installed torch's version, read from its metadata (no import)."""
+    from importlib import metadata
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def main(argv=None) -> int:
     from siftc import __version__
     parser = argparse.ArgumentParser(prog="siftc", description="Sparse Iso-FLOP Transformation compiler")
-    parser.add_argument("--version", action="version", version=f"siftc {__version__} (torch {torch.__version__})")
+    parser.add_argument("--version", action="version", version=f"siftc {__version__} (torch {_torch_version()})")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("flops", help="print the FLOP table of a model")
     _add_model_args(p)
@@ -299,8 +350,16 @@ def main(argv=None) -> int:
     for b in benches.choices.values():
         _add_threads(b)
     p.set_defaults(fn=cmd_bench)
+    p = sub.add_parser("selftest", help="the acceptance check of an install: every member on two zoo models, "
+                                        "training, torch.compile, save/load, ONNX; GPU paths with --device cuda")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--quick", action="store_true", help="three members and fewer steps")
+    p.add_argument("--no-progress", action="store_true")
+    _add_threads(p)
+    p.set_defaults(fn=cmd_selftest)
     args = parser.parse_args(argv)
     if getattr(args, "threads", None):
+        import torch
         torch.set_num_threads(args.threads)
     # exit codes as argparse tools have them: 2 for a bad argument, 1 when siftc refuses the model
     # or a file is missing; one line either way (no traceback)

@@ -53,6 +53,10 @@ def _check_arguments(model, inputs: tuple, target: str, mode: str, exporter: str
         raise UsageError(f"the model's tensors are on the meta device (not materialised: {', '.join(meta[:3])}"
                          f"{', ...' if len(meta) > 3 else ''}): load or initialise its weights first, e.g. "
                          f"model.to_empty(device='cpu') and a state_dict or init")
+    for i, x in enumerate(inputs):
+        if type(x).__module__.startswith("numpy"):
+            raise UsageError(f"example_inputs[{i}] is a {type(x).__module__}.{type(x).__name__}: siftc traces "
+                             f"torch tensors; pass torch.from_numpy(x) (or torch.as_tensor(x))")
     devices = {p.device.type for p in model.parameters()}
     inputs_on = {x.device.type for x in inputs if isinstance(x, torch.Tensor)}
     if len(devices) == 1 and inputs_on and inputs_on != devices:
@@ -130,6 +134,10 @@ def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None"
     except SiftcError as e:
         if writer:
             writer.failed(e, ctx.ran, pm.pipeline)
+        raise
+    except BaseException:
+        if writer:
+            writer.abandon()
         raise
     ctx.example_inputs = tuple(x.detach().clone() if isinstance(x, torch.Tensor) else x for x in inputs)
     handle = SiftcHandle(gm=gm, state=ctx.kept(), pipeline=pm.pipeline, timings=pm.timings, passes=recorder.records)

@@ -61,15 +61,24 @@ def file_name(record: dict) -> str:
     return f"{record['index']:02d}_{record['name'].replace('-', '_')}.py"
 
 
+def owned(name: str) -> bool:
+    """A file name the dump writes (anything else in a dump folder is the user's and is kept)."""
+    return name in _OWNED or (len(name) > 3 and name[:2].isdigit() and name[2] == "_" and name.endswith(".py"))
+
+
+_OWNED = {"FAILED.txt", "pipeline.txt", "flops.md", "stats.json", "viewer.json"}
+
+
 class DumpWriter:
-    """Writes each pass's record as it arrives (a listener of the pass recorder)."""
+    """Writes each pass's record as it arrives (a listener of the pass recorder), into a folder
+    beside ``directory`` that replaces it when the compile ends (siftc.core.atomic.commit_dir): a
+    kill or a failure never leaves a half-written dump in place of an earlier one. Files in
+    ``directory`` that the dump does not own are carried over."""
 
     def __init__(self, directory, policy, target):
-        self.dir = Path(directory)
-        check_dump_dir(self.dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        for old in [*self.dir.glob("[0-9][0-9]_*.py"), self.dir / "FAILED.txt"]:   # no stale files of a rerun
-            old.unlink(missing_ok=True)
+        self.target_dir = Path(directory)
+        check_dump_dir(self.target_dir)
+        self.dir = atomic.begin_dir(self.target_dir)
         self.policy, self.target = policy, target
         self._last_body, self._last_file = None, None     # the last pass file that shows the graph in full
         self._written = None                                 # the last pass file written
@@ -105,6 +114,16 @@ class DumpWriter:
                  f"reproduce: siftc.compile(model, policy='{self.policy}', target='{self.target}', "
                  f"example_inputs=..., pipeline='{prefix}')", "", f"{type(error).__name__}: {error}"]
         atomic.write_text(self.dir / "FAILED.txt", "\n".join(lines) + "\n")
+        # an earlier dump in the folder stays: this one goes beside it, as <folder>.failed
+        earlier = self.target_dir.is_dir() and any(owned(n) for n in os.listdir(self.target_dir))
+        where = self.target_dir.with_name(self.target_dir.name + ".failed") if earlier else self.target_dir
+        if where != self.target_dir and where.is_dir():
+            import shutil
+            shutil.rmtree(where)
+        atomic.commit_dir(self.dir, where, carry=None if earlier else (lambda n: not owned(n)))
+        if isinstance(error, SiftcError):
+            error.args = (f"{error.args[0]}\n  dumps of this compile: {where}/ (FAILED.txt)"
+                          + (f"; the earlier dump in {self.target_dir}/ is kept" if earlier else ""),) + error.args[1:]
 
     def finish(self, pipeline: str, handle) -> None:
         from siftc.viewer import VIEWER_JSON, viewer_data
@@ -114,18 +133,28 @@ class DumpWriter:
         atomic.write_text(self.dir / VIEWER_JSON, json.dumps(viewer_data(handle), default=str) + "\n")
         atomic.write_text(self.dir / "flops.md", report.flops_markdown())
         atomic.write_text(self.dir / "stats.json", json.dumps({"pipeline": pipeline, "passes": timings}, indent=2) + "\n")
+        atomic.commit_dir(self.dir, self.target_dir, carry=lambda n: not owned(n))
+        self.dir = self.target_dir
+
+    def abandon(self) -> None:
+        """The compile stopped by an error that is not siftc's (a KeyboardInterrupt): no dump is
+        swapped in, the temp folder goes."""
+        if self.dir != self.target_dir:
+            atomic.abandon_dir(self.dir)
 
 
 def check_dump_dir(directory) -> None:
-    """SiftcError unless ``directory`` is (or can be made) a writable folder; nothing is written."""
-    d = Path(directory)
+    """UsageError unless ``directory`` is (or can be made) a writable folder; nothing is written.
+    (The dump is written beside the folder and swapped in, so its parent must be writable.)"""
+    from siftc.core.errors import UsageError
+    d = Path(os.path.abspath(directory))
     if d.exists() and not d.is_dir():
-        raise SiftcError(f"dump_dir {str(d)!r} is a file, not a folder: give a folder path")
-    parent = next((p for p in [d, *d.parents] if p.exists()), None)
+        raise UsageError(f"dump_dir {str(directory)!r} is a file, not a folder: give a folder path")
+    parent = next((p for p in d.parents if p.exists()), None)
     if parent is None or not parent.is_dir():
-        raise SiftcError(f"dump_dir {str(d)!r}: {parent} is a file, so the folder cannot be made")
+        raise UsageError(f"dump_dir {str(directory)!r}: {parent} is a file, so the folder cannot be made")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise SiftcError(f"dump_dir {str(d)!r}: {parent} is not writable")
+        raise UsageError(f"dump_dir {str(directory)!r}: {parent} is not writable")
 
 
 def dump_dir_from_env(explicit):

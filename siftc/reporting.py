@@ -180,14 +180,21 @@ def _group_line(g: dict) -> str:
 
 
 def _node_flops_by_module(gm) -> dict:
+    """FLOPs by module path (a rewritten layer's nodes count for it), by node name for a function
+    node (a functional weight op: F.linear(x, self.W)), and by parameter for a parameter that nodes
+    read directly (the FLOPs of the nodes reading it), as the report's left-dense rows name them."""
     out: dict = {}
     for n in gm.graph.nodes:
         info = n.meta.get("siftc.flops")
         if info is None:
             continue
-        key = n.meta.get("siftc.origin") or (n.target if n.op == "call_module" else None)
-        if key is not None:
-            out[key] = out.get(key, 0) + info.flops
+        key = n.meta.get("siftc.origin") or (n.target if n.op == "call_module" else n.name)
+        out[key] = out.get(key, 0) + info.flops
+    for n in gm.graph.nodes:
+        if n.op == "get_attr" and n.target not in out:
+            readers = [u.meta["siftc.flops"].flops for u in n.users if u.meta.get("siftc.flops") is not None]
+            if readers:
+                out[n.target] = sum(readers)
     return out
 
 

@@ -131,7 +131,7 @@ def test_a_refusal_while_writing_leaves_no_half_written_directory(tmp_path, monk
 
     def refuse(*a, **k):
         raise siftc.CheckpointError("siftc.save: refused for the test")
-    monkeypatch.setattr(checkpoint, "save", refuse)
+    monkeypatch.setattr(checkpoint, "write_checkpoint", refuse)
     with pytest.raises(siftc.CheckpointError, match="refused for the test"):
         siftc.save_pretrained(gm, tmp_path / "out")
     assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []

@@ -13,8 +13,8 @@ import math
 import re
 from dataclasses import dataclass
 
-import torch
-
+# torch is imported inside the functions that use it: the policy (and with it `import siftc`
+# and the command line's --help) must not pay for importing torch
 from siftc.core.errors import PolicyError
 
 
@@ -82,6 +82,7 @@ def block_mask(shape, density: float, b: int, generator: torch.Generator, exact_
 
 def nm_mask(shape, n: int, m: int, generator: torch.Generator) -> torch.Tensor:
     """N random positions kept in every group of M consecutive entries of each row."""
+    import torch
     rows, cols = matrix_shape(shape)
     keys = torch.rand(rows, cols // m, m, generator=generator)
     keep = keys.topk(n, dim=-1).indices

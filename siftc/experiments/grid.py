@@ -339,6 +339,15 @@ def summarise(results, out_dir) -> tuple[str, list[Path]]:
     rows = summary_rows(lines)
     text = headline_markdown(rows) + "\n" + summary_markdown(rows)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic.write_text(out_dir / "summary.md", text)
-    return text, plot(lines, out_dir)
+    # summary and plots belong together: written into a folder beside out_dir and swapped in whole
+    # (siftc.core.atomic), other files in out_dir carried over
+    tmp = atomic.begin_dir(out_dir)
+    try:
+        atomic.write_text(tmp / "summary.md", text)
+        plots = plot(lines, tmp)
+        mine = {"summary.md", *(p.name for p in plots)}
+        atomic.commit_dir(tmp, out_dir, carry=lambda name: name not in mine)
+    except BaseException:
+        atomic.abandon_dir(tmp)
+        raise
+    return text, [out_dir / p.name for p in plots]

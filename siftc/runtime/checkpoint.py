@@ -27,10 +27,12 @@ import inspect
 import json
 import math
 import os
+from pathlib import Path
 
 import torch
 import torch.fx
 
+from siftc.core import atomic
 from siftc.core.errors import CheckpointError
 from siftc.core.masking import install as install_grad_masks
 from siftc.core.policy import Policy
@@ -52,20 +54,47 @@ _SIFTC_MODULES = ("siftc.passes.mode_ops.FollowTraining", "siftc.passes.mode_ops
 
 
 # ------------------------------------------------------------------------------------------- save
-def save(gm, directory, external: "dict | None" = None) -> str:
-    """Write the compiled GraphModule ``gm`` to ``directory`` (created if missing); returns it.
+def save(gm, directory) -> str:
+    """Write the compiled GraphModule ``gm`` to the folder ``directory``; returns it.
+
+    The folder is written beside its place and swapped in whole (siftc.core.atomic.write_dir): a
+    kill at any instant leaves the previous checkpoint or the new one, loadable. An existing
+    folder is replaced only when it holds a siftc checkpoint's files and nothing else."""
+    check_saveable(gm, "siftc.save")
+    try:
+        atomic.write_dir(directory, lambda tmp: write_checkpoint(gm, tmp), replaceable=_own_files)
+    except FileExistsError as e:
+        raise CheckpointError(f"siftc.save: {e}; give a new folder or a siftc checkpoint folder") from None
+    return str(directory)
+
+
+def _own_files(folder) -> str:
+    """'' when ``folder`` holds only a checkpoint's files (or nothing), else what else it holds."""
+    other = sorted(set(os.listdir(folder)) - {WEIGHTS, META})
+    return f"it holds files that are not a siftc checkpoint's ({', '.join(other[:4])}), which would be lost" if other else ""
+
+
+def check_saveable(gm, who: str):
+    """The handle of ``gm``, or CheckpointError saying why it cannot be saved."""
+    handle = handle_of(gm)
+    if handle is None:
+        raise CheckpointError(f"{who} expects a GraphModule returned by siftc.compile")
+    if handle.mode != "train":
+        raise CheckpointError(f"{who}: this model was compiled for {handle.mode} (lowered kernels); save the "
+                              f"model compiled for training (target cpu/cuda) and lower it again after loading")
+    return handle
+
+
+def write_checkpoint(gm, directory, external: "dict | None" = None) -> str:
+    """Write ``gm``'s checkpoint files into the existing folder ``directory`` (no swap: ``save``
+    and ``siftc.save_pretrained`` call it on a folder of their own that they swap in).
 
     ``external`` (used by ``siftc.save_pretrained``): ``{"file": path relative to directory,
     "tensors": {gm tensor name: (key in that file, transposed)}}``: those tensors are not copied
     but read from that safetensors file at load time, which is bound by its SHA-256 as well."""
     from safetensors.torch import save_file
     from siftc import __version__
-    handle = handle_of(gm)
-    if handle is None:
-        raise CheckpointError("siftc.save expects a GraphModule returned by siftc.compile")
-    if handle.mode != "train":
-        raise CheckpointError(f"siftc.save: this model was compiled for {handle.mode} (lowered kernels); save the "
-                              f"model compiled for training (target cpu/cuda) and lower it again after loading")
+    handle = check_saveable(gm, "siftc.save")
     os.makedirs(directory, exist_ok=True)
     called = {n.target for n in gm.graph.nodes if n.op == "call_module"}
     # a module the graph never calls (a member's container, a path prefix) is only a namespace
@@ -128,6 +157,10 @@ def save(gm, directory, external: "dict | None" = None) -> str:
     with open(os.path.join(directory, META), "w") as f:
         json.dump(meta, f, indent=1, default=_json_default)
     return str(directory)
+
+
+def _where(e) -> str:
+    return f"line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else f"byte {e.start}"
 
 
 def _sha256(path) -> str:
@@ -285,13 +318,37 @@ def _encode(a, node: str):
 def _state_spec(state: CompileState) -> dict:
     kept = state.kept()
     out = {}
-    for f in ("target", "mode", "model_name", "input_shapes", "output_shapes", "budget_flops", "budget_by_category",
+    for f in ("target", "mode", "model_name", "input_shapes", "budget_flops", "budget_by_category",
               "original_params", "original_flops_by_node", "left_dense", "densities", "planned_nonzeros",
-              "iso_note", "groups", "warnings", "hf_source"):
+              "iso_note", "groups", "warnings", "hf_source", "extended", "initialised"):
         out[f] = getattr(kept, f)
+    out["output_shapes"] = _shapes_spec(kept.output_shapes)
     out["policy"] = str(kept.policy)
+    out["preset"] = kept.policy.preset
     out["layers"] = {q: vars(r) for q, r in kept.layers.items()}
     return out
+
+
+def _shapes_spec(s):
+    """Output shapes as JSON keeps them apart: a shape (tuple) is {"t": [...]}, a list stays a
+    list, a dict {"d": {...}} (verify compares them with the graph's, tuples and lists included)."""
+    if isinstance(s, tuple):
+        return {"t": [_shapes_spec(v) for v in s]}
+    if isinstance(s, list):
+        return [_shapes_spec(v) for v in s]
+    if isinstance(s, dict):
+        return {"d": {k: _shapes_spec(v) for k, v in s.items()}}
+    return s
+
+
+def _shapes_of(spec):
+    if isinstance(spec, dict) and set(spec) == {"t"}:
+        return tuple(_shapes_of(v) for v in spec["t"])
+    if isinstance(spec, dict) and set(spec) == {"d"}:
+        return {k: _shapes_of(v) for k, v in spec["d"].items()}
+    if isinstance(spec, list):
+        return [_shapes_of(v) for v in spec]
+    return spec
 
 
 def _json_default(o):
@@ -316,14 +373,22 @@ def load(directory, device=None):
     """The compiled GraphModule saved in ``directory``: same graph, weights, masks (gradient
     hooks installed), policy, report and pass records; ``siftc.DST`` runs on it."""
     from safetensors.torch import load_file
+    if not os.path.exists(directory):     # a swap interrupted where no atomic exchange exists: repair it
+        atomic.remove_orphan_dirs(Path(os.path.abspath(directory)))
     if not os.path.isfile(os.path.join(directory, META)) and os.path.isfile(os.path.join(directory, PRETRAINED, META)):
         directory = os.path.join(directory, PRETRAINED)      # a siftc.save_pretrained directory
     meta_path, weights_path = os.path.join(directory, META), os.path.join(directory, WEIGHTS)
     for p in (meta_path, weights_path):
         if not os.path.isfile(p):
             raise CheckpointError(f"siftc.load: {p} is missing; point at a directory written by siftc.save")
-    with open(meta_path) as f:
-        meta = json.load(f)
+    try:
+        with open(meta_path) as f:
+            meta = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"siftc.load: {meta_path} is not valid JSON ({e.__class__.__name__} at {_where(e)}): "
+                              f"the file is damaged or cut short; save the model again") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"siftc.load: {meta_path} does not hold a siftc checkpoint (a JSON object)")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"siftc.load: {meta_path} has format {meta.get('format')!r}; this siftc reads format "
                               f"{FORMAT}")
@@ -569,12 +634,31 @@ def _resolve(path: str):
     return obj
 
 
+def _tagged(spec) -> bool:
+    if isinstance(spec, dict):
+        return set(spec) in ({"t"}, {"d"})
+    return isinstance(spec, list) and any(_tagged(v) for v in spec)
+
+
+def _old_shapes(spec):
+    if isinstance(spec, list) and all(isinstance(v, int) for v in spec):
+        return tuple(spec)
+    if isinstance(spec, list):
+        return tuple(_old_shapes(v) for v in spec)
+    return spec
+
+
 def _build_state(spec: dict, inputs: tuple) -> CompileState:
     state = CompileState(model=None, policy=Policy.parse(spec["policy"]), target=spec["target"],
                          example_inputs=inputs, mode=spec["mode"], model_name=spec["model_name"])
-    for f in ("input_shapes", "output_shapes", "budget_flops", "budget_by_category", "original_params",
+    for f in ("input_shapes", "budget_flops", "budget_by_category", "original_params",
               "left_dense", "densities", "planned_nonzeros", "iso_note", "groups", "warnings"):
         setattr(state, f, spec[f])
+    shapes = spec["output_shapes"]
+    # checkpoints before 2026-12-07 wrote shapes as plain lists: a shape is a list of ints there
+    state.output_shapes = _shapes_of(shapes) if _tagged(shapes) else _old_shapes(shapes)
+    state.extended, state.initialised = spec.get("extended", {}), spec.get("initialised", {})
+    object.__setattr__(state.policy, "preset", spec.get("preset", "none"))
     state.hf_source = spec.get("hf_source")
     state.original_flops_by_node = {k: tuple(v) for k, v in spec["original_flops_by_node"].items()}
     state.layers = {q: LayerRecord(**{**r, "orig_shape": tuple(r["orig_shape"])}) for q, r in spec["layers"].items()}

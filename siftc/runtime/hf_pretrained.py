@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import importlib
 import os
-import shutil
-import tempfile
 
 import torch
 
+from siftc.core import atomic
 from siftc.core.errors import CheckpointError
 from siftc.handle import handle_of
 
@@ -83,36 +82,45 @@ def save_pretrained(gm, directory, atol: float = 1e-4) -> str:
             failures.append(e)
     else:
         raise failures[0]
-    # everything is written into a folder beside the target first and moved in at the end, so a
-    # refusal on the way (siftc.save refusing a module) leaves no half-written checkpoint
-    parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=parent, prefix=".siftc-") as tmp:
-        hf.save_pretrained(tmp, max_shard_size="1000GB", safe_serialization=True)
-        weights = os.path.join(tmp, "model.safetensors")
-        if not os.path.isfile(weights):
-            raise CheckpointError("siftc.save_pretrained: transformers did not write model.safetensors (a sharded "
-                                  "or non-safetensors checkpoint); siftc reads its weights from that one file")
-        from safetensors import safe_open
-        with safe_open(weights, "pt") as f:
-            in_file = set(f.keys())
-        external = {}
-        tied = _tied_names(hf)
-        for name, (key, flip) in placed.items():
-            # transformers writes one name per tied tensor: take whichever of the tie the file holds
-            found = key if key in in_file else next((k for k in tied.get(key, ()) if k in in_file), None)
-            if found is not None:
-                external[name] = (found, flip)
-        from siftc.runtime.checkpoint import PRETRAINED, save
-        save(full, os.path.join(tmp, PRETRAINED), external={"file": os.path.join("..", "model.safetensors"),
-                                                           "tensors": external})
-        os.makedirs(directory, exist_ok=True)
-        for entry in os.listdir(tmp):
-            target = os.path.join(directory, entry)
-            if os.path.isdir(target):
-                shutil.rmtree(target)
-            os.replace(os.path.join(tmp, entry), target)
+    # everything is written into a folder beside the target and swapped in whole at the end
+    # (siftc.core.atomic.write_dir), so a refusal on the way (siftc.save refusing a module) or a
+    # kill at any instant leaves the previous folder or the new one
+    try:
+        atomic.write_dir(directory, lambda tmp: _write(hf, full, placed, str(tmp)), replaceable=_own_files)
+    except FileExistsError as e:
+        raise CheckpointError(f"siftc.save_pretrained: {e}; give a new folder or one save_pretrained wrote") from None
     return str(directory)
+
+
+# what transformers' save_pretrained and siftc write into such a folder (anything else is the user's)
+_PRETRAINED_FILES = {"config.json", "generation_config.json", "model.safetensors", "siftc"}
+
+
+def _own_files(folder) -> str:
+    other = sorted(set(os.listdir(folder)) - _PRETRAINED_FILES)
+    return f"it holds files save_pretrained did not write ({', '.join(other[:4])}), which would be lost" if other else ""
+
+
+def _write(hf, full, placed, tmp) -> None:
+    """The Hugging Face files and siftc's into the folder ``tmp``."""
+    hf.save_pretrained(tmp, max_shard_size="1000GB", safe_serialization=True)
+    weights = os.path.join(tmp, "model.safetensors")
+    if not os.path.isfile(weights):
+        raise CheckpointError("siftc.save_pretrained: transformers did not write model.safetensors (a sharded "
+                              "or non-safetensors checkpoint); siftc reads its weights from that one file")
+    from safetensors import safe_open
+    with safe_open(weights, "pt") as f:
+        in_file = set(f.keys())
+    external = {}
+    tied = _tied_names(hf)
+    for name, (key, flip) in placed.items():
+        # transformers writes one name per tied tensor: take whichever of the tie the file holds
+        found = key if key in in_file else next((k for k in tied.get(key, ()) if k in in_file), None)
+        if found is not None:
+            external[name] = (found, flip)
+    from siftc.runtime.checkpoint import PRETRAINED, write_checkpoint
+    write_checkpoint(full, os.path.join(tmp, PRETRAINED),
+                     external={"file": os.path.join("..", "model.safetensors"), "tensors": external})
 
 
 def _with_dense_layers(gm):
