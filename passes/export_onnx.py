@@ -264,12 +264,19 @@ def check_proto(proto) -> None:
 
 
 def save_onnx(proto, path) -> str:
-    """Write ``proto`` to ``path`` atomically (no partial file on failure); external data over ~1.8 GB."""
+    """Write ``proto`` to ``path`` atomically (no partial file on failure); external data over ~1.8 GB.
+
+    The pair of a large model (``model.onnx`` and its weights) is replaced as one: the weights go
+    to a file of a new name (``model.onnx.<token>.data``), then the model file that names it is
+    renamed over the old one, then the old weights file goes. A kill at any instant leaves the old
+    pair or the new one; a weights file no model names (a killed writer's) goes at the next write."""
     import onnx
     path = os.fspath(path)
     _check_target(path)
+    data_name = None
     if is_large(proto):
-        write = lambda tmp: write_external(proto, tmp, os.path.basename(path) + ".data")   # noqa: E731
+        data_name = f"{os.path.basename(path)}.{os.getpid()}-{os.urandom(4).hex()}.data"
+        write = lambda tmp: write_external(proto, tmp, data_name)          # noqa: E731
     else:                           # the temp file's suffix says nothing about the format
         write = lambda tmp: onnx.save_model(proto, tmp, format="protobuf")                 # noqa: E731
     try:
@@ -277,7 +284,25 @@ def save_onnx(proto, path) -> str:
     except OSError as e:
         raise ExportError(f"cannot write ONNX model to {path!r}: {e.strerror or e} "
                           f"(check that the directory is writable)") from e
+    finally:
+        _remove_stale_data(path)
     return path
+
+
+def _remove_stale_data(path: str) -> None:
+    """Weights files of ``path`` that its model file does not name (an earlier export's, a killed
+    writer's, or this write's own when it failed)."""
+    import glob
+    import onnx
+    try:
+        named = {e.value for t in onnx.load(path, load_external_data=False).graph.initializer
+                 for e in t.external_data if e.key == "location"} if os.path.exists(path) else set()
+    except Exception:          # not a model onnx can read: leave its neighbours alone
+        return
+    base = glob.escape(path)
+    for f in glob.glob(base + ".*.data") + glob.glob(base + ".data"):
+        if os.path.basename(f) not in named:
+            os.remove(f)
 
 
 def export_onnx(model: nn.Module, example_inputs: tuple, path=None, exporter: str = "dynamo",

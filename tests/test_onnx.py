@@ -191,8 +191,14 @@ def test_a_model_over_the_protobuf_limit_goes_through_files(tmp_path, monkeypatc
     monkeypatch.setattr(exporter, "_EXTERNAL_DATA_BYTES", 1000)
     proto = siftc.compile(gm, target="onnx", path=tmp_path / "big.onnx", exporter="torchscript")
     assert exporter.is_large(proto)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data"]
-    assert (tmp_path / "big.onnx").stat().st_size < (tmp_path / "big.onnx.data").stat().st_size
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 2 and files[0] == "big.onnx" and files[1].startswith("big.onnx.") and files[1].endswith(".data")
+    assert (tmp_path / "big.onnx").stat().st_size < (tmp_path / files[1]).stat().st_size
+    # written again: a weights file of a new name, then the model naming it; the old weights go
+    (tmp_path / "big.onnx.99999-dead.data").write_bytes(b"a killed writer's")
+    siftc.compile(gm, target="onnx", path=tmp_path / "big.onnx", exporter="torchscript")
+    again = sorted(p.name for p in tmp_path.iterdir())
+    assert len(again) == 2 and again[0] == "big.onnx" and again[1] not in files
     assert all(not t.external_data for t in proto.graph.initializer)      # weights still in memory
     siftc.onnx_check(proto, gm, inputs)                                    # onnxruntime from a file
     loaded = onnx.load(str(tmp_path / "big.onnx"))                         # and the file is whole
