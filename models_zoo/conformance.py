@@ -129,7 +129,10 @@ def run_cell(name: str, member: str, sparsity: float = 0.75, onnx: bool = True) 
             warnings.simplefilter("always")
             gm = siftc.compile(model, policy=f"{member}:{sparsity}", example_inputs=x2)
         rep = gm.siftc.report()
-        row.update(iso_ratio=round(rep.iso_flop_ratio, 5), matmul_ratio=round(rep.matmul_ratio, 5),
+        # iso_ratio: the ratio the policy's count= solved; all_ratio over every op (rows before
+        # 2026-12-07 have no all_ratio: count=all was the default, so their iso_ratio is it)
+        row.update(iso_ratio=round(rep.iso_flop_ratio, 5), all_ratio=round(rep.all_ratio, 5), count=rep.count,
+                   matmul_ratio=round(rep.matmul_ratio, 5),
                    layers=len(rep.layers), left_dense=len(rep.left_dense),
                    measured=sorted({m["target"] for m in rep.measured})[:8],
                    uncounted=[f"{u['node']}: {u['reason']}" for u in rep.uncounted][:4],
@@ -243,7 +246,10 @@ def table(rows: list[dict], members=MEMBERS, models=None) -> str:
     models = sorted(names, key=lambda m: (m in HF_MODELS, m))
     ok = sum(1 for r in by.values() if r["status"] == "ok")
     missing = len(models) * len(members) - len(by)
-    lines = [f"{ok} of {len(by)} cells ok (s = 0.75; ratios: all FLOPs / matmul-class)"
+    old = sum(1 for r in by.values() if r["status"] == "ok" and "all_ratio" not in r)
+    lines = [f"{ok} of {len(by)} cells ok (s = 0.75; ratios: all FLOPs / matmul-class; a * marks a cell run with "
+             f"the defaults before 2026-12-07: count=all, shortcut=member, parallel_form=siftc"
+             + (f", {old} cells" if old else "") + ")"
              + (f"; {missing} cells not run." if missing else "."), "",
              "| model | " + " | ".join(members) + " |", "|---|" + "---|" * len(members)]
     for m in models:
@@ -253,7 +259,8 @@ def table(rows: list[dict], members=MEMBERS, models=None) -> str:
             if r is None:
                 cells.append("not run")
             elif r["status"] == "ok":
-                cells.append(f"ok {r['iso_ratio']:.3f}/{r['matmul_ratio']:.3f}")
+                star = "" if "all_ratio" in r else "*"
+                cells.append(f"ok {r.get('all_ratio', r['iso_ratio']):.3f}/{r['matmul_ratio']:.3f}{star}")
             else:
                 cells.append(r["reason"].replace("|", "/")[:120])
         lines.append(f"| {m} | " + " | ".join(cells) + " |")

@@ -189,10 +189,11 @@ def train_main(args) -> int:
     """``siftc bench train``: one training step (forward, backward, momentum SGD) of (a) the dense
     original, (b) the Sparse Wide model as compiled (masked dense: zeros multiplied), (c) the
     same model compiled with ``kernels=auto`` (masked linears through sparse kernels where measured
-    faster, siftc/core/train_kernels.py), timed round-robin in one run, min of ``--steps``.
-    Prints (b)/(a) and (c)/(a). Targets (c)/(a): <= 4 on the MLP at batch 64, <= 5 on
-    resnet18_cifar (stretch 2); iso-FLOP is 1.0. Sparse kernels cover nn.Linear only: convs
-    stay masked dense, which the layer counts column shows.
+    faster, siftc/core/train_kernels.py), (d) a second copy of (c) stepped under ``siftc.DST``
+    (static masks: DST must cost nothing there), timed round-robin in one run, min of ``--steps``.
+    Prints (b)/(a), (c)/(a) and (d)/(c). Targets (c)/(a): <= 4 on the MLP at batch 64, <= 5 on
+    resnet18_cifar (stretch 2); (d)/(c) <= 1.05; iso-FLOP is 1.0. Sparse kernels cover nn.Linear
+    only: convs stay masked dense, which the layer counts column shows.
     """
     import torch.nn.functional as F
 
@@ -201,18 +202,22 @@ def train_main(args) -> int:
     print(f"siftc bench train  torch threads={torch.get_num_threads()}  min of {args.steps} interleaved steps "
           f"(ms/step)")
     print(f"{'model':16s} {'policy':22s} {'batch':>5s} {'(a) dense':>9s} {'(b) masked':>10s} {'(c) auto':>9s} "
-          f"{'sparse layers':>13s} {'(b)/(a)':>8s} {'(c)/(a)':>8s}")
+          f"{'(d) +DST':>9s} {'sparse layers':>13s} {'(b)/(a)':>8s} {'(c)/(a)':>8s} {'(d)/(c)':>8s}")
     for name, policy, batch, model, x, y in _cases(args, TRAIN_CASES):
         masked = siftc.compile(model, policy=policy, example_inputs=(x,))
         auto = siftc.compile(model, policy=f"{policy},kernels=auto", example_inputs=(x,))
+        under_dst = siftc.compile(model, policy=f"{policy},kernels=auto", example_inputs=(x,))
         lowered = sum(d["kernel"] != "dense" for d in auto.siftc.state.kernels.values())
         layers = len(auto.siftc.masks())
-        models = {"dense": model, "masked": masked, "auto": auto}
+        models = {"dense": model, "masked": masked, "auto": auto, "dst": under_dst}
         opts = {k: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for k, m in models.items()}
+        dst = siftc.DST(under_dst, opts["dst"], total_steps=10 ** 6, method="static")
 
         def step(k):
             F.cross_entropy(models[k](x), y).backward()
             opts[k].step()
+            if k == "dst":
+                dst.step()
             opts[k].zero_grad()
         for k in models:
             models[k].train()
@@ -220,7 +225,8 @@ def train_main(args) -> int:
         from siftc.core.kernels import interleaved_min_ms
         t = interleaved_min_ms({k: (lambda k=k: step(k)) for k in models}, args.steps)
         print(f"{name:16s} {policy:22s} {batch:5d} {t['dense']:9.2f} {t['masked']:10.2f} {t['auto']:9.2f} "
-              f"{f'{lowered} of {layers}':>13s} {t['masked'] / t['dense']:8.2f} {t['auto'] / t['dense']:8.2f}")
+              f"{t['dst']:9.2f} {f'{lowered} of {layers}':>13s} {t['masked'] / t['dense']:8.2f} "
+              f"{t['auto'] / t['dense']:8.2f} {t['dst'] / t['auto']:8.2f}")
         if args.convs:
             conv_table(masked, x, args.steps)
     return 0
