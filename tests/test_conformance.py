@@ -62,14 +62,18 @@ def test_swin_wrapped_attention_is_counted_and_listed():
 
 def test_table_renders_ok_and_reasons(tmp_path):
     rows = [{"model": "a", "member": "wide", "status": "ok", "iso_ratio": 1.0, "matmul_ratio": 0.98, "reason": ""},
-            {"model": "a", "member": "parallel", "status": "fail", "reason": "compile: X | Y"}]
+            {"model": "a", "member": "parallel", "status": "fail", "reason": "compile: X | Y"},
+            {"model": "c", "member": "wide", "status": "ok", "iso_ratio": 1.0, "all_ratio": 1.02, "matmul_ratio": 1.0,
+             "count": "matmul", "reason": ""}]
     out = tmp_path / "c.jsonl"
     out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     text = conformance.table(conformance.load(out), members=("wide", "parallel", "sparse"))
-    assert "1 of 2 cells ok" in text and "4 cells not run" not in text and "; 1 cells not run." in text
-    assert "| a | ok 1.000/0.980 | compile: X / Y | not run |" in text
+    assert "2 of 3 cells ok" in text and "; 3 cells not run." in text
+    # a row from before count=matmul was the default: its iso_ratio is the all-FLOP one, starred
+    assert "| a | ok 1.000/0.980* | compile: X / Y | not run |" in text and "1 cells)" in text
+    assert "| c | ok 1.020/1.000 | not run | not run |" in text
     with_b = conformance.table(conformance.load(out), members=("wide", "parallel", "sparse"), models=["a", "b"])
-    assert "| b | not run | not run | not run |" in with_b and "; 4 cells not run." in with_b
+    assert "| b | not run | not run | not run |" in with_b and "; 6 cells not run." in with_b
     page = tmp_path / "compat.md"
     page.write_text(f"intro\n{conformance.PAGE_START}\nold matrix\n{conformance.PAGE_END}\noutro\n")
     conformance.write_page(page, with_b)
