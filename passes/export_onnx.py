@@ -6,7 +6,7 @@ Options (pipeline syntax ``export-onnx{exporter=torchscript sparse=always}``, or
 and siftc.iso_flop_ratio.
 
 The model is exported as it is (a trained compiled GraphModule is not transformed again): a
-copy in eval mode, without the training hooks and without the ``weight_mask`` buffers, whose
+copy in eval mode, without the training hooks and without the mask buffers, whose
 weights already hold zeros where masked, so no mask multiply can reach the graph. Exporters:
 ``dynamo`` (default; torch.export + onnxscript, which folds BatchNorm into convs and pre-transposes
 MatMul weights) or ``torchscript`` (the legacy exporter, fast, names kept as they are).
@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from siftc.core import atomic
+from siftc.core.mask_api import masked_weights
 from siftc.core.errors import ExportError, UsageError
 from siftc.core.masking import shared_copy, strip
 from siftc.core.pass_registry import PassResult, register
@@ -51,8 +52,7 @@ _SPARSE_INLINE_BYTES = 512_000_000
 
 
 def _masked_weights(model: nn.Module) -> dict:
-    return {f"{n}.weight" if n else "weight": m.weight_mask for n, m in model.named_modules()
-            if isinstance(getattr(m, "weight_mask", None), torch.Tensor)}
+    return {w.qualname: w.mask for w in masked_weights(model)}
 
 
 def _export_copy(model: nn.Module) -> nn.Module:

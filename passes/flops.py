@@ -29,6 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from siftc.core.symdims import target_name
 from siftc.core import ops
+from siftc.core.mask_api import mask_of
 from siftc.core.masking import count_mask
 from .mode_ops import FollowTraining, TrainingSDPA
 from siftc.core.pass_registry import PassResult, register
@@ -66,8 +67,8 @@ def _shape(arg):
 
 
 def _weight_nnz(module) -> tuple[int, int]:
-    mask = getattr(module, "weight_mask", None)
-    if isinstance(mask, torch.Tensor):
+    mask = mask_of(module)
+    if mask is not None:
         return mask.numel(), count_mask(mask)
     return module.weight.numel(), module.weight.numel()
 

@@ -1,6 +1,6 @@
 """masks: choose each sparse weight's density, draw its mask, zero the masked weights.
 
-Sparse weights are the modules with a ``weight_mask`` buffer that this compile's substitute
+Sparse weights are the modules with a masked weight (siftc/core/mask_api.py) that this compile's substitute
 created (masks from an earlier compile are kept as they are). Densities:
 - iso=exact (default): solved so that the compiled model's FLOPs (mask non-zeros counted)
   equal the original dense budget (siftc.densities.iso_exact), uniform or ERK across layers.
@@ -21,6 +21,7 @@ import torch
 
 from siftc.core import densities, patterns
 from siftc.core.errors import IsoFlopError
+from siftc.core.mask_api import is_masked, mask_of
 from siftc.core.masking import count_mask, exact_count, exact_mask, fill_kept_, layer_generator, numpy_ok
 from siftc.core.members.base import take_pending_std
 from . import flops as flops_pass
@@ -37,7 +38,7 @@ def _layer_flops(gm, count: str = "all") -> tuple[dict, int]:
         info = n.meta.get("siftc.flops")
         if info is None:
             continue
-        if n.op == "call_module" and hasattr(gm.get_submodule(n.target), "weight_mask"):
+        if n.op == "call_module" and is_masked(gm.get_submodule(n.target)):
             per_module[n.target] = per_module.get(n.target, 0) + info.dense_flops
         elif cats is None or info.category in cats:
             rest += info.flops
@@ -52,7 +53,7 @@ def _largest_dense(gm, budget: int, top: int = 4) -> str:
         if info is None or not info.flops:
             continue
         if n.op == "call_module":
-            if hasattr(gm.get_submodule(n.target), "weight_mask"):
+            if is_masked(gm.get_submodule(n.target)):
                 continue
             key = n.target
         else:
@@ -85,10 +86,11 @@ def _fill(q: str, mod, density: float, pattern, policy) -> tuple[float, int, int
     non-zeros, warning). Called from worker threads: it touches only this layer."""
     g = layer_generator(policy.seed, q)
     with torch.no_grad():
-        mask, planned, warning = _draw(tuple(mod.weight.shape), density, pattern, g, q, policy, mod.weight_mask)
-        if mask is not mod.weight_mask:
-            mod.weight_mask.copy_(mask)
-        mask = mod.weight_mask
+        buffer = mask_of(mod)
+        mask, planned, warning = _draw(tuple(mod.weight.shape), density, pattern, g, q, policy, buffer)
+        if mask is not buffer:
+            buffer.copy_(mask)
+        mask = buffer
         nnz = count_mask(mask)
         density = nnz / mask.numel()      # realised (blocks quantise it)
         scale = 1.0 / math.sqrt(density) if policy.init == "scaled" and density > 0 else 1.0
@@ -139,7 +141,8 @@ def masks(gm, ctx) -> PassResult:
     old = [q for q in per_module if q not in new]
     for q in old:
         mod = gm.get_submodule(q)
-        rest += per_module.pop(q) * int(torch.count_nonzero(mod.weight_mask)) // mod.weight_mask.numel()
+        mask = mask_of(mod)
+        rest += per_module.pop(q) * int(torch.count_nonzero(mask)) // mask.numel()
     shapes = {q: tuple(gm.get_submodule(q).weight.shape) for q in new}
     if policy.iso == "exact" and policy.member != "sparse":
         try:

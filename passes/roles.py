@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from siftc.core import ops
+from siftc.core.mask_api import is_masked
 from siftc.core.pass_registry import PassResult, register
 
 LEFT_DENSE_REASONS = {
@@ -91,7 +92,7 @@ def _classify(gm, node, first: bool, last: bool, policy) -> str:
     if kind in ("embedding", "functional", "opaque"):
         return kind
     m = gm.get_submodule(node.target)
-    if inside_member(gm, node.target) or hasattr(m, "weight_mask"):
+    if inside_member(gm, node.target) or is_masked(m):
         return "substituted"
     if policy.member not in ops.members_for(m) and policy.member != "dense":
         return "unsupported"

@@ -16,6 +16,7 @@ import torch
 
 from siftc.core.errors import IsoFlopError, VerifyError
 from siftc.core.masking import numpy_ok
+from siftc.core.mask_api import mask_of
 from . import flops as flops_pass
 from siftc.core.pass_registry import PassResult, register
 from .account import account
@@ -75,7 +76,7 @@ def iso_applies(ctx) -> bool:
 def _check_mask(q: str, mod, want, fresh: bool) -> None:
     """One masked layer: weights zero where the mask is False, the planned non-zero count, and
     (``fresh``: drawn in this compile) kept weights non-zero."""
-    mask = mod.weight_mask
+    mask = mask_of(mod)
     weight = mod.weight.detach()
     # the common case in one numpy comparison (~6x faster than the torch checks below on CPU):
     # non-zero exactly where the mask is True, with the planned count, passes every check below

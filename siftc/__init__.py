@@ -36,12 +36,15 @@ _LAZY = {
     "render_html": ("siftc.viewer", "render_html"),
     "ModuleRule": ("siftc.core.ops", "ModuleRule"),
     "register_module_rule": ("siftc.core.ops", "register_module"),
+    "masked_weights": ("siftc.core.mask_api", "masked_weights"),
+    "MaskedWeight": ("siftc.core.mask_api", "MaskedWeight"),
 }
 
 __all__ = ["compile", "report", "DST", "Policy", "MEMBERS", "TARGETS", "PassManager", "SiftcError", "PolicyError",
            "PipelineError", "CaptureError", "ShapeError", "IsoFlopError", "VerifyError", "PassError", "ExportError", "UsageError", "CheckpointError", "save", "load",
            "save_pretrained",
-           "export_onnx", "onnx_check", "render_html", "ModuleRule", "register_module_rule"]
+           "export_onnx", "onnx_check", "render_html", "ModuleRule", "register_module_rule", "masked_weights",
+           "MaskedWeight"]
 __version__ = "0.1.0"
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from siftc.core.state import CompileState
+from siftc.core.mask_api import masked_weights
 
 _STATE_FIELDS = frozenset(f.name for f in dataclasses.fields(CompileState))
 
@@ -38,9 +39,9 @@ class SiftcHandle:
         return build_report(self.gm, self, refresh=refresh)
 
     def masks(self) -> dict:
-        """{module path: bool mask} of every masked weight."""
-        return {n: m.weight_mask for n, m in self.gm.named_modules()
-                if isinstance(getattr(m, "weight_mask", None), torch.Tensor)}
+        """{module path: bool mask} of every masked ``weight`` (siftc.masked_weights(gm) gives
+        every masked parameter as a record)."""
+        return {w.path: w.mask for w in masked_weights(self.gm) if w.name == "weight"}
 
     def __repr__(self) -> str:
         return f"SiftcHandle(policy={self.policy}, target={self.target}, layers={len(self.layers)})"

@@ -17,6 +17,7 @@ import json
 import torch
 
 from siftc.core.masking import count_mask
+from siftc.core.mask_api import mask_of
 from siftc.core.pass_registry import get_pass
 from siftc.core.symdims import target_name
 from siftc.passes import flops as flops_pass
@@ -68,11 +69,12 @@ def weight_modules(gm) -> list[str]:
             continue
         seen.add(n.target)
         m = modules[n.target]
-        w = getattr(m, "weight", None)
+        mask = mask_of(m)
+        # a masked module's shape from its mask: a sparse kernel's weight is built on request
+        w = mask if mask is not None else getattr(m, "weight", None)
         if not isinstance(w, torch.Tensor):
             continue
-        mask = getattr(m, "weight_mask", None)
-        nnz = f"{count_mask(mask):,}/{mask.numel():,}" if isinstance(mask, torch.Tensor) else "dense"
+        nnz = f"{count_mask(mask):,}/{mask.numel():,}" if mask is not None else "dense"
         rows.append(f"{n.target} | {type(m).__name__} | {tuple(w.shape)} | {nnz}")
     return rows
 

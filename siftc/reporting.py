@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from siftc.core.ties import ties
+from siftc.core.mask_api import mask_of
 from siftc.passes import flops as flops_pass
 from siftc.passes.shape_prop import ensure_shapes
 
@@ -213,12 +214,12 @@ def build_report(gm, state, refresh: bool = True) -> Report:
                 continue
             seen.add(id(p))
             dense_params += p.numel()
-            mask = getattr(mod, "weight_mask", None) if pname == "weight" else None
-            nonzero += int(torch.count_nonzero(mask)) if isinstance(mask, torch.Tensor) else p.numel()
+            mask = mask_of(mod, pname)
+            nonzero += int(torch.count_nonzero(mask)) if mask is not None else p.numel()
     layers = []
     for rec in state.layers.values():
         new_shapes = {q: list(gm.get_submodule(q).weight.shape) for q in rec.new_modules}
-        masks = [gm.get_submodule(q).weight_mask for q in rec.sparse_modules]
+        masks = [mask_of(gm.get_submodule(q)) for q in rec.sparse_modules]
         numel = sum(m.numel() for m in masks)
         sparsity = 1.0 - sum(int(torch.count_nonzero(m)) for m in masks) / numel if numel else 0.0
         layers.append({"name": rec.name, "kind": rec.kind, "member": rec.member, "detail": rec.detail,

@@ -133,3 +133,19 @@ def test_no_top_level_passes_package(tmp_path):
     """passes/ installs as siftc.passes: outside the source tree `import passes` finds nothing."""
     done = _run("import siftc.passes\nimport passes", tmp_path)
     assert "No module named 'passes'" in done.stderr, (done.stdout, done.stderr[-1000:])
+
+
+def test_only_the_mask_api_knows_how_a_mask_is_stored():
+    """What is masked is asked of siftc/core/mask_api.py (masked_weights, mask_of, is_masked,
+    add_mask): no other module of siftc/ or passes/ spells the mask buffer's name, so the
+    representation can change in one place (13 files rediscovered it before)."""
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for f in sorted([*(root / "siftc").rglob("*.py"), *(root / "passes").rglob("*.py")]):
+        if f.name == "mask_api.py":
+            continue
+        text = f.read_text()
+        for i, line in enumerate(text.splitlines(), 1):
+            if "weight_mask" in line:
+                offenders.append(f"{f.relative_to(root)}:{i}")
+    assert not offenders, offenders

@@ -15,7 +15,7 @@ a margin, and a second, independent measurement must agree, so noise cannot flip
 in-process by (kind, shapes, density bucket, threads), so compiling the same model again (or one
 with the same layer shapes) does not re-measure.
 
-A lowered module keeps ``weight_mask`` (so reports and FLOP counts work as before) and offers
+A lowered module keeps its weight's mask (so reports and FLOP counts work as before) and offers
 ``weight`` as a dense copy made on request.
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import ops
+from .mask_api import add_mask, is_masked, mask_of
 
 MARGIN = 1.10             # the sparse kernel must be at least 10% faster to be chosen
 _DECISIONS: dict = {}     # cache key -> (speedup, dense_ms, sparse_ms)
@@ -79,7 +80,7 @@ class _SparseKernel(nn.Module):
         self.mkl = mkl and not blocksize
         self._shape = tuple(w.shape)
         self.register_buffer("weight_csr", _compress(w.reshape(w.shape[0], -1), blocksize))
-        self.register_buffer("weight_mask", layer.weight_mask.clone())
+        add_mask(self, "weight", mask_of(layer).clone())
         self.bias = None if layer.bias is None else nn.Parameter(layer.bias.detach().clone(), requires_grad=False)
         self._scipy = None
 
@@ -168,7 +169,7 @@ ops.register_module(CSRConv2d, ops.ModuleRule("csr-conv", "conv", ops.conv_cost,
 
 
 def lowerable(mod: nn.Module) -> bool:
-    if not isinstance(getattr(mod, "weight_mask", None), torch.Tensor):
+    if not is_masked(mod):
         return False
     if type(mod) is nn.Linear:
         return True
@@ -248,7 +249,8 @@ def choose(mod: nn.Module, example_input: torch.Tensor, blocksize=None, repeat: 
     ``MARGIN`` faster than dense in two independent interleaved min-of-``repeat`` measurements
     (the reported speedup is the smaller of the two).
     """
-    density = float(torch.count_nonzero(mod.weight_mask)) / mod.weight_mask.numel()
+    mask = mask_of(mod)
+    density = float(torch.count_nonzero(mask)) / mask.numel()
     rows = mod.weight.shape[0]
     cols = mod.weight.numel() // rows
     if blocksize and (rows % blocksize or cols % blocksize):
@@ -299,8 +301,8 @@ def semi_structured_plan(model: nn.Module) -> dict:
     from siftc.core.patterns import is_nm
     plan = {}
     for name, mod in model.named_modules():
-        mask = getattr(mod, "weight_mask", None)
-        if not isinstance(mask, torch.Tensor) or type(mod) is not nn.Linear:
+        mask = mask_of(mod)
+        if mask is None or type(mod) is not nn.Linear:
             continue
         rows, cols = mod.weight.shape
         if not is_nm(mask, 2, 4):

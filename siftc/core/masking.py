@@ -31,6 +31,8 @@ import zlib
 import numpy as np
 import torch
 
+from siftc.core.mask_api import is_masked, mask_of, remove_mask
+
 def exact_count(n: int, density: float) -> int:
     """The non-zeros a mask of n entries at ``density`` has: round(density n), at least 1 unless 0."""
     return min(n, max(1, round(density * n))) if density > 0 else 0
@@ -61,8 +63,8 @@ def exact_mask(shape, density: float, generator: torch.Generator, out: torch.Ten
     tied at that level. The procedure treats every position alike, so the subset it returns is
     uniform over k-subsets; the coarse keys only make the tied set larger (~n/128 entries).
 
-    Written into ``out`` (a contiguous CPU bool tensor of ``shape``, e.g. the layer's
-    ``weight_mask``) when given. The scans run in numpy, whose compare and ``flatnonzero`` are
+    Written into ``out`` (a contiguous CPU bool tensor of ``shape``, e.g. the layer's mask
+    buffer) when given. The scans run in numpy, whose compare and ``flatnonzero`` are
     4-7x faster than torch's on CPU (measured: 9 ms vs 61 ms for the non-zeros of a 9.4M mask,
     1 thread); the draws are torch's, so the mask is the one the torch formulation gives.
     """
@@ -173,20 +175,20 @@ class GradMask:
         """The mask as 0/1 in ``like``'s dtype and device, rebuilt only when the mask changed."""
         s = self._scale
         if not self.current() or s.dtype != like.dtype or s.device != like.device:
-            mask = self.module.weight_mask
+            mask = mask_of(self.module)
             s = mask.to(device=like.device, dtype=like.dtype)
             self._mask, self._version, self._scale = mask, mask._version, s
         return s
 
     def current(self) -> bool:
         """Whether the cached copy matches the mask as it is now."""
-        mask = self.module.weight_mask
+        mask = mask_of(self.module)
         return self._scale is not None and mask is self._mask and mask._version == self._version
 
     def patch(self, index: torch.Tensor) -> None:
         """The mask, current before, has just changed at these flat positions only (a DST
         update): patch the copy there instead of converting the whole mask again."""
-        mask = self.module.weight_mask
+        mask = mask_of(self.module)
         flat = self._scale.view(-1)
         flat[index] = mask.reshape(-1)[index].to(flat.dtype)
         self._mask, self._version = mask, mask._version
@@ -242,8 +244,7 @@ def install(gm) -> int:
     for _, mod in gm.named_modules():
         # a masked module whose weight is not a parameter (sparse kernels: only the kept values
         # are trained, siftc/core/train_kernels.py) has no dense gradient to mask
-        if isinstance(getattr(mod, "weight_mask", None), torch.Tensor) and \
-                isinstance(getattr(mod, "weight", None), torch.nn.Parameter):
+        if is_masked(mod) and isinstance(mod._parameters.get("weight"), torch.nn.Parameter):
             hook = next((h for h in mod._forward_pre_hooks.values() if isinstance(h, InstallGradMask)), None)
             if hook is None:
                 hook = InstallGradMask()
@@ -292,6 +293,6 @@ def strip(model, tensor_hooks: bool = True) -> None:
         for k, h in list((hooks or {}).items()):
             if isinstance(h, GradMask):
                 del hooks[k]
-        mod._buffers.pop("weight_mask", None)
+        remove_mask(mod)
     if install in getattr(model, "_deepcopy_hooks", ()):
         model._deepcopy_hooks.remove(install)

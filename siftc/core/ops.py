@@ -38,6 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensor, unset_fake_temporarily
 
+from siftc.core.mask_api import mask_of
+
 # Members that rebuild a layer (substitute) and those that only mask it at its (possibly
 # widened) shape: the latter work on any weight layout.
 ALL_MEMBERS = ("sparse", "wide", "parallel", "factorized", "doped")
@@ -123,8 +125,8 @@ def numel(shape) -> int:
 def weight_shape(mod) -> tuple:
     """The weight's dense shape, read from its mask when it has one (a lowered sparse kernel
     builds its dense weight only on request)."""
-    mask = getattr(mod, "weight_mask", None)
-    return tuple(mask.shape) if isinstance(mask, torch.Tensor) else tuple(mod.weight.shape)
+    mask = mask_of(mod)
+    return tuple(mask.shape) if mask is not None else tuple(mod.weight.shape)
 
 
 def linear_flops(out, shape, nnz):

@@ -3,7 +3,7 @@ do not move train through a sparse matmul instead of a dense one with zeros.
 
 A masked ``nn.Linear`` becomes a ``SparseTrainLinear``: its parameter is the kept values only
 (``values``, in the mask's row-major order, in the place ``weight`` had among the parameters),
-its mask stays as the ``weight_mask`` buffer, and ``weight`` is a dense copy made on request (for
+its mask stays as its mask buffer (siftc/core/mask_api.py), and ``weight`` is a dense copy made on request (for
 reports, export, checks). Forward and backward cost what the kept weights cost:
 
 - forward ``y = x W^T``: ``W_csr @ x^T`` (torch's CSR x dense matmul, MKL on CPU);
@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from . import ops
+from .mask_api import add_mask, is_masked, mask_of
 from .kernels import MARGIN, input_shapes, race
 
 BACKENDS = ("csr", "sparseprop")
@@ -101,7 +102,7 @@ class _CSRLinearFn(torch.autograd.Function):
 
 class SparseTrainLinear(nn.Module):
     """A masked linear trained through a sparse kernel: ``values`` (the kept weights), ``bias``,
-    ``weight_mask``; ``weight`` is a dense copy on request."""
+    the weight's mask (its index structure); ``weight`` is a dense copy on request."""
 
     def __init__(self, in_features: int, out_features: int, nnz: int, bias: bool = True, backend: str = "csr"):
         super().__init__()
@@ -110,12 +111,12 @@ class SparseTrainLinear(nn.Module):
         self.in_features, self.out_features, self.nnz, self.backend = in_features, out_features, nnz, backend
         self.values = nn.Parameter(torch.empty(nnz))
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
-        self.register_buffer("weight_mask", torch.zeros(out_features, in_features, dtype=torch.bool))
+        add_mask(self, "weight", torch.zeros(out_features, in_features, dtype=torch.bool))
         self._layout, self._layout_key = None, None
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, backend: str = "csr") -> "SparseTrainLinear":
-        mask = linear.weight_mask
+        mask = mask_of(linear)
         w = linear.weight.detach()
         with torch.device(w.device):
             new = cls(linear.in_features, linear.out_features, int(mask.sum()), linear.bias is not None, backend)
@@ -123,12 +124,12 @@ class SparseTrainLinear(nn.Module):
         new.values = nn.Parameter(w[mask].clone(), requires_grad=linear.weight.requires_grad)   # row-major
         if linear.bias is not None:
             new.bias = linear.bias          # the same Parameter: nothing about the bias changes
-        new.weight_mask = mask.clone()
+        add_mask(new, "weight", mask.clone())
         new.train(linear.training)
         return new
 
     def layout(self) -> _Layout:
-        mask = self.weight_mask
+        mask = mask_of(self)
         key = (mask.data_ptr(), mask._version, mask.device)
         if key != self._layout_key:          # a new or loaded mask
             layout = _Layout(mask)
@@ -140,8 +141,9 @@ class SparseTrainLinear(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
-        w = torch.zeros(self.weight_mask.shape, dtype=self.values.dtype, device=self.values.device)
-        w[self.weight_mask] = self.values.detach()
+        mask = mask_of(self)
+        w = torch.zeros(mask.shape, dtype=self.values.dtype, device=self.values.device)
+        w[mask] = self.values.detach()
         return w
 
     def to_linear(self) -> nn.Linear:
@@ -151,7 +153,7 @@ class SparseTrainLinear(nn.Module):
         lin.weight = nn.Parameter(self.weight, requires_grad=self.values.requires_grad)
         if self.bias is not None:
             lin.bias = self.bias
-        lin.register_buffer("weight_mask", self.weight_mask.clone())
+        add_mask(lin, "weight", mask_of(self).clone())
         lin.train(self.training)
         return lin
 
@@ -180,7 +182,7 @@ ops.register_module(SparseTrainLinear, ops.ModuleRule("sparse-train-linear", "li
 
 
 def eligible(mod: nn.Module) -> bool:
-    return type(mod) is nn.Linear and isinstance(getattr(mod, "weight_mask", None), torch.Tensor) \
+    return type(mod) is nn.Linear and is_masked(mod) \
         and mod.weight.dtype in (torch.float32, torch.float64) and mod.weight.device.type != "meta"
 
 
@@ -197,7 +199,7 @@ def _step_fn(mod: nn.Module, x: torch.Tensor, grad: torch.Tensor):
     """One forward + backward + SGD-like update of ``mod`` (a private copy): what a training step
     spends on this layer (the input's gradient too when ``x`` requires one)."""
     params = [p for p in mod.parameters() if p.requires_grad]
-    mask = getattr(mod, "weight_mask", None)
+    mask = mask_of(mod)
     maskf = mask.to(mod.weight.dtype) if type(mod) is nn.Linear and mask is not None else None
 
     def step():
@@ -223,7 +225,7 @@ def choose(mod: nn.Module, input_shape: tuple, kernels: str = "auto", repeat: in
     x = torch.randn(input_shape, generator=g, dtype=mod.weight.dtype).to(mod.weight.device)
     x.requires_grad_(input_grad)
     grad = torch.randn((*input_shape[:-1], mod.out_features), generator=g, dtype=mod.weight.dtype).to(x.device)
-    density = float(mod.weight_mask.float().mean())
+    density = float(mask_of(mod).float().mean())
     dense = copy.deepcopy(mod)
     for h in list(dense._forward_pre_hooks):          # the copy runs bare: its step masks by hand
         del dense._forward_pre_hooks[h]

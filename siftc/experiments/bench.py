@@ -21,6 +21,8 @@ import warnings
 
 import torch
 
+from siftc.core.mask_api import is_masked, mask_of
+
 
 def _time(fn) -> float:
     start = time.perf_counter()
@@ -263,7 +265,7 @@ def conv_table(gm, x, steps: int) -> None:
             seen.setdefault(q, (m, tuple(inputs[0].shape)))
         return hook
     for q, m in gm.named_modules():
-        if isinstance(m, torch.nn.Conv2d) and isinstance(getattr(m, "weight_mask", None), torch.Tensor):
+        if isinstance(m, torch.nn.Conv2d) and is_masked(m):
             hooks.append(m.register_forward_hook(record(q)))
     with torch.no_grad():
         gm(x)
@@ -283,8 +285,8 @@ def conv_table(gm, x, steps: int) -> None:
         # what sparseprop's convolution computes; it crashed on a padding wider than half the kernel
         # and on a layer with no kept weight
         fits = (square and m.groups == 1 and m.dilation == (1, 1) and m.stride[0] in (1, 2)
-                and m.padding_mode == "zeros" and m.padding[0] <= m.kernel_size[0] // 2 and bool(m.weight_mask.any()))
-        density = float(m.weight_mask.float().mean())
+                and m.padding_mode == "zeros" and m.padding[0] <= m.kernel_size[0] // 2 and bool(mask_of(m).any()))
+        density = float(mask_of(m).float().mean())
         inp = torch.randn(shape, requires_grad=True)
         weight = w.clone().requires_grad_(True)
         out_shape = F.conv2d(inp.detach(), w, None, m.stride, m.padding).shape

@@ -33,6 +33,7 @@ import torch
 import torch.fx
 
 from siftc.core import atomic
+from siftc.core.mask_api import mask_name_of, masked_weights
 from siftc.core.errors import CheckpointError
 from siftc.core.masking import install as install_grad_masks
 from siftc.core.policy import Policy
@@ -103,8 +104,7 @@ def write_checkpoint(gm, directory, external: "dict | None" = None) -> str:
                for name, mod in gm.named_modules() if name}
     tensors, index = {}, {}
     seen: dict = {}                     # id(tensor) -> first name: tied parameters stored once
-    masked = {f"{q}.weight": m for q, m in gm.named_modules()
-              if q and isinstance(getattr(m, "weight_mask", None), torch.Tensor)}
+    masked = {w.qualname: w for w in masked_weights(gm) if w.path}
     for owner, mod in gm.named_modules():
         kinds = [("param", mod._parameters), ("buffer", mod._buffers)]
         for kind, table in kinds:
@@ -172,16 +172,17 @@ def _sha256(path) -> str:
     return h.hexdigest()
 
 
-def _store(name: str, t: torch.Tensor, module, tensors: dict) -> dict:
-    """Put ``t`` into ``tensors``: as values + the mask's bits when it is a masked weight that is
-    zero wherever its mask is off (always, after compile and DST; checked, never assumed)."""
+def _store(name: str, t: torch.Tensor, masked, tensors: dict) -> dict:
+    """Put ``t`` into ``tensors``: as values + the mask's bits when it is a masked weight
+    (``masked``: its MaskedWeight) that is zero wherever its mask is off (always, after compile and
+    DST; checked, never assumed)."""
     t = t.cpu()
-    if module is not None and t.shape == module.weight_mask.shape:
-        mask = module.weight_mask.detach().cpu()
+    if masked is not None and t.shape == masked.mask.shape:
+        mask = masked.mask.detach().cpu()
         if not torch.any(t.masked_select(~mask) != 0):
             tensors[f"{name}::values"] = t.masked_select(mask)
             return {"stored": "masked", "shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."),
-                    "mask": name.rpartition(".")[0] + ".weight_mask"}
+                    "mask": mask_name_of(name)}
     if t.dtype == torch.bool:
         tensors[f"{name}::bits"] = pack_bits(t)
         return {"stored": "bits", "shape": list(t.shape)}

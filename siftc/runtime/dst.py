@@ -34,6 +34,7 @@ import torch
 import torch.distributed as dist
 
 from siftc.passes import flops as flops_pass
+from siftc.core.mask_api import mask_of, masked_modules
 from siftc.core.masking import grad_mask_of, has_grad_mask, install as install_grad_masks
 from siftc.passes.shape_prop import ensure_shapes
 
@@ -203,7 +204,7 @@ class DST:
                              f"{self.pattern.m} weights and do not move under {self.method}; use method "
                              f"'static' (or dst=static in the policy), or pattern=block:B for moving structured masks")
         self.generator = torch.Generator().manual_seed(p.seed if seed is None else seed)
-        self.modules = {q: m for q, m in gm.named_modules() if isinstance(getattr(m, "weight_mask", None), torch.Tensor)}
+        self.modules = masked_modules(gm)
         # policy kernels=...: with SET/RigL, masked linears move to sparse kernels once masks stop
         # moving (the end fraction); a model saved after that has them already (SparseTrainLinear:
         # kept values only, no dense gradient, so no update may reach them)
@@ -355,7 +356,7 @@ class DST:
                     g /= dist.get_world_size()
         with torch.no_grad():
             for q, m in self.modules.items():
-                mask = m.weight_mask
+                mask = mask_of(m)
                 score = self._dense_grads[q] if self.method == "rigl" else None
                 weight = m.weight.full_tensor() if _sharded(m.weight) else m.weight    # rank globally
                 if score is not None and _sharded(m.weight):
@@ -422,7 +423,7 @@ class DST:
             if m.weight.grad is None or has_grad_mask(m):
                 continue
             with torch.no_grad():
-                m.weight.grad.masked_fill_(~m.weight_mask, 0.0)
+                m.weight.grad.masked_fill_(~mask_of(m), 0.0)
             install_grad_masks(m)
 
     def _mask_sharded_grads(self) -> None:
@@ -435,7 +436,7 @@ class DST:
                     continue
                 if self._capturing:
                     self._dense_grads[q] = _local(g).detach().float().clone()
-                _local(g).mul_(self._local_of(m.weight_mask, m.weight, cache=True).to(_local(g).dtype))
+                _local(g).mul_(self._local_of(mask_of(m), m.weight, cache=True).to(_local(g).dtype))
 
     def _local_of(self, full: torch.Tensor, like, cache: bool = False) -> torch.Tensor:
         """This rank's shard of the full tensor ``full``, sharded as ``like`` is (no communication:
@@ -482,13 +483,14 @@ class DST:
             state = self.optimizer.state.get(m.weight) or {}
             tensors = [m.weight] + [v for k, v in state.items() if k in KNOWN_STATE]
             if self.fsdp:          # each rank checks its own shards
-                off = ~self._local_of(m.weight_mask, m.weight, cache=True)
+                off = ~self._local_of(mask_of(m), m.weight, cache=True)
                 return any(bool(torch.any(_local(x).masked_select(off) != 0)) for x in tensors)
             # x == x * mask everywhere, with the mask as 0/1 floats (the gradient hook's copy when
             # it has one): ~8x faster than selecting through a bool mask
             hook = grad_mask_of(m)
-            scale = hook.scale(m.weight) if hook is not None else m.weight_mask.to(m.weight.dtype)
-            return not all(torch.equal(x, x * scale.to(x.dtype)) or not torch.any(x.masked_select(~m.weight_mask) != 0)
+            mask = mask_of(m)
+            scale = hook.scale(m.weight) if hook is not None else mask.to(m.weight.dtype)
+            return not all(torch.equal(x, x * scale.to(x.dtype)) or not torch.any(x.masked_select(~mask) != 0)
                            for x in tensors)    # (the exact test runs only when the fast one fails: NaNs)
         with torch.no_grad():
             moved = [q for q, m in self._dense_modules().items() if nonzero_off(m)]
@@ -503,7 +505,7 @@ class DST:
     def _apply_masks(self) -> None:
         with torch.no_grad():
             for m in self._dense_modules().values():
-                self._zero_where(m, ~self._local_of(m.weight_mask, m.weight, cache=True))
+                self._zero_where(m, ~self._local_of(mask_of(m), m.weight, cache=True))
 
     def _to_kernels(self, t: int) -> None:
         """Masks stopped moving: swap masked linears for sparse training kernels where measured
@@ -527,7 +529,7 @@ class DST:
             if d["kernel"] == "dense":
                 continue
             old, new = before[q], self.gm.get_submodule(q)
-            _move_param(self.optimizer, old.weight, new.values, new.weight_mask)
+            _move_param(self.optimizer, old.weight, new.values, mask_of(new))
             self.modules[q] = new
         handle.state.kernels = {**handle.state.kernels, **decisions}
 
@@ -544,7 +546,7 @@ class DST:
                 "ledger": dict(self.ledger), "method": self.method, "dT": self.dT, "drop": self.drop,
                 "end_step": self.end_step, "begin": self.begin, "drop_schedule": self.drop_schedule, "accum": self.accum,
                 "total_steps": self.total_steps,
-                "layers": {q: list(m.weight_mask.shape) for q, m in self.modules.items()}}
+                "layers": {q: list(mask_of(m).shape) for q, m in self.modules.items()}}
 
     _STATE_KEYS = ("step_count", "updates", "generator", "ledger", "method", "dT", "drop", "end_step", "begin",
                    "drop_schedule", "accum")
@@ -567,7 +569,7 @@ class DST:
                                  f"{key}={getattr(self, key)!r}; make the DST with the run's own settings "
                                  f"(same policy and total_steps) to resume it")
         if "layers" in state:
-            mine = {q: list(m.weight_mask.shape) for q, m in self.modules.items()}
+            mine = {q: list(mask_of(m).shape) for q, m in self.modules.items()}
             if state["layers"] != mine:
                 diff = sorted(set(state["layers"]) ^ set(mine)) or \
                     [q for q in mine if state["layers"][q] != mine[q]]

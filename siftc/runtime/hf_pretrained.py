@@ -28,6 +28,7 @@ import os
 import torch
 
 from siftc.core import atomic
+from siftc.core.mask_api import is_mask_buffer
 from siftc.core.errors import CheckpointError
 from siftc.handle import handle_of
 
@@ -150,7 +151,7 @@ def _gm_tensors(gm, prefix: str, renames: dict) -> dict:
     reach the checkpoint: refused."""
     out = {}
     for name, t in gm.state_dict(keep_vars=True).items():
-        if name.endswith(".weight_mask"):
+        if is_mask_buffer(name):
             continue
         if not name.startswith(prefix):
             raise CheckpointError(f"siftc.save_pretrained: {name} is outside the Hugging Face model "

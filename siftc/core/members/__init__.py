@@ -3,7 +3,7 @@
 Each member is an nn.Module whose ``forward`` is the structure that replaces one dense layer;
 ``substitute`` traces it and inlines its graph at every call site, so the forward written
 here is the one source of truth for what the compiled graph computes. Sparse weights are the
-nn.Linear / nn.Conv2d children that carry a ``weight_mask`` buffer.
+nn.Linear / nn.Conv2d children whose weight carries a mask (siftc/core/mask_api.py).
 """
 from siftc.core.members.base import MemberLayer, new_like, mark_sparse, sparse_children
 from siftc.core.members.parallel import ParallelLayer, parallel_branches

@@ -8,6 +8,8 @@ import math
 import torch
 from torch import nn
 
+from siftc.core.mask_api import add_mask, is_masked
+
 
 class MemberLayer(nn.Module):
     """Base of every rewritten layer. ``member`` names the rule, ``detail`` its size choice."""
@@ -23,8 +25,8 @@ class MemberLayer(nn.Module):
 
 
 def mark_sparse(layer: nn.Module) -> nn.Module:
-    """Give ``layer`` an all-True bool ``weight_mask`` buffer; the masks pass fills it in."""
-    layer.register_buffer("weight_mask", torch.ones_like(layer.weight, dtype=torch.bool))
+    """Give ``layer``'s weight an all-True mask (siftc/core/mask_api.py); the masks pass fills it in."""
+    add_mask(layer)
     return layer
 
 
@@ -98,7 +100,7 @@ def draw_pending_(root: nn.Module, seed: int) -> int:
 def sparse_children(module: nn.Module):
     """(qualname, submodule) of every masked weight module under ``module``."""
     return [(n, m) for n, m in module.named_modules()
-            if isinstance(getattr(m, "weight_mask", None), torch.Tensor)]
+            if is_masked(m)]
 
 
 @contextlib.contextmanager

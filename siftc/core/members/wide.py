@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from siftc.core.errors import UsageError, VerifyError
+from siftc.core.mask_api import is_masked
 from siftc.core.symdims import linear_form
 from siftc.core.members.base import kaiming_std, mark_pending, mark_sparse
 
@@ -254,7 +255,7 @@ def _update_size_fields(mod: nn.Module) -> None:
 def widen(gm: torch.fx.GraphModule, coupling, sizes: dict, sparse: set, policy, extended: dict) -> dict:
     """Rewrite every weight, buffer and size attribute of ``gm`` to ``sizes``.
 
-    ``sparse``: module paths whose weight becomes sparse (a weight_mask, and a fresh Kaiming init
+    ``sparse``: module paths whose weight becomes sparse (a mask, and a fresh Kaiming init
     that the masks pass draws at the kept entries: base.mark_pending). Tensors of the layers
     Sparse Wide rebuilds get fresh values; every other tensor on a widened group (a buffer, a
     parameter outside a layer) keeps its values in place and is extended by a rule
@@ -319,7 +320,7 @@ def widen(gm: torch.fx.GraphModule, coupling, sizes: dict, sparse: set, policy, 
             with torch.no_grad():
                 bias.zero_()
     for owner in sparse:
-        if not isinstance(getattr(modules[owner], "weight_mask", None), torch.Tensor):
+        if not is_masked(modules[owner]):
             mark_sparse(modules[owner])
         if id(modules[owner].weight) in deferred:     # (a weight tied to a dense one was drawn in full)
             mark_pending(modules[owner])
