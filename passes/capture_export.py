@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
 import io
+import os
 import warnings as warnings_module
 
 import torch
@@ -70,6 +72,45 @@ def _quiet():
         yield
 
 
+@contextlib.contextmanager
+def _closed_draft_trace():
+    """draft_export records its structured trace through a log handler that opens a temp file
+    (``<tmp>/export_<user>/dedicated_log_torch_trace_*.log``) and never closes it: every capture
+    left an open file (a ResourceWarning at garbage collection) and a file on disk. The handler
+    class is looked up when draft_export runs, so a subclass that remembers its instances stands in
+    for it during our call, and their files are closed and removed once the call returns. Without
+    the class (another torch release) this does nothing."""
+    try:
+        module = importlib.import_module("torch.export._draft_export")
+    except ImportError:
+        module = None
+    base = getattr(module, "CaptureStructuredTrace", None)
+    if base is None:
+        yield
+        return
+
+    made = []
+
+    class ClosingTrace(base):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    module.CaptureStructuredTrace = ClosingTrace
+    try:
+        yield
+    finally:   # after draft_export returns: it reads the stream's name once its `with` has closed
+        module.CaptureStructuredTrace = base
+        for trace in made:
+            stream, path = getattr(trace, "stream", None), getattr(trace, "_stream_path", None)
+            if stream is not None:
+                stream.close()
+                trace.stream = None
+            if path:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+
+
 def export_graph(model: nn.Module, example_inputs: tuple) -> tuple[torch.fx.GraphModule, list[str]]:
     """(unlifted exported GraphModule, warnings)."""
     warnings: list[str] = []
@@ -79,7 +120,7 @@ def export_graph(model: nn.Module, example_inputs: tuple) -> tuple[torch.fx.Grap
                                      dynamic_shapes=_dynamic_shapes(example_inputs))
     except Exception as first:   # data-dependent control flow: capture the branch taken, loudly
         try:
-            with _quiet():
+            with _quiet(), _closed_draft_trace():
                 ep = torch.export.draft_export(model, example_inputs)
         except Exception as second:
             hint = ("make the failing code traceable, or compile with leaf_modules=[...] and capture=fx")

@@ -80,6 +80,9 @@ def compile(model: nn.Module, target: str = "cpu", policy: "Policy | str | None"
     """
     from siftc import passes  # noqa: F401  (registers every pass; imported here to keep imports acyclic)
 
+    if not isinstance(target, str):   # compile(model, (x,)): example inputs passed where target goes
+        raise UsageError(f"target must be one of {', '.join(TARGETS)}, got a {type(target).__name__}; "
+                         f"pass example inputs by keyword: siftc.compile(model, example_inputs=(x,))")
     if target not in TARGETS:
         raise UsageError(f"unknown target {target!r}; allowed targets: {', '.join(TARGETS)}")
     prev = handle_of(model)

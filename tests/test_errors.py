@@ -58,6 +58,13 @@ def test_wrong_number_of_inputs():
         siftc.compile(nn.Linear(3, 3), policy="dense", example_inputs=(torch.randn(1, 3), torch.randn(1, 3)))
 
 
+def test_inputs_passed_where_target_goes_say_use_the_keyword():
+    """compile(model, (x,)) put the inputs in ``target``: the error was the whole tensor's repr."""
+    with pytest.raises(siftc.UsageError, match=r"got a tuple; pass example inputs by keyword") as err:
+        siftc.compile(nn.Linear(3, 3), (torch.randn(100, 3),), policy="dense")
+    assert len(str(err.value).splitlines()) == 1 and "tensor(" not in str(err.value)
+
+
 def test_no_sparsifiable_layer_warns_and_returns_unchanged_model():
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))   # only a stem and a head
     x = torch.randn(3, 4)
