@@ -35,6 +35,16 @@ def test_cli_compile_exports_onnx_and_checks_it(tmp_path, capsys):
     assert path.exists() and "onnxruntime vs PyTorch" in out and "2 sparse initializers of 2 masked weights" in out
 
 
+def test_cli_onnx_check_max_gb_skips_and_says_so(tmp_path, capsys):
+    path = tmp_path / "m.onnx"
+    assert main(["compile", "mlp", "--policy", "parallel:0.9", "--onnx", str(path), "--onnx-check-max-gb", "1e-6"]) == 0
+    out = capsys.readouterr().out
+    assert path.exists() and "onnxruntime check skipped" in out and "over max_gb=1e-06" in out and ": ok" not in out
+    assert main(["compile", "mlp", "--policy", "dense", "--onnx", str(tmp_path / "n.onnx"), "--onnx-check-max-gb", "0"]) == 2
+    assert "--onnx-check-max-gb must be a positive" in capsys.readouterr().err
+    assert not (tmp_path / "n.onnx").exists()
+
+
 def test_cli_bench_onnx_prints_ratio(capsys):
     assert main(["bench", "onnx", "--models", "mlp", "--policy", "parallel:0.9,stem=sparse"]) == 0
     out = capsys.readouterr().out

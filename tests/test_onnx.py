@@ -109,6 +109,29 @@ def test_torchscript_exporter_option():
     assert {f"{q}.weight" for q in gm.siftc.masks()} <= {t.values.name for t in proto.graph.sparse_initializer}
 
 
+def test_onnx_check_past_max_gb_is_skipped_and_says_why(monkeypatch):
+    """Past max_gb of weights as onnxruntime holds them (sparse initializers at their dense size)
+    the model is not loaded; the result says so, and its errors are nan, never a pass by default."""
+    from siftc.runtime import onnx_check as check_module
+    model, inputs = small_model("mlp")
+    gm = siftc.compile(model, policy="parallel:0.9", example_inputs=inputs)
+    proto = siftc.compile(gm, target="onnx")
+    dense_bytes = sum(p.numel() * p.element_size() for p in gm.parameters())
+    assert len(proto.graph.sparse_initializer) > 0
+    masked_bytes = sum(w.parameter.numel() * w.parameter.element_size() for w in siftc.masked_weights(gm))
+    # every masked weight counts at its dense size (the exporter may fold a few small norm
+    # parameters into Constant nodes, which are not initializers)
+    assert masked_bytes < check_module.weight_bytes(proto) <= dense_bytes
+    loads = []
+    monkeypatch.setattr("onnxruntime.InferenceSession", lambda *a, **k: loads.append(a) or 1 / 0)
+    skipped = siftc.onnx_check(proto, gm, inputs, max_gb=dense_bytes * 0.99 / 1e9)
+    assert loads == [] and skipped.skipped and "over max_gb=" in str(skipped) and "raise max_gb" in str(skipped)
+    assert skipped.max_rel_err != skipped.max_rel_err                      # nan: `err <= rtol` is False
+    monkeypatch.undo()
+    ran = siftc.onnx_check(proto, gm, inputs, max_gb=dense_bytes * 1.01 / 1e9)
+    assert not ran.skipped and ran.max_rel_err <= 1e-4 and ran.outputs == 1
+
+
 def test_onnx_from_uncompiled_model_in_one_call(tmp_path):
     model, inputs = small_model("mlp")
     proto = siftc.compile(model, target="onnx", policy="parallel:0.9", example_inputs=inputs,

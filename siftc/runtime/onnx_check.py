@@ -16,17 +16,52 @@ from siftc.passes.export_onnx import is_large, write_external
 @dataclass
 class OnnxCheck:
     max_abs_err: float
-    max_rel_err: float      # max |onnx - torch| / max |torch|, over all outputs
+    max_rel_err: float      # max |onnx - torch| / max |torch|, over all outputs (nan when skipped)
     outputs: int
+    skipped: str = ""       # why the model was not run (max_gb), else empty
+
+    def __str__(self) -> str:
+        if self.skipped:
+            return f"onnxruntime check skipped: {self.skipped}"
+        return f"onnxruntime vs PyTorch: max relative error {self.max_rel_err:.2e} over {self.outputs} outputs"
 
 
-def onnx_check(model_proto, gm: nn.Module, example_inputs: tuple, rtol: float = 1e-4) -> OnnxCheck:
+def weight_bytes(model_proto) -> int:
+    """Bytes of the model's weights as onnxruntime holds them: it densifies sparse initializers at
+    load, so each counts at its dense size."""
+    from onnx import helper
+    total = 0
+    for t in model_proto.graph.initializer:
+        n = 1
+        for d in t.dims:
+            n *= d
+        total += n * helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+    for st in getattr(model_proto.graph, "sparse_initializer", ()):
+        n = 1
+        for d in st.dims:
+            n *= d
+        total += n * helper.tensor_dtype_to_np_dtype(st.values.data_type).itemsize
+    return total
+
+
+def onnx_check(model_proto, gm: nn.Module, example_inputs: tuple, rtol: float = 1e-4,
+               max_gb: float | None = None) -> OnnxCheck:
     """Run ``model_proto`` in onnxruntime on ``example_inputs`` and compare with ``gm``'s outputs.
 
     Raises VerifyError when the relative error (max abs difference / max abs reference) exceeds
-    ``rtol``; returns the errors otherwise.
+    ``rtol``; returns the errors otherwise. ``max_gb``: past this many GB of weights as
+    onnxruntime holds them (sparse initializers densified), the model is not run and the result
+    says so in ``skipped`` (its errors are nan): onnxruntime needs about twice the weights while it
+    loads, which a large Sparse Wide model may not have beside the PyTorch copy.
     """
     import onnxruntime as ort
+    if max_gb is not None:
+        need = weight_bytes(model_proto)
+        if need > max_gb * 1e9:
+            return OnnxCheck(float("nan"), float("nan"), 0,
+                             skipped=f"the model's weights are {need / 1e9:.3g} GB in onnxruntime (sparse "
+                                     f"initializers densified at load), over max_gb={max_gb:g}; raise max_gb "
+                                     f"to run it")
     tensors = [x for x in example_inputs if isinstance(x, torch.Tensor)]
     with tempfile.TemporaryDirectory() as d:
         if is_large(model_proto):   # over protobuf's 2 GiB: onnxruntime loads it from a file + .data
