@@ -44,7 +44,7 @@ def test_smoke_grid_end_to_end_and_resume(tmp_path, capsys):
     assert 1.0 <= wide["train_flops"] / lines[0]["train_flops"] < 1.1
     summary = tmp_path / "smoke_results"                 # the results file's name without .jsonl
     table = (summary / "summary.md").read_text()
-    assert "| mnist_mlp | wide | 0.75 | rigl | test_accuracy |" in table and table in out
+    assert "| mnist_mlp | wide (stem=sparse,dT=5) | 0.75 | rigl | test_accuracy |" in table and table in out
     for png in ("mnist_mlp_vs_sparsity.png", "mnist_mlp_vs_flops.png"):
         assert (summary / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # resumable: a second run trains nothing and appends nothing
@@ -173,3 +173,26 @@ def test_a_cell_reproduces_with_siftc_train_equal_flops(tmp_path, capsys):
     for k in ("steps", "value", "train_loss", "train_flops", "cpu", "cpu_capability", "torch"):
         assert again[k] == cell[k], k
     assert again["cpu_capability"] and again["torch"].startswith("2.")
+
+
+def test_cells_of_other_policies_of_one_member_are_reported_apart(tmp_path):
+    """One member under two policies (the defaults, and count=all,...) is two rows of the tables and
+    two lines of the plot: a mean over both would describe neither (the fidelity grid's first
+    summary pooled 9 Sparse Parallel runs of three policies into 28.03% +- 12.77)."""
+    base = {"recipe": "r", "metric": "test_accuracy", "steps": 10, "dense_steps": 10, "train_flops": 1}
+    lines = [{**base, "member": "dense", "sparsity": 0.0, "dst": "static", "policy": "dense", "value": 0.5},
+             {**base, "member": "parallel", "sparsity": 0.75, "dst": "rigl", "policy": "parallel:0.75,dst=rigl",
+              "value": 0.4},
+             {**base, "member": "parallel", "sparsity": 0.75, "dst": "rigl",
+              "policy": "parallel:0.75,dst=rigl,parallel_form=imagenet", "value": 0.1},
+             {**base, "member": "parallel", "sparsity": 0.75, "dst": "rigl",
+              "policy": "parallel:0.75,dst=rigl,parallel_form=imagenet", "value": 0.2}]
+    rows = {ex.member_label(r): r for r in ex.summary_rows(lines)}
+    assert set(rows) == {"dense", "parallel", "parallel (parallel_form=imagenet)"}
+    assert rows["parallel"]["n"] == 1 and rows["parallel (parallel_form=imagenet)"]["mean"] == pytest.approx(0.15)
+    assert rows["parallel"]["flops_vs_dense"] == 1.0
+    table = ex.headline_markdown(ex.summary_rows(lines))
+    assert "| parallel | rigl | 40.00% +- 0.00 (1) |" in table
+    assert "| parallel (parallel_form=imagenet) | rigl | 15.00% +- 7.07 (2) |" in table
+    assert "| r | parallel (parallel_form=imagenet) | 0.75 | rigl |" in ex.summary_markdown(ex.summary_rows(lines))
+    assert {p.name for p in ex.plot(lines, tmp_path)} == {"r_vs_sparsity.png", "r_vs_flops.png"}

@@ -210,17 +210,32 @@ def setting_labels(lines: list[dict]) -> dict:
     return labels
 
 
+def _variant(ln: dict) -> str:
+    """The policy keys a cell sets beyond member, sparsity and DST (``count=all,shortcut=member``;
+    empty for the defaults of its day): cells that differ in them are other policies, reported
+    apart, never averaged together."""
+    parts = (ln.get("policy") or "").split(",")[1:]
+    return ",".join(p for p in parts if not p.startswith("dst="))
+
+
+def member_label(row: dict) -> str:
+    """``parallel`` or ``parallel (parallel_form=imagenet)``: the member as tables and plots name it."""
+    return row["member"] + (f" ({row['variant']})" if row.get("variant") else "")
+
+
 def summary_rows(lines: list[dict]) -> list[dict]:
     labels = setting_labels(lines)
     groups: dict = {}
     for ln in lines:
-        groups.setdefault((labels[_setting(ln)], ln["member"], ln["sparsity"], ln["dst"]), []).append(ln)
+        groups.setdefault((labels[_setting(ln)], ln["member"], ln["sparsity"], ln["dst"], _variant(ln)), []).append(ln)
     rows = []
-    for (recipe, member, s, method), g in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "dense", kv[0])):
+    for (recipe, member, s, method, variant), g in sorted(groups.items(),
+                                                          key=lambda kv: (kv[0][0], kv[0][1] != "dense", kv[0])):
         values = [x["value"] for x in g]
-        dense = groups.get((recipe, "dense", 0.0, "static"), [])
+        dense = groups.get((recipe, "dense", 0.0, "static", ""), [])
         dense_flops = statistics.mean(x["train_flops"] for x in dense) if dense else None
-        rows.append({"recipe": recipe, "member": member, "sparsity": s, "dst": method, "metric": g[0]["metric"],
+        rows.append({"recipe": recipe, "member": member, "variant": variant, "sparsity": s, "dst": method,
+                     "metric": g[0]["metric"],
                      "n": len(values), "mean": statistics.mean(values),
                      "std": statistics.stdev(values) if len(values) > 1 else 0.0,
                      "steps": statistics.mean(x["steps"] for x in g), "setting": _setting(g[0]),
@@ -238,7 +253,7 @@ def summary_markdown(rows: list[dict]) -> str:
     for r in rows:
         spread = _fmt_value(r["metric"], r["std"]) if r["metric"] != "test_accuracy" else f"{100 * r['std']:.2f}"
         ratio = f"{r['flops_vs_dense']:.3f}" if r["flops_vs_dense"] is not None else "n/a"
-        out.append(f"| {r['recipe']} | {r['member']} | {r['sparsity'] if r['member'] != 'dense' else ''} | "
+        out.append(f"| {r['recipe']} | {member_label(r)} | {r['sparsity'] if r['member'] != 'dense' else ''} | "
                    f"{r['dst'] if r['member'] != 'dense' else ''} | {r['metric']} | "
                    f"{_fmt_value(r['metric'], r['mean'])} +- {spread} | {r['n']} | {r['steps']:.0f} | {ratio} |")
     return "\n".join(out) + "\n"
@@ -267,13 +282,13 @@ def headline_markdown(rows: list[dict]) -> str:
         out += [f"**{recipe}**: {metric}, mean +- std (seeds), equal training FLOPs ({_describe(rr[0]['setting'])})", "",
                 "| member | DST | " + " | ".join(f"s={s}" for s in sparsities) + " |",
                 "|---|---|" + "---:|" * len(sparsities)]
-        dense = next((r for r in rr if r["member"] == "dense"), None)
+        dense = next((r for r in rr if r["member"] == "dense" and not r["variant"]), None)
         if dense is not None:
             out.append("| dense | | " + " | ".join(cell(dense) for _ in sparsities) + " |")
         order = {"rigl": 0, "set": 1, "static": 2}
-        for member, method in sorted({(r["member"], r["dst"]) for r in rr if r["member"] != "dense"},
+        for member, method in sorted({(member_label(r), r["dst"]) for r in rr if r is not dense},
                                      key=lambda k: (k[0], order.get(k[1], 3))):
-            by_s = {r["sparsity"]: r for r in rr if r["member"] == member and r["dst"] == method}
+            by_s = {r["sparsity"]: r for r in rr if member_label(r) == member and r["dst"] == method}
             out.append(f"| {member} | {method} | " + " | ".join(cell(by_s[s]) if s in by_s else "" for s in sparsities)
                        + " |")
         out.append("")
@@ -297,23 +312,25 @@ def plot(lines: list[dict], out_dir) -> list[Path]:
         rr = [r for r in rows if r["recipe"] == recipe]
         metric = rr[0]["metric"]
         fig, ax = plt.subplots(figsize=(7.5, 4))
-        dense = [r for r in rr if r["member"] == "dense"]
+        dense = [r for r in rr if r["member"] == "dense" and not r["variant"]]
         if dense:
             d = dense[0]
             ax.axhline(d["mean"], color="k", lw=1, label=f"dense ({d['n']} seed{'s' if d['n'] > 1 else ''})")
             ax.axhspan(d["mean"] - d["std"], d["mean"] + d["std"], color="k", alpha=0.1)
-        members = sorted({r["member"] for r in rr if r["member"] != "dense"})
-        style = {"static": ":", "set": "--", "rigl": "-"}       # colour = member, line = DST method
-        for member, method in sorted({(r["member"], r["dst"]) for r in rr if r["member"] != "dense"}):
-            pts = sorted((r["sparsity"], r["mean"], r["std"]) for r in rr if r["member"] == member and r["dst"] == method)
+        sparse = [r for r in rr if not (dense and r is dense[0])]
+        members = sorted({member_label(r) for r in sparse})
+        style = {"static": ":", "set": "--", "rigl": "-"}       # colour = member (and policy), line = DST method
+        for member, method in sorted({(member_label(r), r["dst"]) for r in sparse}):
+            pts = sorted((r["sparsity"], r["mean"], r["std"]) for r in sparse
+                         if member_label(r) == member and r["dst"] == method)
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3,
-                        color=f"C{members.index(member)}", linestyle=style.get(method, "-"), label=f"{member} {method}")
+                        color=f"C{members.index(member) % 10}", linestyle=style.get(method, "-"), label=f"{member} {method}")
         files.append(_save(plt, fig, ax, "sparsity s", metric, f"{recipe}: {metric} at equal training FLOPs",
                            out_dir / f"{recipe}_vs_sparsity.png"))
         fig, ax = plt.subplots(figsize=(7.5, 4))
         runs = runs_of[recipe]
-        for member in sorted({x["member"] for x in runs}):
-            pts = [x for x in runs if x["member"] == member]
+        for member in sorted({member_label({**x, "variant": _variant(x)}) for x in runs}):
+            pts = [x for x in runs if member_label({**x, "variant": _variant(x)}) == member]
             ax.scatter([x["train_flops"] for x in pts], [x["value"] for x in pts], label=member, s=14)
         files.append(_save(plt, fig, ax, "training FLOPs (DST ledger)", metric, f"{recipe}: every run",
                            out_dir / f"{recipe}_vs_flops.png"))
