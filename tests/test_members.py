@@ -43,17 +43,20 @@ def test_doped_rank_formula_and_structure():
     assert hasattr(layer.S, "weight_mask")
 
 
-def test_parallel_structure_has_norm_and_relu_per_branch():
+@pytest.mark.parametrize("form, relus", [("cifar", 0), ("imagenet", 4)])
+def test_parallel_structure_has_a_norm_per_branch_and_a_relu_per_branch_in_the_imagenet_form(form, relus):
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
     x = torch.randn(2, 3, 12, 12)
     model(x)
-    gm = siftc.compile(model, policy="parallel:0.75", example_inputs=(x,))
+    policy = "parallel:0.75" if form == "cifar" else f"parallel:0.75,parallel_form={form}"   # cifar: the default
+    gm = siftc.compile(model, policy=policy, example_inputs=(x,))
     calls = [n for n in gm.graph.nodes if n.meta.get("siftc.origin") == "2"]
     mods = [str(n.target) for n in calls if n.op == "call_module"]
     assert sorted(mods) == sorted([f"2.branches.{i}" for i in range(4)] + [f"2.norms.{i}" for i in range(4)])
-    assert sum(n.op == "call_function" and n.target is torch.nn.functional.relu for n in calls) == 4
+    assert sum(n.op == "call_function" and n.target is torch.nn.functional.relu for n in calls) == relus
     assert sum(n.op == "call_function" and "add" in str(n.target) for n in calls) == 3
     assert isinstance(gm.get_submodule("2.norms.0"), nn.BatchNorm2d)
+    assert gm.siftc.policy.parallel_form == form
 
 
 def test_parallel_combine_mean_is_the_sum_over_k_and_a_following_norm_cancels_it():
@@ -102,3 +105,37 @@ def test_grouped_conv_left_dense_with_reason():
                                      example_inputs=models_zoo.example_inputs("mobilenet_v2", 2, 32)))
     grouped = [d for d in rep.left_dense if d["reason"].startswith("grouped/depthwise")]
     assert len(grouped) == 17 and all(d["flops"] > 0 for d in grouped)   # one depthwise conv per block
+
+
+def test_the_papers_parallel_form_makes_residual_updates_non_negative_and_k_times_larger():
+    """Why parallel_form=imagenet is not the default (docs/results.md, "Sparse Parallel's form"):
+    with a ReLU per branch, the branch sum feeding a ResNet block's residual add is >= 0 and the
+    features reaching the classifier grow about k-fold at initialisation; the CIFAR form's sum
+    has both signs and keeps them near the dense model's scale."""
+    from models_zoo.resnet import resnet18_cifar
+    torch.manual_seed(0)
+    x = torch.randn(16, 3, 32, 32)
+    fc_in = {}
+
+    def features(model, key):
+        fc = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+        h = fc.register_forward_pre_hook(lambda m, a: fc_in.__setitem__(key, a[0].mean().item()))
+        with torch.no_grad():
+            model(x)
+        h.remove()
+
+    dense = resnet18_cifar(width=16)
+    features(dense, "dense")
+    sums = {}
+    for form in ("imagenet", "cifar"):
+        gm = siftc.compile(resnet18_cifar(width=16), policy=f"parallel:0.75,parallel_form={form}",
+                           example_inputs=(x[:2],))
+        block = gm.get_submodule("layer1.0.conv2")            # its output goes to the residual add
+        seen = {}                                              # (the graph inlines the member's forward)
+        h = block.branches[0].register_forward_pre_hook(lambda m, a: seen.setdefault("x", a[0]))
+        features(gm, form)
+        h.remove()
+        with torch.no_grad():
+            sums[form] = block(seen["x"])
+    assert sums["imagenet"].min() >= 0 and sums["cifar"].min() < 0
+    assert fc_in["imagenet"] > 3 * fc_in["dense"] and fc_in["cifar"] < 2 * fc_in["dense"]

@@ -74,8 +74,9 @@ class Policy:
     count: str = "matmul"       # iso=exact equalises matmul-class FLOPs | all FLOPs | the authors' layers
     buffers: str = "pad"        # wide: buffers on widened groups: pad (values in place) | keep | refuse
     shortcut: str = "sparse"    # residual shortcut projections: one sparse layer | the member | dense
-    parallel_form: str = "imagenet"  # parallel: sum_j act(N_j(W_j x)) replacing the layer's norm | no act
-                                     # per branch (cifar) | siftc's earlier form keeping the layer's norm
+    parallel_form: str = "cifar"  # parallel: sum_j N_j(W_j x) replacing the layer's norm (the authors' CIFAR
+                                  # code) | with an act per branch (imagenet: the paper's text; trained to
+                                  # chance on CIFAR ResNet-18, docs/results.md) | siftc's form before 2026-12
     lowrank: str = "dense"      # doped: U and V dense (iso-FLOP) | sparse (the authors' code, far under budget)
     drop_round: str = "round"   # SET/RigL: drop count rounded | floored (the authors' code)
     # the preset the policy was written with (display only: its keys are expanded at parse time,
