@@ -40,6 +40,30 @@ def test_save_load_round_trip(tmp_path, name, policy):
     assert str(back.siftc.policy) == str(gm.siftc.policy) and len(back.siftc.passes) == len(gm.siftc.passes)
 
 
+def test_the_policy_loads_with_every_key_as_saved_not_under_todays_defaults(tmp_path):
+    """siftc.json records every policy key: a checkpoint of yesterday's default Sparse Parallel
+    (the paper's form) must not be named by today's default (the CIFAR form) once loaded. One
+    written before that record loads with a warning that says its policy is read under today's
+    defaults."""
+    x = (torch.randn(2, 8),)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4))
+    gm = siftc.compile(model, policy="parallel:0.75,parallel_form=imagenet", example_inputs=x)
+    siftc.save(gm, tmp_path)
+    meta_path = tmp_path / "siftc.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["state"]["policy_keys"]["parallel_form"] == "imagenet" and meta["state"]["policy_keys"]["count"] == "matmul"
+    meta["state"]["policy"] = "parallel:0.75"        # as yesterday's siftc wrote it: imagenet was the default
+    meta_path.write_text(json.dumps(meta))
+    back = siftc.load(tmp_path)
+    assert back.siftc.policy == gm.siftc.policy and back.siftc.policy.parallel_form == "imagenet"
+    del meta["state"]["policy_keys"]                   # a checkpoint from before the record
+    meta_path.write_text(json.dumps(meta))
+    with pytest.warns(UserWarning, match="read under today's defaults.*parallel_form.*Save it again"):
+        old = siftc.load(tmp_path)
+    assert old.siftc.policy.parallel_form == "cifar"   # what the warning is about
+    assert torch.equal(_out(old, x), _out(gm, x))      # the graph and weights are as saved
+
+
 def test_load_in_a_fresh_process_without_the_models_source_and_without_pickle(tmp_path):
     """The loading process imports neither models_zoo nor the model's module, and pickle is
     disabled in it: everything comes from JSON and safetensors."""

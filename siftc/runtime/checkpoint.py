@@ -22,11 +22,13 @@ names and shapes).
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import importlib
 import inspect
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -325,6 +327,10 @@ def _state_spec(state: CompileState) -> dict:
         out[f] = getattr(kept, f)
     out["output_shapes"] = _shapes_spec(kept.output_shapes)
     out["policy"] = str(kept.policy)
+    # every key's value, not only those off today's defaults: the string above is read under the
+    # loading siftc's defaults, which have changed (count, shortcut, parallel_form in 2026-12)
+    out["policy_keys"] = {f.name: getattr(kept.policy, f.name) for f in dataclasses.fields(kept.policy)
+                          if f.name not in ("member", "sparsity", "preset")}
     out["preset"] = kept.policy.preset
     out["layers"] = {q: vars(r) for q, r in kept.layers.items()}
     return out
@@ -649,8 +655,24 @@ def _old_shapes(spec):
     return spec
 
 
+def _saved_policy(spec: dict) -> Policy:
+    """The policy the checkpoint was compiled with: every key as saved where the checkpoint lists
+    them; an older checkpoint's string is read under today's defaults, with a warning."""
+    text = spec["policy"]
+    keys = spec.get("policy_keys")
+    if keys is None:
+        warnings.warn(f"siftc.load: this checkpoint predates siftc's record of every policy key; its policy "
+                      f"'{text}' is read under today's defaults, which changed on 2026-12-07/08 (count, "
+                      f"shortcut, parallel_form). The graph and weights load as saved; only the policy the "
+                      f"report names may differ. Save it again to record every key", stacklevel=3)
+        return Policy.parse(text)
+    head = text.split(",")[0]
+    return Policy.parse(",".join([head, *(f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}"
+                                          for k, v in keys.items())]))
+
+
 def _build_state(spec: dict, inputs: tuple) -> CompileState:
-    state = CompileState(model=None, policy=Policy.parse(spec["policy"]), target=spec["target"],
+    state = CompileState(model=None, policy=_saved_policy(spec), target=spec["target"],
                          example_inputs=inputs, mode=spec["mode"], model_name=spec["model_name"])
     for f in ("input_shapes", "budget_flops", "budget_by_category", "original_params",
               "left_dense", "densities", "planned_nonzeros", "iso_note", "groups", "warnings"):
