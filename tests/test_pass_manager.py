@@ -215,7 +215,11 @@ def test_a_process_gc_state_is_left_as_the_user_set_it(state):
     frozen = gc.get_freeze_count()
     try:
         siftc.PassManager("capture,gc-probe-test").run(None, _ctx(_model(), torch.randn(2, 4)))
-        assert gc.get_freeze_count() == frozen and seen["frozen"] == frozen
+        # the user's freeze stays: not undone (0), nothing of the compile's added to it. A frozen
+        # object freed by its refcount during the run leaves the count (2 did in one CI run), so
+        # the count may fall by a few, never to 0 and never above the user's
+        for count in (gc.get_freeze_count(), seen["frozen"]):
+            assert frozen - 1000 <= count <= frozen and (count > 0) == (frozen > 0)
         assert gc.isenabled() == (state != "collector disabled")
     finally:
         gc.unfreeze()
