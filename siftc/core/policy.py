@@ -47,6 +47,11 @@ _CHOICES = {
 }
 
 
+
+def _key_text(name: str, value) -> str:
+    """One ``key=value`` of a policy string (floats by repr, so they parse back to the same value)."""
+    return f"{name}={value!r}" if isinstance(value, float) else f"{name}={value}"
+
 @dataclass(frozen=True)
 class Policy:
     member: str = "dense"       # which Sparse-IFT member substitute applies
@@ -162,15 +167,20 @@ class Policy:
         object.__setattr__(policy, "preset", preset)
         return policy
 
+    def key_values(self) -> dict:
+        """Every policy key and its value (member, sparsity and preset aside), defaults included."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("member", "sparsity", "preset")}
+
+    @classmethod
+    def from_keys(cls, head: str, keys: dict) -> "Policy":
+        """``head`` (``parallel:0.75``) with every key of ``keys`` written out, parsed (and checked)
+        as any policy string: what key_values gives back, independent of the defaults of the day."""
+        return cls.parse(",".join([head, *(_key_text(k, v) for k, v in keys.items())]))
+
     def __str__(self) -> str:
         text = self.member if self.member == "dense" else f"{self.member}:{self.sparsity!r}"
-        for f in fields(self):
-            if f.name in ("member", "sparsity", "preset"):
-                continue
-            value = getattr(self, f.name)
-            if value != f.default:
-                text += f",{f.name}={value!r}" if isinstance(value, float) else f",{f.name}={value}"
-        return text
+        defaults = {f.name: f.default for f in fields(self)}
+        return text + "".join("," + _key_text(k, v) for k, v in self.key_values().items() if v != defaults[k])
 
     def replace(self, **changes) -> "Policy":
         """A copy with ``changes``; the other keys stay as they are (a preset is not re-applied)."""

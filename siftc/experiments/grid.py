@@ -329,8 +329,10 @@ def plot(lines: list[dict], out_dir) -> list[Path]:
                            out_dir / f"{recipe}_vs_sparsity.png"))
         fig, ax = plt.subplots(figsize=(7.5, 4))
         runs = runs_of[recipe]
-        for member in sorted({member_label({**x, "variant": _variant(x)}) for x in runs}):
-            pts = [x for x in runs if member_label({**x, "variant": _variant(x)}) == member]
+        by_member: dict = {}
+        for x in runs:
+            by_member.setdefault(member_label({**x, "variant": _variant(x)}), []).append(x)
+        for member, pts in sorted(by_member.items()):
             ax.scatter([x["train_flops"] for x in pts], [x["value"] for x in pts], label=member, s=14)
         files.append(_save(plt, fig, ax, "training FLOPs (DST ledger)", metric, f"{recipe}: every run",
                            out_dir / f"{recipe}_vs_flops.png"))

@@ -22,7 +22,6 @@ names and shapes).
 from __future__ import annotations
 
 import builtins
-import dataclasses
 import importlib
 import inspect
 import json
@@ -329,8 +328,7 @@ def _state_spec(state: CompileState) -> dict:
     out["policy"] = str(kept.policy)
     # every key's value, not only those off today's defaults: the string above is read under the
     # loading siftc's defaults, which have changed (count, shortcut, parallel_form in 2026-12)
-    out["policy_keys"] = {f.name: getattr(kept.policy, f.name) for f in dataclasses.fields(kept.policy)
-                          if f.name not in ("member", "sparsity", "preset")}
+    out["policy_keys"] = kept.policy.key_values()
     out["preset"] = kept.policy.preset
     out["layers"] = {q: vars(r) for q, r in kept.layers.items()}
     return out
@@ -666,9 +664,7 @@ def _saved_policy(spec: dict) -> Policy:
                       f"shortcut, parallel_form). The graph and weights load as saved; only the policy the "
                       f"report names may differ. Save it again to record every key", stacklevel=3)
         return Policy.parse(text)
-    head = text.split(",")[0]
-    return Policy.parse(",".join([head, *(f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}"
-                                          for k, v in keys.items())]))
+    return Policy.from_keys(text.split(",")[0], keys)
 
 
 def _build_state(spec: dict, inputs: tuple) -> CompileState:

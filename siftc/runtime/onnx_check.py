@@ -1,6 +1,7 @@
 """``siftc.onnx_check``: run an exported ONNX model in onnxruntime and compare it with PyTorch."""
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -30,18 +31,10 @@ def weight_bytes(model_proto) -> int:
     """Bytes of the model's weights as onnxruntime holds them: it densifies sparse initializers at
     load, so each counts at its dense size."""
     from onnx import helper
-    total = 0
-    for t in model_proto.graph.initializer:
-        n = 1
-        for d in t.dims:
-            n *= d
-        total += n * helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
-    for st in getattr(model_proto.graph, "sparse_initializer", ()):
-        n = 1
-        for d in st.dims:
-            n *= d
-        total += n * helper.tensor_dtype_to_np_dtype(st.values.data_type).itemsize
-    return total
+    graph = model_proto.graph
+    dense = [(t.dims, t.data_type) for t in graph.initializer] + \
+        [(t.dims, t.values.data_type) for t in getattr(graph, "sparse_initializer", ())]
+    return sum(math.prod(dims) * helper.tensor_dtype_to_np_dtype(dtype).itemsize for dims, dtype in dense)
 
 
 def onnx_check(model_proto, gm: nn.Module, example_inputs: tuple, rtol: float = 1e-4,
